@@ -1,0 +1,319 @@
+"""Configuration: typed settings dataclasses, YAML loading with `${ENV}` expansion, validation.
+
+Every key of SPEC §4 has a default here. Validation is strict because a device running unattended
+must fail at start with one clear line (exit 78) rather than misbehave later: unknown keys are
+rejected with the closest valid name, wrong types and out-of-range values name the key and file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+EX_CONFIG = 78  # sysexits.h EX_CONFIG; systemd's RestartPreventExitStatus=78 stops restart loops
+
+
+class ConfigError(Exception):
+    """A configuration problem the operator must fix; the CLI exits 78 with this message."""
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DashScopeSettings:
+    region: Literal["intl", "cn"] = "intl"
+    api_key: str | None = None
+    api_key_file: str | None = None
+    workspace: str | None = None
+    http_url: str | None = None
+    ws_url: str | None = None
+
+
+@dataclass
+class VoiceSettings:
+    family: Literal["qwen", "cosyvoice", "preset"] = "qwen"
+    name: str = "kiosk"
+    sample: str | None = None
+    sample_url: str | None = None
+    design_prompt: str | None = None
+    preset: str | None = None
+    language: str | None = None
+
+
+@dataclass
+class TurnDetection:
+    type: Literal["server_vad", "semantic_vad", "none"] = "server_vad"
+    threshold: float = 0.5
+    silence_duration_ms: int = 800
+    prefix_padding_ms: int = 300
+
+
+@dataclass
+class OmniSettings:
+    model: str = "qwen3.5-omni-flash-realtime"
+    instructions: str = "You are a helpful voice assistant."
+    turn_detection: TurnDetection = field(default_factory=TurnDetection)
+    session_max_minutes: float = 100
+
+
+@dataclass
+class PipelineSettings:
+    input: Literal["mic", "text"] = "mic"
+    asr_model: str = "qwen3-asr-flash-realtime"
+    llm_model: str = "qwen-plus"
+    tts_model: str = "cosyvoice-v3-flash"
+    system_prompt: str = "You are a helpful voice assistant. Answer briefly."
+    history_turns: int = 8
+
+
+@dataclass
+class StreamSettings:
+    backend: Literal["sounddevice", "file", "null"] = "sounddevice"
+    device: int | str | None = None
+    path: str | None = None
+
+
+@dataclass
+class JitterSettings:
+    target_ms: int = 80
+    min_ms: int = 40
+    max_ms: int = 400
+
+
+@dataclass
+class AudioSettings:
+    input: StreamSettings = field(default_factory=StreamSettings)
+    output: StreamSettings = field(default_factory=StreamSettings)
+    chunk_ms: int = 40
+    jitter: JitterSettings = field(default_factory=JitterSettings)
+    echo: Literal["none", "half_duplex", "gate", "aec"] = "half_duplex"
+
+
+@dataclass
+class ControlSettings:
+    socket: str | None = None
+
+
+@dataclass
+class LogSettings:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    transcripts: bool = True
+
+
+@dataclass
+class Settings:
+    mode: Literal["omni", "pipeline"] = "omni"
+    dashscope: DashScopeSettings = field(default_factory=DashScopeSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
+    omni: OmniSettings = field(default_factory=OmniSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    state_dir: str | None = None
+    control: ControlSettings = field(default_factory=ControlSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    # Where the settings came from, for messages; not a config key.
+    source: str = field(default="<defaults>", repr=False, compare=False, metadata={"internal": True})
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, where: str) -> str:
+    """Expand `${NAME}` and `${NAME:-default}`; an unset variable without a default is an error."""
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = os.environ.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                raise ConfigError(f"{where}: environment variable ${{{name}}} is not set")
+            return default
+        return value
+
+    return _ENV_REF.sub(repl, text)
+
+
+def default_config_path() -> Path:
+    """SPEC §3: `$VOICE_AGENT_CONFIG`, else /etc/voice-agent/config.yaml, else ./config/voice-agent.yaml."""
+    env = os.environ.get("VOICE_AGENT_CONFIG")
+    if env:
+        return Path(env)
+    etc = Path("/etc/voice-agent/config.yaml")
+    if etc.exists():
+        return etc
+    return Path("config/voice-agent.yaml")
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load and validate a YAML config file; raise ConfigError naming the key and file."""
+    p = Path(path) if path is not None else default_config_path()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read config file: {e.__class__.__name__}: {e}") from None
+    return parse_settings(text, str(p))
+
+
+def parse_settings(text: str, source: str = "<string>") -> Settings:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{source}: invalid YAML{at}: {problem}") from None
+    if raw is None:
+        raw = {}
+    settings = settings_from_dict(raw, source)
+    return settings
+
+
+def settings_from_dict(raw: Any, source: str = "<dict>") -> Settings:
+    settings = _build(Settings, raw, "", source)
+    settings.source = source
+    validate(settings)
+    return settings
+
+
+def _public_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where}: expected a mapping, got {_type_name(raw)}")
+    fields = {f.name: f for f in _public_fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        key_s = str(key)
+        if key_s not in fields:
+            candidates = [prefix + n for n in fields]
+            close = difflib.get_close_matches(prefix + key_s, candidates, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys here: {', '.join(fields)}"
+            raise ConfigError(f"{source}: unknown key '{prefix}{key_s}'{hint}")
+        kwargs[key_s] = _coerce(hints[key_s], value, prefix + key_s, source)
+    return cls(**kwargs)
+
+
+def _type_name(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, key, source)
+            except ConfigError as e:
+                errors.append(e)
+        names = " or ".join(_describe(a) for a in args)
+        raise ConfigError(f"{source}: {key}: expected {names}, got {_type_name(value)} {value!r}")
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value is None and "none" in allowed:
+            return "none"
+        if value not in allowed:
+            raise ConfigError(
+                f"{source}: {key}: must be one of {', '.join(map(str, allowed))}; got {value!r}"
+            )
+        return value
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            return tp()
+        return _build(tp, value, key + ".", source)
+    if isinstance(value, str) and tp is not str:
+        value = expand_env(value, f"{source}: {key}")
+        try:
+            value = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            pass
+    if tp is str:
+        if isinstance(value, str):
+            return expand_env(value, f"{source}: {key}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    raise ConfigError(f"{source}: {key}: expected {_describe(tp)}, got {_type_name(value)} {value!r}")
+
+
+def _describe(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true/false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def validate(s: Settings) -> None:
+    """Cross-field and range checks the type system cannot express."""
+    src = s.source
+
+    def bad(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{src}: {key}: {why}")
+
+    j = s.audio.jitter
+    if not 0 < j.min_ms <= j.target_ms <= j.max_ms <= 5000:
+        raise bad("audio.jitter", f"need 0 < min_ms <= target_ms <= max_ms <= 5000 (got {j.min_ms}, {j.target_ms}, {j.max_ms})")
+    if not 10 <= s.audio.chunk_ms <= 500:
+        raise bad("audio.chunk_ms", f"must be between 10 and 500, got {s.audio.chunk_ms}")
+    for name in ("input", "output"):
+        st: StreamSettings = getattr(s.audio, name)
+        if st.backend == "file" and not st.path:
+            raise bad(f"audio.{name}.path", f"required when audio.{name}.backend is file")
+        if st.backend == "file" and name == "input" and st.path and not Path(st.path).is_file():
+            raise bad("audio.input.path", f"file not found: {st.path}")
+    td = s.omni.turn_detection
+    if not 0.0 <= td.threshold <= 1.0:
+        raise bad("omni.turn_detection.threshold", f"must be between 0 and 1, got {td.threshold}")
+    if not 200 <= td.silence_duration_ms <= 6000:
+        raise bad("omni.turn_detection.silence_duration_ms", f"must be between 200 and 6000, got {td.silence_duration_ms}")
+    if not 1 <= s.omni.session_max_minutes <= 119:
+        raise bad("omni.session_max_minutes", f"must be between 1 and 119 (the server closes at 120), got {s.omni.session_max_minutes}")
+    if not 0 <= s.pipeline.history_turns <= 100:
+        raise bad("pipeline.history_turns", f"must be between 0 and 100, got {s.pipeline.history_turns}")
+    if not s.voice.name or not re.fullmatch(r"[A-Za-z0-9_]{1,16}", s.voice.name):
+        raise bad("voice.name", f"use 1-16 letters, digits or underscores, got {s.voice.name!r}")
+    v = s.voice
+    if v.family == "preset" and not v.preset:
+        raise bad("voice.preset", "required when voice.family is preset (a system voice name, e.g. Tina)")
+    if v.family != "preset" and sum(bool(x) for x in (v.sample, v.sample_url, v.design_prompt)) > 1:
+        raise bad("voice.sample", "give only one of voice.sample, voice.sample_url, voice.design_prompt")
+    if v.sample_url and not re.match(r"(https?|oss)://", v.sample_url):
+        raise bad("voice.sample_url", f"must be an http(s):// or oss:// URL, got {v.sample_url!r}")
+    if s.dashscope.workspace and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", s.dashscope.workspace):
+        raise bad("dashscope.workspace", "must be a workspace id (letters, digits, '-', '_')")
+    for key in ("http_url", "ws_url"):
+        url = getattr(s.dashscope, key)
+        schemes = ("http://", "https://") if key == "http_url" else ("ws://", "wss://")
+        if url and not url.startswith(schemes):
+            raise bad(f"dashscope.{key}", f"must start with {' or '.join(schemes)}, got {url!r}")
