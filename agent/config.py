@@ -228,6 +228,8 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
                 return _coerce(arg, value, key, source)
             except ConfigError as e:
                 errors.append(e)
+        if len(errors) == 1:
+            raise errors[0]
         names = " or ".join(_describe(a) for a in args)
         raise ConfigError(f"{source}: {key}: expected {names}, got {_type_name(value)} {value!r}")
     if origin is Literal:
@@ -249,20 +251,17 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
             value = yaml.safe_load(value) if value.strip() else value
         except yaml.YAMLError:
             pass
-    if tp is str:
-        if isinstance(value, str):
-            return expand_env(value, f"{source}: {key}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str and isinstance(value, str):
+        return expand_env(value, f"{source}: {key}")
+    if tp is str and is_number:
+        return str(value)
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and is_number and isinstance(value, int):
+        return value
+    if tp is float and is_number:
+        return float(value)
     raise ConfigError(f"{source}: {key}: expected {_describe(tp)}, got {_type_name(value)} {value!r}")
 
 

@@ -1,0 +1,187 @@
+"""The `voice-agent` command line (SPEC §3, fixed): argument parsing and dispatch only.
+
+Each command's work lives in the module named for it; this file maps exit codes:
+0 ok, 2 usage, 78 configuration error, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from agent import __version__
+from agent.config import EX_CONFIG, ConfigError
+
+EX_USAGE = 2
+
+log = logging.getLogger("voice-agent")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $VOICE_AGENT_CONFIG, else /etc/voice-agent/config.yaml, "
+        "else ./config/voice-agent.yaml)",
+    )
+
+
+def _add_socket(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="control socket of the running daemon (default: $RUNTIME_DIRECTORY/control.sock, "
+        "else <state_dir>/control.sock, as the daemon's config says)",
+    )
+    _add_config(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voice-agent",
+        description="Always-on voice assistant daemon on Alibaba Cloud Model Studio (DashScope).",
+    )
+    parser.add_argument("--version", action="version", version=f"voice-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon", description="Run the voice-agent daemon.")
+    _add_config(p)
+
+    p = sub.add_parser(
+        "demo",
+        help="offline demo against the built-in emulator (no key, network or sound card)",
+        description="Start the built-in DashScope emulator in-process, run the daemon against it "
+        "with file audio (a spoken question in, demo-output.wav out), print each turn and exit.",
+    )
+    p.add_argument("--speakers", action="store_true", help="play through the sound card instead")
+    p.add_argument("--mode", choices=["omni", "pipeline"], default="omni", help="mode to demo")
+    p.add_argument("--output", metavar="WAV", default="demo-output.wav", help="output WAV path")
+
+    p = sub.add_parser(
+        "emulator",
+        help="run the local DashScope-compatible server",
+        description="Serve the DashScope HTTP and WebSocket protocols on one loopback port. "
+        "Prints the base URL (http://HOST:PORT; ws:// on the same port) as the first line.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8700, help="port (0 picks a free one; default 8700)")
+    p.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the one accepted API key (default: $DASHSCOPE_API_KEY, else sk-emulator)",
+    )
+    p.add_argument("--faults", metavar="SPEC", help="fault injection spec (see docs/emulator.md)")
+
+    p = sub.add_parser(
+        "voices",
+        help="manage cloned/designed voices",
+        description="Manage the cloned or designed voices of the configured family.",
+    )
+    vsub = p.add_subparsers(dest="voices_command", metavar="ACTION", required=True)
+    for name, helptext in (
+        ("list", "list the account's voices of the configured family"),
+        ("ensure", "do what `run` does at start-up and print the voice id"),
+        ("create", "create a voice from the configured sample or design prompt"),
+    ):
+        vp = vsub.add_parser(name, help=helptext, description=helptext)
+        _add_config(vp)
+        vp.add_argument("--json", action="store_true", help="machine-readable output")
+    for name, helptext in (("show", "show one voice"), ("delete", "delete one voice")):
+        vp = vsub.add_parser(name, help=helptext, description=helptext)
+        vp.add_argument("voice_id", metavar="ID")
+        _add_config(vp)
+        vp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser(
+        "devices",
+        help="list audio devices",
+        description="List audio devices: index, name, channels, default sample rate.",
+    )
+
+    p = sub.add_parser(
+        "check",
+        help="validate config, secrets, devices and connectivity",
+        description="Check the config, secrets, state dir, audio devices, network reach, the key "
+        "and the voice; print a checklist; exit 0 only if all pass.",
+    )
+    _add_config(p)
+
+    for name, helptext in (
+        ("status", "print the running daemon's status JSON"),
+        ("interrupt", "barge in from software (stop the answer being spoken)"),
+        ("mute", "stop sending microphone audio"),
+        ("unmute", "resume sending microphone audio"),
+    ):
+        _add_socket(sub.add_parser(name, help=helptext, description=helptext))
+    for name, helptext in (
+        ("say", "speak TEXT verbatim"),
+        ("ask", "run a turn as if the user had said TEXT"),
+    ):
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("text", metavar="TEXT")
+        _add_socket(p)
+    return parser
+
+
+def _not_yet(what: str, issue: str) -> Callable[[argparse.Namespace], int]:
+    def run(_args: argparse.Namespace) -> int:
+        print(
+            f"voice-agent: {what} is not available in this version yet (planned: {issue}).",
+            file=sys.stderr,
+        )
+        return EX_USAGE
+
+    return run
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from agent.emulator.server import run
+
+    return run(args.host, args.port, args.api_key, args.faults)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "emulator": cmd_emulator,
+    "run": _not_yet("the daemon (`run`)", "omni mode, issue 5"),
+    "demo": _not_yet("`demo`", "omni mode, issue 5; until then try `voice-agent emulator`"),
+    "voices": _not_yet("`voices`", "voice enrollment, issue 4"),
+    "devices": _not_yet("`devices`", "the audio engine, issue 3"),
+    "check": _not_yet("`check`", "running as a service, issue 7"),
+    "status": _not_yet("the control socket", "issue 7"),
+    "say": _not_yet("the control socket", "issue 7"),
+    "ask": _not_yet("the control socket", "issue 7"),
+    "interrupt": _not_yet("the control socket", "issue 7"),
+    "mute": _not_yet("the control socket", "issue 7"),
+    "unmute": _not_yet("the control socket", "issue 7"),
+}
+
+
+# Commands that read the daemon's config; it is loaded and validated before they run.
+CONFIG_FIRST = {"run", "voices", "check"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EX_USAGE
+    try:
+        if args.command in CONFIG_FIRST:
+            # Parse → validate before anything else, so a bad config always exits 78 at once.
+            from agent.config import load_settings
+
+            args.settings = load_settings(args.config)
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        from agent.secrets import redact
+
+        print(f"voice-agent: configuration error: {redact(str(e))}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 0
+    except (BrokenPipeError, asyncio.CancelledError):
+        return 1

@@ -1,0 +1,73 @@
+"""State shared by every emulator handler: options, fault plan, in-memory stores, auth check.
+
+One `EmulatorContext` per running emulator. HTTP and WebSocket handlers receive it explicitly
+(no globals), so several emulators can run side by side in one test process.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.emulator.faults import FaultPlan
+
+DEFAULT_API_KEY = "sk-emulator"
+
+
+@dataclass
+class EmulatorOptions:
+    """Timing knobs. Defaults feel like the cloud; tests shrink them to stay fast."""
+
+    api_key: str = DEFAULT_API_KEY
+    enroll_delay_s: float = 2.0  # CosyVoice clone: DEPLOYING -> OK after this long
+    llm_first_token_s: float = 0.15
+    llm_token_s: float = 0.02
+    realtime_first_delta_s: float = 0.2
+    realtime_chunk_ms: int = 100
+    realtime_speed: float = 4.0  # audio deltas are streamed this many times faster than real time
+    cosyvoice_first_audio_s: float = 0.15
+    cosyvoice_text_gap_s: float = 23.0
+    cosyvoice_idle_close_s: float = 60.0
+    voice_quota: int = 1000  # per model family, like the per-account cloud quota
+
+
+@dataclass
+class Stores:
+    """In-memory state; lost when the emulator stops (the cloud's is not, integrators beware)."""
+
+    cosy_voices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    qwen_voices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    design_voices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uploads: dict[str, bytes] = field(default_factory=dict)  # OSS key -> bytes
+
+
+class EmulatorContext:
+    def __init__(
+        self, options: EmulatorOptions | None = None, faults: FaultPlan | str | None = None
+    ) -> None:
+        self.options = options or EmulatorOptions()
+        self.faults = faults if isinstance(faults, FaultPlan) else FaultPlan(faults)
+        self.stores = Stores()
+        self.base_url = ""  # set by Emulator.start(); needed for upload_host
+        self.log = logging.getLogger("agent.emulator")
+
+    # kept as attributes too so handlers can write ctx.voices / ctx.uploads
+    @property
+    def voices(self) -> dict[str, dict[str, Any]]:
+        return self.stores.cosy_voices
+
+    @property
+    def uploads(self) -> dict[str, bytes]:
+        return self.stores.uploads
+
+    def check_auth(self, request: Any) -> bool:
+        """True when the request carries `Authorization: Bearer <the one accepted key>`."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.strip().partition(" ")
+        return scheme.lower() == "bearer" and token.strip() == self.options.api_key
+
+    @staticmethod
+    def new_request_id() -> str:
+        return str(uuid.uuid4())
