@@ -1,0 +1,1 @@
+"""The realtime WebSocket protocol (Qwen-Omni-Realtime and realtime ASR): core and connection."""

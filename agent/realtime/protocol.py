@@ -1,0 +1,389 @@
+"""Qwen-Omni-Realtime / realtime-ASR protocol core, without I/O (reference §5).
+
+Builds client events, parses server events into typed objects and tracks session and response
+state. No sockets here, so every rule is testable from recorded event sequences; the connection
+layer (`agent/realtime/connection.py`) only moves text frames.
+
+Liberal in what we accept: unknown events and fields pass through as `Unknown`, audio format
+variants (`pcm`, `pcm16`, `pcm24`) and both documented example shapes are tolerated. Strict in what
+we send: only documented fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.config import OmniSettings
+
+# A server message larger than this is refused by the connection (an answer chunk is ~10 KB).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class ProtocolError(Exception):
+    """The server sent something that is not a realtime event (garbage, binary, wrong shape)."""
+
+
+def _event_id() -> str:
+    return "event_" + uuid.uuid4().hex
+
+
+def encode(event: dict[str, Any]) -> str:
+    """Serialize a client event, giving it an `event_id` like the SDK does."""
+    if "event_id" not in event:
+        event = {"event_id": _event_id(), **event}
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- client events --------------------------------------------------------------------------
+
+
+def session_update(
+    settings: OmniSettings,
+    voice: str | None,
+    *,
+    audio_output: bool = True,
+    transcription_model: str | None = "qwen3-asr-flash-realtime",
+) -> dict[str, Any]:
+    """The session configuration: 16 kHz PCM in, 24 kHz PCM out, transcription, turn detection."""
+    td = settings.turn_detection
+    turn_detection: dict[str, Any] | None
+    if td.type == "none":
+        turn_detection = None
+    else:
+        turn_detection = {
+            "type": td.type,
+            "threshold": td.threshold,
+            "prefix_padding_ms": td.prefix_padding_ms,
+            "silence_duration_ms": td.silence_duration_ms,
+        }
+    session: dict[str, Any] = {
+        "modalities": ["text", "audio"] if audio_output else ["text"],
+        "instructions": settings.instructions,
+        "input_audio_format": "pcm",
+        "output_audio_format": "pcm",
+        "input_audio_transcription": (
+            {"model": transcription_model} if transcription_model else None
+        ),
+        "turn_detection": turn_detection,
+    }
+    if voice:
+        session["voice"] = voice
+    return {"type": "session.update", "session": session}
+
+
+def asr_session_update(
+    *, language: str | None = None, turn_detection: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Realtime ASR session: 16 kHz PCM in, server VAD, transcripts only."""
+    session: dict[str, Any] = {
+        "input_audio_format": "pcm",
+        "sample_rate": 16000,
+        "turn_detection": turn_detection
+        or {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 800},
+    }
+    if language:
+        session["input_audio_transcription"] = {"language": language}
+    return {"type": "session.update", "session": session}
+
+
+def audio_append(pcm16k: bytes) -> dict[str, Any]:
+    return {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm16k).decode("ascii")}
+
+
+def audio_commit() -> dict[str, Any]:
+    return {"type": "input_audio_buffer.commit"}
+
+
+def audio_clear() -> dict[str, Any]:
+    return {"type": "input_audio_buffer.clear"}
+
+
+def user_text(text: str) -> dict[str, Any]:
+    """A user turn given as text (`ask`); follow it with `response_create()`."""
+    return {
+        "type": "conversation.item.create",
+        "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+    }
+
+
+def response_create(instructions: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "response.create"}
+    if instructions:
+        event["response"] = {"instructions": instructions}
+    return event
+
+
+def response_cancel() -> dict[str, Any]:
+    return {"type": "response.cancel"}
+
+
+def session_finish() -> dict[str, Any]:
+    return {"type": "session.finish"}
+
+
+# --- server events --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    type: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SessionCreated(ServerEvent):
+    session_id: str
+    voice: str | None
+
+
+@dataclass(frozen=True)
+class SessionUpdated(ServerEvent):
+    voice: str | None
+
+
+@dataclass(frozen=True)
+class SpeechStarted(ServerEvent):
+    item_id: str | None
+    audio_start_ms: int | None
+
+
+@dataclass(frozen=True)
+class SpeechStopped(ServerEvent):
+    item_id: str | None
+    audio_end_ms: int | None
+
+
+@dataclass(frozen=True)
+class Committed(ServerEvent):
+    item_id: str | None
+
+
+@dataclass(frozen=True)
+class TranscriptionDelta(ServerEvent):
+    item_id: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class TranscriptionCompleted(ServerEvent):
+    item_id: str | None
+    transcript: str
+
+
+@dataclass(frozen=True)
+class TranscriptionFailed(ServerEvent):
+    item_id: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class ResponseCreated(ServerEvent):
+    response_id: str
+
+
+@dataclass(frozen=True)
+class AudioDelta(ServerEvent):
+    response_id: str
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class TranscriptDelta(ServerEvent):
+    """Assistant text: `response.audio_transcript.delta` or `response.text.delta`."""
+
+    response_id: str
+    delta: str
+
+
+@dataclass(frozen=True)
+class TranscriptDone(ServerEvent):
+    response_id: str
+    transcript: str
+
+
+@dataclass(frozen=True)
+class AudioDone(ServerEvent):
+    response_id: str
+
+
+@dataclass(frozen=True)
+class ResponseDone(ServerEvent):
+    response_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class ErrorEvent(ServerEvent):
+    error_type: str
+    code: str
+    message: str
+    param: str | None
+
+    @property
+    def fatal(self) -> bool:
+        """The v2 SDK treats `invalid_request_error` as recoverable and everything else as fatal."""
+        return self.error_type not in ("invalid_request_error", "")
+
+
+@dataclass(frozen=True)
+class SessionFinished(ServerEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class Unknown(ServerEvent):
+    pass
+
+
+def _str(d: dict[str, Any], key: str, default: str = "") -> str:
+    v = d.get(key)
+    return v if isinstance(v, str) else default
+
+
+def _int(d: dict[str, Any], key: str) -> int | None:
+    v = d.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _opt_str(d: dict[str, Any], key: str) -> str | None:
+    v = d.get(key)
+    return v if isinstance(v, str) else None
+
+
+def parse_event(message: str | bytes) -> ServerEvent:
+    """Parse one server frame. Binary frames and non-JSON text are protocol errors."""
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        raise ProtocolError(f"unexpected binary frame ({len(message)} bytes) on the realtime socket")
+    if len(message) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"oversized message ({len(message)} bytes)")
+    try:
+        raw = json.loads(message)
+    except ValueError:
+        raise ProtocolError(f"malformed JSON from server: {message[:80]!r}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        raise ProtocolError(f"server event without a type: {message[:80]!r}")
+    return _typed(raw)
+
+
+def _typed(raw: dict[str, Any]) -> ServerEvent:
+    t: str = raw["type"]
+    rid = _str(raw, "response_id")
+    if t == "response.audio.delta":
+        try:
+            pcm = base64.b64decode(_str(raw, "delta"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError("response.audio.delta carries invalid base64") from None
+        return AudioDelta(t, raw, rid, pcm)
+    if t in ("response.audio_transcript.delta", "response.text.delta"):
+        return TranscriptDelta(t, raw, rid, _str(raw, "delta"))
+    if t in ("response.audio_transcript.done", "response.text.done"):
+        return TranscriptDone(t, raw, rid, _str(raw, "transcript") or _str(raw, "text"))
+    if t == "response.audio.done":
+        return AudioDone(t, raw, rid)
+    if t in ("response.created", "response.done"):
+        resp = raw.get("response") if isinstance(raw.get("response"), dict) else {}
+        resp_id = _str(resp, "id") or rid
+        if t == "response.created":
+            return ResponseCreated(t, raw, resp_id)
+        return ResponseDone(t, raw, resp_id, _str(resp, "status", "completed"))
+    if t == "input_audio_buffer.speech_started":
+        return SpeechStarted(t, raw, _opt_str(raw, "item_id"), _int(raw, "audio_start_ms"))
+    if t == "input_audio_buffer.speech_stopped":
+        return SpeechStopped(t, raw, _opt_str(raw, "item_id"), _int(raw, "audio_end_ms"))
+    if t == "input_audio_buffer.committed":
+        return Committed(t, raw, _opt_str(raw, "item_id"))
+    if t in (
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.text",  # realtime ASR's name for it
+    ):
+        # Live preview = text + stash (reference §5.4).
+        return TranscriptionDelta(t, raw, _opt_str(raw, "item_id"), _str(raw, "text") + _str(raw, "stash"))
+    if t == "conversation.item.input_audio_transcription.completed":
+        return TranscriptionCompleted(t, raw, _opt_str(raw, "item_id"), _str(raw, "transcript"))
+    if t == "conversation.item.input_audio_transcription.failed":
+        err = raw.get("error") if isinstance(raw.get("error"), dict) else {}
+        return TranscriptionFailed(t, raw, _opt_str(raw, "item_id"), _str(err, "message"))
+    if t in ("session.created", "session.updated"):
+        sess = raw.get("session") if isinstance(raw.get("session"), dict) else {}
+        voice = _opt_str(sess, "voice")
+        if t == "session.created":
+            return SessionCreated(t, raw, _str(sess, "id"), voice)
+        return SessionUpdated(t, raw, voice)
+    if t == "error":
+        err = raw.get("error") if isinstance(raw.get("error"), dict) else {}
+        return ErrorEvent(
+            t, raw, _str(err, "type"), _str(err, "code"), _str(err, "message"), _opt_str(err, "param")
+        )
+    if t == "session.finished":
+        return SessionFinished(t, raw)
+    return Unknown(t, raw)
+
+
+# --- session state --------------------------------------------------------------------------
+
+
+class RealtimeState:
+    """What the server has told us: the session, the active response, cancelled responses.
+
+    Only one response is active at a time (reference §7). Audio of a cancelled or interrupted
+    response is discarded by id, because deltas already in flight keep arriving after a cancel.
+    """
+
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+        self.voice: str | None = None
+        self.active_response: str | None = None
+        self.last_user_item: str | None = None
+        self.user_speaking = False
+        # Bounded: ids of responses whose audio must be dropped (a long session has many).
+        self._dropped: deque[str] = deque(maxlen=64)
+
+    @property
+    def response_in_progress(self) -> bool:
+        return self.active_response is not None
+
+    def receive(self, event: ServerEvent) -> ServerEvent:
+        """Update the state from one server event and return it."""
+        if isinstance(event, SessionCreated):
+            self.session_id = event.session_id
+            self.voice = event.voice
+        elif isinstance(event, SessionUpdated):
+            self.voice = event.voice or self.voice
+        elif isinstance(event, ResponseCreated):
+            self.active_response = event.response_id
+        elif isinstance(event, ResponseDone):
+            if self.active_response == event.response_id or not event.response_id:
+                self.active_response = None
+        elif isinstance(event, SpeechStarted):
+            self.user_speaking = True
+            self.last_user_item = event.item_id or self.last_user_item
+        elif isinstance(event, SpeechStopped):
+            self.user_speaking = False
+        return event
+
+    def is_dropped(self, response_id: str) -> bool:
+        return response_id in self._dropped
+
+    def drop(self, response_id: str | None) -> None:
+        """Discard any further audio of this response (barge-in, cancel)."""
+        if response_id and response_id not in self._dropped:
+            self._dropped.append(response_id)
+
+    def cancel(self) -> list[dict[str, Any]]:
+        """Barge-in: drop the active response's audio; `response.cancel` only if one is in progress."""
+        if self.active_response is None:
+            return []
+        self.drop(self.active_response)
+        return [response_cancel()]
+
+    def reset(self) -> None:
+        """A new connection starts a new session; nothing of the old one is active any more."""
+        dropped = self._dropped
+        self.__init__()  # type: ignore[misc]
+        self._dropped = dropped
