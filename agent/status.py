@@ -1,0 +1,114 @@
+"""The daemon's observable state: the state enum, counters and per-turn latency (SPEC §6).
+
+One `Status` object is shared by the modes, the control socket and sd_notify; everything here is
+cheap to read and bounded in memory, because it lives for months.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class AgentState(str, enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    RECONNECTING = "reconnecting"
+    ERROR = "error"
+
+
+class LatencyStats:
+    """Last, p50 and p95 over a bounded window of recent turns."""
+
+    def __init__(self, window: int = 200) -> None:
+        self._values: deque[float] = deque(maxlen=window)
+        self.last: float | None = None
+
+    def add(self, ms: float) -> None:
+        self.last = ms
+        self._values.append(ms)
+
+    def percentile(self, q: float) -> float | None:
+        if not self._values:
+            return None
+        ordered = sorted(self._values)
+        idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+        return ordered[idx]
+
+    def as_dict(self) -> dict[str, float | None]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 1)
+
+        return {"last": r(self.last), "p50": r(self.percentile(50)), "p95": r(self.percentile(95))}
+
+
+@dataclass
+class Status:
+    mode: str
+    state: AgentState = AgentState.STARTING
+    voice: str | None = None
+    connected: bool = False
+    reconnects: int = 0
+    turns: int = 0
+    barge_ins: int = 0
+    last_error: str | None = None
+    heard_ms_last_interrupted: float | None = None
+    muted: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+    latency: LatencyStats = field(default_factory=LatencyStats)
+    # Filled by the audio engine: returns the SPEC §6 `audio` mapping.
+    audio_status: Callable[[], dict[str, Any]] | None = None
+    # Called with a one-line summary whenever the state changes (sd_notify STATUS=).
+    on_change: Callable[[str], None] | None = None
+
+    def set_state(self, state: AgentState, why: str | None = None) -> None:
+        if state is self.state and why is None:
+            return
+        self.state = state
+        if self.on_change is not None:
+            self.on_change(self.summary(why))
+
+    def error(self, message: str) -> None:
+        """Record a problem without necessarily leaving the current state (the daemon serves on)."""
+        self.last_error = message
+        if self.on_change is not None:
+            self.on_change(self.summary(message))
+
+    def clear_error(self) -> None:
+        self.last_error = None
+
+    def summary(self, why: str | None = None) -> str:
+        text = f"{self.state.value}"
+        if self.voice:
+            text += f", voice {self.voice}"
+        if why:
+            text += f": {why}"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        audio = self.audio_status() if self.audio_status else {
+            "input_ok": False, "output_ok": False, "underruns": 0, "underrun_ms": 0,
+            "host_underflows": 0, "buffered_ms": 0,
+        }
+        return {
+            "state": self.state.value,
+            "mode": self.mode,
+            "voice": self.voice,
+            "connected": self.connected,
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "reconnects": self.reconnects,
+            "turns": self.turns,
+            "barge_ins": self.barge_ins,
+            "last_error": self.last_error,
+            "muted": self.muted,
+            "audio": audio,
+            "latency_ms": self.latency.as_dict(),
+            "heard_ms_last_interrupted": self.heard_ms_last_interrupted,
+        }
