@@ -30,7 +30,21 @@ class EmulatorOptions:
     cosyvoice_first_audio_s: float = 0.15
     cosyvoice_text_gap_s: float = 23.0
     cosyvoice_idle_close_s: float = 60.0
+    # added by the WS/speech helper: CosyVoice audio pacing (× real time) and the realtime
+    # session cap (the cloud closes a realtime socket after 120 minutes; tests shrink it)
+    cosyvoice_speed: float = 4.0
+    realtime_session_max_s: float = 7200.0
     voice_quota: int = 1000  # per model family, like the per-account cloud quota
+
+
+@dataclass
+class StoredUpload:
+    """A file posted to the emulated OSS bucket, addressable as `oss://<key>`."""
+
+    data: bytes
+    content_type: str
+    model: str  # the model named in getPolicy; the real service binds the file to it
+    created: float
 
 
 @dataclass
@@ -40,7 +54,7 @@ class Stores:
     cosy_voices: dict[str, dict[str, Any]] = field(default_factory=dict)
     qwen_voices: dict[str, dict[str, Any]] = field(default_factory=dict)
     design_voices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    uploads: dict[str, bytes] = field(default_factory=dict)  # OSS key -> bytes
+    uploads: dict[str, StoredUpload] = field(default_factory=dict)  # OSS key -> file
 
 
 class EmulatorContext:
@@ -59,7 +73,7 @@ class EmulatorContext:
         return self.stores.cosy_voices
 
     @property
-    def uploads(self) -> dict[str, bytes]:
+    def uploads(self) -> dict[str, StoredUpload]:
         return self.stores.uploads
 
     def check_auth(self, request: Any) -> bool:

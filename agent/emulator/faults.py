@@ -294,28 +294,61 @@ class FaultPlan:
         A `X-Emulator-Faults` header or `faults=` query parameter on the request replaces the
         run-wide plan for this connection only (and consumes no counts). Otherwise every matching
         rule applies, and counted rules are used up. Raises FaultSpecError for a bad override.
+        Repeated calls for the same aiohttp request return the same (cached) view.
         """
         if kind not in KINDS:
             raise ValueError(f"unknown connection kind {kind!r}")
+        # The server's route wrapper already asked (to refuse the upgrade / inject a status);
+        # the handler asking again must get the same view, not consume counted rules twice.
+        cache_key = _CACHE_KEYS[kind]
+        cached = _cache_get(request, cache_key)
+        if cached is not None:
+            return cached
         override = _override_spec(request)
         cf = ConnectionFaults(kind=kind)
         if override is not None:
             for rule in parse_spec(override):
                 if rule.matches(kind):
                     cf._apply(rule)
-            return cf
-        with self._lock:
-            for rule in self._rules:
-                if not rule.matches(kind) or rule.count == 0:
-                    continue
-                if rule.count is not None:
-                    rule.count -= 1
-                cf._apply(rule)
+        else:
+            with self._lock:
+                for rule in self._rules:
+                    if not rule.matches(kind) or rule.count == 0:
+                        continue
+                    if rule.count is not None:
+                        rule.count -= 1
+                    cf._apply(rule)
+        _cache_set(request, cache_key, cf)
         return cf
 
     def http_status_for(self, route_name: str, request: Any = None) -> int | None:
         """The injected HTTP status for one request to a route group, if any."""
         return self.for_connection(route_name, request).http_status
+
+
+def _request_key(name: str) -> Any:
+    """A typed aiohttp request key when available (aiohttp >= 3.12 warns on plain strings)."""
+    try:
+        from aiohttp.web import RequestKey
+    except ImportError:  # older aiohttp
+        return name
+    return RequestKey(name, ConnectionFaults)
+
+
+_CACHE_KEYS = {kind: _request_key(f"emulator_faults_{kind}") for kind in KINDS}
+
+
+def _cache_get(request: Any, key: Any) -> ConnectionFaults | None:
+    getter = getattr(request, "get", None)
+    if request is None or getter is None or not hasattr(request, "__setitem__"):
+        return None
+    value = getter(key)
+    return value if isinstance(value, ConnectionFaults) else None
+
+
+def _cache_set(request: Any, key: Any, cf: ConnectionFaults) -> None:
+    if request is not None and hasattr(request, "__setitem__") and hasattr(request, "get"):
+        request[key] = cf
 
 
 def _override_spec(request: Any) -> str | None:
