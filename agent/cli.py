@@ -143,19 +143,61 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return run(args.host, args.port, args.api_key, args.faults)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.daemon import Daemon, preflight
+    from agent.logs import setup_logging
+
+    settings = args.settings
+    preflight(settings)
+    setup_logging(settings.log.level, settings.log.format)
+    return asyncio.run(Daemon(settings).run())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    if args.mode == "pipeline":
+        return _not_yet("`demo --mode pipeline`", "pipeline mode, issue 6")(args)
+    from agent.demo import demo_command
+
+    return demo_command(args.output, args.speakers)
+
+
+def cmd_voices(args: argparse.Namespace) -> int:
+    from agent.voices.cli import main_voices
+
+    return main_voices(args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from agent.check import check_command
+
+    return check_command(args.settings)
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from agent.controlclient import control_command
+
+    return control_command(args.command, getattr(args, "text", None), args.socket, args.config)
+
+
+def cmd_devices(_args: argparse.Namespace) -> int:
+    from agent.audio.devices import devices_command
+
+    return devices_command()
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "emulator": cmd_emulator,
-    "run": _not_yet("the daemon (`run`)", "omni mode, issue 5"),
-    "demo": _not_yet("`demo`", "omni mode, issue 5; until then try `voice-agent emulator`"),
-    "voices": _not_yet("`voices`", "voice enrollment, issue 4"),
-    "devices": _not_yet("`devices`", "the audio engine, issue 3"),
-    "check": _not_yet("`check`", "running as a service, issue 7"),
-    "status": _not_yet("the control socket", "issue 7"),
-    "say": _not_yet("the control socket", "issue 7"),
-    "ask": _not_yet("the control socket", "issue 7"),
-    "interrupt": _not_yet("the control socket", "issue 7"),
-    "mute": _not_yet("the control socket", "issue 7"),
-    "unmute": _not_yet("the control socket", "issue 7"),
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "voices": cmd_voices,
+    "devices": cmd_devices,
+    "check": cmd_check,
+    "status": cmd_control,
+    "say": cmd_control,
+    "ask": cmd_control,
+    "interrupt": cmd_control,
+    "mute": cmd_control,
+    "unmute": cmd_control,
 }
 
 

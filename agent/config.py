@@ -316,3 +316,8 @@ def validate(s: Settings) -> None:
         schemes = ("http://", "https://") if key == "http_url" else ("ws://", "wss://")
         if url and not url.startswith(schemes):
             raise bad(f"dashscope.{key}", f"must start with {' or '.join(schemes)}, got {url!r}")
+    # The voice section depends on the mode (which families fit) and on files; it lives with
+    # the enrollment code. Imported here, not at the top: agent.voices imports this module.
+    from agent.voices.plan import check_voice_config
+
+    check_voice_config(s)
