@@ -1,0 +1,373 @@
+"""CosyVoice synthesis over a reused WebSocket: connect ahead, one task at a time, recover.
+
+`SynthesisManager` keeps one warm socket to `/api-ws/v1/inference` so a turn never waits for a
+TLS handshake (200–1000 ms in mainland China, seconds cross-border). All protocol rules live in
+`agent.tts.protocol`; this module only does I/O, timing and recovery:
+
+- **Connect ahead**: `start()` opens a socket in the background; `begin()` uses it.
+- **Reuse**: one task per socket at a time, a fresh task_id per task. The server closes a socket
+  60 s after its last task, so an idle socket is replaced after `idle_refresh_s` (50 s); if it was
+  closed anyway, the next `begin()` reconnects transparently.
+- **Recovery**: after task-failed (the server closes the socket) or any unexpected close, the
+  socket is reopened in the background with `agent.backoff.Backoff` (first retry ≤ 1 s, cap 30 s;
+  a rejected key backs off from 30 s to 5 min). A `begin()` that finds no socket asks for an
+  immediate attempt and gets that attempt's error, never a hang.
+- **Rate limit**: never more than 3 run-task per second (sliding window, the service's limit).
+- **23-second rule**: the server fails a task whose text pauses for 23 s. If the producer sends no
+  text for `text_gap_s` (15 s), the task is finished early (its text is spoken) and the next
+  `send_text()` transparently starts a new task on the same stream; a task that has no text yet
+  cannot be finished (the server rejects empty text), so its socket is closed and replaced.
+- **Cancel** (barge-in): finish-task with the cancel directive; audio stops at once client-side.
+  Where the server does not support cancel (CosyVoice in Singapore) it keeps synthesizing: that
+  audio is dropped, and if task-finished does not come within `cancel_grace_s` the socket is
+  closed and replaced so the next turn is not delayed.
+- **Start timeout**: no task-started within `start_timeout_s` (a silently dead socket) → the
+  socket is replaced and the task restarted once with the text queued so far.
+- **Stall timeout**: after finish-task the server owes us audio or task-finished; nothing at all
+  for `stall_timeout_s` means a half-open socket: it is replaced and the stream fails.
+
+Errors surface as `SynthesisError(code, message)` from `send_text()` and `audio()`; the manager
+has already begun recovering the socket for the next task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from agent.backoff import Backoff
+from agent.config import Settings
+from agent.endpoints import resolve_endpoints
+from agent.secrets import redact
+from agent.tts.errors import SynthesisAuthError, SynthesisError
+from agent.tts.protocol import SynthesisParams, SynthesisTask
+from agent.tts.stream import SynthesisStream
+
+log = logging.getLogger("agent.tts")
+
+_PARAM_FIELDS = {f.name for f in fields(SynthesisParams)} - {"model", "voice", "extra"}
+
+
+class RateLimiter:
+    """At most `limit` acquisitions in any window of `per_s` seconds (sliding window)."""
+
+    def __init__(
+        self, limit: int = 3, per_s: float = 1.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.per_s = per_s
+        self.clock = clock
+        self.history: deque[float] = deque(maxlen=limit)
+
+    def delay(self) -> float:
+        """Seconds to wait before the next acquisition is allowed."""
+        if len(self.history) < self.limit:
+            return 0.0
+        return max(0.0, self.history[0] + self.per_s - self.clock())
+
+    async def acquire(self) -> None:
+        while (d := self.delay()) > 0:
+            await asyncio.sleep(d)
+        self.history.append(self.clock())
+
+
+class _Connection:
+    """One WebSocket, its reader task and who owns it right now."""
+
+    def __init__(self, ws: ClientConnection, mgr: SynthesisManager) -> None:
+        self.ws = ws
+        self.mgr = mgr
+        self.owner: SynthesisStream | None = None
+        self.idle_since = mgr.clock()
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self.planned_close = False  # we closed it on purpose: reconnect without backoff
+        self.failed = False  # the server failed a task on it
+        self.stray_frames = 0
+        self._send_lock = asyncio.Lock()
+        self.reader = asyncio.create_task(self._read(), name="cosyvoice-reader")
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed.is_set() and not self.planned_close and not self.failed
+
+    async def flush(self, task: SynthesisTask) -> None:
+        """Send what the protocol produced, in order (drained under the lock)."""
+        async with self._send_lock:
+            for message in task.data_to_send():
+                await self.ws.send(message)
+
+    def close(self, reason: str, planned: bool = True) -> None:
+        """Close in the background (a dead peer must not block the caller)."""
+        self.planned_close = self.planned_close or planned
+        self.close_reason = self.close_reason or reason
+        if not self.closed.is_set():
+            task = asyncio.create_task(self.ws.close(), name="cosyvoice-close")
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                owner = self.owner
+                if owner is None:
+                    self.stray_frames += 1
+                    log.debug("cosyvoice: frame with no task on the socket, ignored")
+                    continue
+                await owner._on_frame(self, frame)
+        except ConnectionClosed as e:
+            code = e.rcvd.code if e.rcvd is not None else "no close frame"
+            self.close_reason = self.close_reason or f"closed ({code})"
+        except Exception as e:  # never let a reader die silently with the socket half-used
+            log.warning("cosyvoice: reader stopped: %s", redact(repr(e)))
+            self.close_reason = self.close_reason or f"reader error: {type(e).__name__}"
+            self.close("reader error", planned=False)
+        finally:
+            self.close_reason = self.close_reason or "closed by the server"
+            self.closed.set()
+            owner = self.owner
+            if owner is not None:
+                owner._on_conn_closed(self)
+            self.mgr._poke.set()
+
+
+class SynthesisManager:
+    """Owns the synthesis socket; `begin()` starts a `SynthesisStream` (one task, or a chain)."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        workspace: str | None = None,
+        idle_refresh_s: float = 50.0,
+        text_gap_s: float = 15.0,
+        start_timeout_s: float = 5.0,
+        connect_timeout_s: float = 10.0,
+        cancel_grace_s: float = 1.0,
+        stall_timeout_s: float = 10.0,
+        run_tasks_per_s: int = 3,
+        backoff: Backoff | None = None,
+        auth_backoff: Backoff | None = None,
+        proxy: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.idle_refresh_s = idle_refresh_s
+        self.text_gap_s = text_gap_s
+        self.start_timeout_s = start_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.cancel_grace_s = cancel_grace_s
+        self.stall_timeout_s = stall_timeout_s
+        self.clock = clock
+        self.limiter = RateLimiter(run_tasks_per_s, 1.0, clock=clock)
+        self.backoff = backoff or Backoff(first=1.0, cap=30.0, clock=clock)
+        self.auth_backoff = auth_backoff or Backoff(first=30.0, cap=300.0, clock=clock)
+        self.connects = 0
+        self.reconnects = 0  # unplanned: failures and server closes
+        self.tasks_started = 0
+        self.last_error: str | None = None
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        if workspace:
+            self._headers["X-DashScope-WorkSpace"] = workspace
+        self._proxy = proxy
+        self._conn: _Connection | None = None
+        self._attempt: asyncio.Future[_Connection] | None = None
+        self._wake = asyncio.Event()
+        self._poke = asyncio.Event()
+        self._lease = asyncio.Lock()
+        self._active: SynthesisStream | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, api_key: str, **kw: Any) -> SynthesisManager:
+        ep = resolve_endpoints(settings.dashscope)
+        return cls(ep.inference_ws, api_key, workspace=settings.dashscope.workspace, **kw)
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.usable
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the socket in the background (idempotent); returns at once."""
+        if self._runner is None and not self._closing:
+            self._attempt = asyncio.get_running_loop().create_future()
+            self._runner = asyncio.create_task(self._maintain(), name="cosyvoice-maintain")
+
+    async def close(self) -> None:
+        """Finish politely: cancel a running stream, close the socket, stop reconnecting."""
+        self._closing = True
+        if self._active is not None:
+            await self._active.cancel()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.ws.close(), 2.0)
+            conn.reader.cancel()
+            with contextlib.suppress(BaseException):
+                await conn.reader
+        if self._attempt is not None and not self._attempt.done():
+            self._attempt.set_exception(SynthesisError("Closed", "synthesis manager closed"))
+            self._attempt.exception()
+
+    async def _maintain(self) -> None:
+        delay = 0.0
+        while not self._closing:
+            conn = self._conn
+            if conn is None or conn.closed.is_set() or (conn.owner is None and not conn.usable):
+                if conn is not None:
+                    delay = self._after_close(conn)
+                    self._conn = None
+                if delay > 0:  # a begin() waiting for a socket sets _wake: try at once
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                delay = await self._connect_once()
+                continue
+            timeout: float | None = None
+            if conn.owner is None:
+                timeout = conn.idle_since + self.idle_refresh_s - self.clock()
+                if timeout <= 0:
+                    log.debug("cosyvoice: refreshing idle socket before the server's 60 s close")
+                    conn.close("idle refresh")
+                    await conn.closed.wait()
+                    continue
+            self._poke.clear()
+            waiters = [asyncio.ensure_future(conn.closed.wait()),
+                       asyncio.ensure_future(self._poke.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
+
+    def _after_close(self, conn: _Connection) -> float:
+        """Delay before the next connect after `conn` closed."""
+        if conn.planned_close and not conn.failed:
+            return 0.0
+        self.reconnects += 1
+        self.last_error = f"synthesis socket {conn.close_reason}"
+        delay = self.backoff.next_delay()
+        log.info("cosyvoice: socket %s; reconnecting in %.1f s", conn.close_reason, delay)
+        return delay
+
+    async def _connect_once(self) -> float:
+        """One connect attempt; resolves waiters; returns the delay before the next attempt."""
+        self._wake.clear()
+        fut = self._attempt  # begin() calls waiting now get this attempt's outcome
+        try:
+            conn = await self._open()
+        except SynthesisError as e:
+            self._attempt = asyncio.get_running_loop().create_future()
+            self.last_error = str(e)
+            auth = isinstance(e, SynthesisAuthError)
+            delay = (self.auth_backoff if auth else self.backoff).next_delay()
+            log.warning("cosyvoice: %s; retrying in %.1f s", e, delay)
+            if fut is not None and not fut.done():
+                fut.set_exception(e)
+                fut.exception()  # waiters get it; nobody waiting is fine too
+            return delay
+        self._conn = conn
+        self._attempt = asyncio.get_running_loop().create_future()
+        self.connects += 1
+        self.backoff.connected()
+        self.auth_backoff.reset()
+        if fut is not None and not fut.done():
+            fut.set_result(conn)
+        return 0.0
+
+    async def _open(self) -> _Connection:
+        try:
+            ws = await connect(
+                self.url,
+                additional_headers=self._headers,
+                open_timeout=self.connect_timeout_s,
+                close_timeout=1.0,
+                compression=None,  # PCM does not compress; save the CPU
+                proxy=self._proxy,
+                user_agent_header="voice-agent",
+            )
+        except InvalidStatus as e:
+            status = e.response.status_code
+            cls = SynthesisAuthError if status in (401, 403) else SynthesisError
+            code = {401: "InvalidApiKey", 403: "AccessDenied", 429: "Throttling"}.get(
+                status, f"HTTP{status}"
+            )
+            raise cls(code, f"WebSocket upgrade refused with HTTP {status}") from None
+        except (OSError, TimeoutError, asyncio.TimeoutError, WebSocketException) as e:
+            raise SynthesisError("ConnectFailed", f"{type(e).__name__}: {e}") from None
+        except Exception as e:  # anything else must not end the reconnect loop
+            log.warning("cosyvoice: unexpected connect error: %s", redact(repr(e)))
+            raise SynthesisError("ConnectFailed", f"{type(e).__name__}: {e}") from None
+        log.debug("cosyvoice: connected to %s", self.url)
+        return _Connection(ws, self)
+
+    async def _get_conn(self) -> _Connection:
+        """A usable idle socket, connecting now if needed (raises that attempt's error)."""
+        await self.start()
+        deadline = self.clock() + self.connect_timeout_s + 1.0
+        while True:
+            conn = self._conn
+            if conn is not None and conn.usable and conn.owner is None:
+                return conn
+            if self._closing or self._attempt is None:
+                raise SynthesisError("Closed", "synthesis manager closed")
+            fut = self._attempt
+            self._wake.set()
+            self._poke.set()
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise SynthesisError("ConnectTimeout", "no synthesis socket in time")
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), remaining)
+            except asyncio.TimeoutError:
+                raise SynthesisError("ConnectTimeout", "no synthesis socket in time") from None
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def begin(
+        self, voice: str, model: str, params: Mapping[str, Any] | None = None
+    ) -> SynthesisStream:
+        """Start a synthesis task (run-task sent; text may follow at once).
+
+        A stream still running from an earlier `begin()` is cancelled first: a new utterance
+        supersedes the old one, as a new run-task does on the server.
+        `params`: volume, rate, pitch, format, sample_rate, or any extra run-task parameter.
+        """
+        extra = {k: v for k, v in (params or {}).items() if k not in _PARAM_FIELDS}
+        known = {k: v for k, v in (params or {}).items() if k in _PARAM_FIELDS}
+        sp = SynthesisParams(model=model, voice=voice, extra=extra, **known)
+        if self._active is not None and not self._active.ended:
+            await self._active.cancel()
+        await self._lease.acquire()
+        stream = SynthesisStream(self, sp)
+        self._active = stream
+        try:
+            await stream._start_task()
+        except BaseException:
+            stream._end()
+            raise
+        return stream
+
+
+__all__ = [
+    "RateLimiter",
+    "SynthesisAuthError",
+    "SynthesisError",
+    "SynthesisManager",
+    "SynthesisStream",
+]
