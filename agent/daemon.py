@@ -1,0 +1,251 @@
+"""The daemon: start-up order, the long-lived tasks, control requests and a clean shutdown.
+
+SPEC §5.1: config → secrets → state dir → audio → READY → voice → connect → serve. READY does not
+wait for the cloud (a device must boot without network); the voice and the session are retried
+in the background while the status says why. SIGTERM/SIGINT end everything within 5 s, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from agent import sdnotify
+from agent.audio.engine import AudioEngine
+from agent.backoff import Backoff
+from agent.config import ConfigError, Settings
+from agent.control import ControlServer, resolve_socket_path
+from agent.endpoints import Endpoints, resolve_endpoints
+from agent.omni import OmniMode, Turn
+from agent.secrets import redact, resolve_api_key
+from agent.statedir import open_state_dir
+from agent.status import AgentState, Status
+from agent.voices.ensure import EnsureOptions, VoiceResult, ensure_voice
+from agent.voices.errors import AuthError, QuotaError, VoiceError
+from agent.watchdog import Watchdog
+
+log = logging.getLogger("voice-agent")
+
+SHUTDOWN_BUDGET_S = 4.0  # SPEC §5.8: exit within 5 s of SIGTERM
+VOICE_RETRY = (2.0, 300.0)  # enrollment retries: first delay, cap (seconds)
+AUTH_RETRY = (60.0, 900.0)
+
+
+def preflight(settings: Settings) -> None:
+    """What this version cannot run yet, refused with exit 78 before touching anything."""
+    if settings.audio.echo in ("gate", "aec"):
+        raise ConfigError(
+            f"{settings.source}: audio.echo: '{settings.audio.echo}' is not available in this "
+            "version yet (planned: echo handling, issue 9); use half_duplex or none"
+        )
+    if settings.mode == "pipeline":
+        raise ConfigError(
+            f"{settings.source}: mode: 'pipeline' is not available in this version yet "
+            "(planned: pipeline mode, issue 6); use mode: omni"
+        )
+
+
+class Daemon:
+    """Owns the audio engine, the mode, the control socket and the watchdog."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api_key: str | None = None,
+        endpoints: Endpoints | None = None,
+        ensure_options: EnsureOptions | None = None,
+        engine: AudioEngine | None = None,
+        control: bool = True,
+        turn_listener: asyncio.Queue[Turn] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.api_key = api_key
+        self.endpoints = endpoints or resolve_endpoints(settings.dashscope)
+        self.ensure_options = ensure_options
+        self.engine = engine
+        self.use_control = control
+        self.turn_listener = turn_listener
+        self.status = Status(mode=settings.mode)
+        self.status.on_change = self._on_status_change
+        self.mode: OmniMode | None = None
+        self.voice: VoiceResult | None = None
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT or `request_stop()`; return the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        preflight(self.settings)
+        if self.api_key is None:
+            self.api_key = resolve_api_key(self.settings)
+        state_dir = open_state_dir(self.settings)
+        control: ControlServer | None = None
+        watchdog: Watchdog | None = None
+        try:
+            if self.engine is None:
+                self.engine = AudioEngine(self.settings.audio)
+            await self.engine.start()
+            self.status.audio_status = self.engine.status
+            if self.use_control:
+                control = ControlServer(DaemonControl(self), resolve_socket_path(self.settings))
+                await control.start()
+            player = self.engine.player
+            watchdog = Watchdog(
+                audio_heartbeat=lambda: player.heartbeat,
+                is_audio_expected=self.engine.output_ok,
+            )
+            watchdog.start()
+            sdnotify.ready("starting: audio ready, preparing the voice")
+            self.ready.set()
+            log.info("ready (mode %s, state dir %s)", self.settings.mode, state_dir)
+            self._tasks.append(asyncio.create_task(self._serve(state_dir), name="serve"))
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([stop, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in self._tasks:
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            return 0
+        finally:
+            await self._shutdown(control, watchdog)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def _shutdown(self, control: ControlServer | None, watchdog: Watchdog | None) -> None:
+        sdnotify.stopping("stopping")
+        log.info("stopping")
+
+        async def steps() -> None:
+            if self.mode is not None:
+                await self.mode.stop(timeout=2.0)
+            for t in self._tasks:
+                t.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if control is not None:
+                await control.close()
+            if watchdog is not None:
+                await watchdog.stop()
+
+        try:
+            await asyncio.wait_for(steps(), SHUTDOWN_BUDGET_S - 1.0)
+        except asyncio.TimeoutError:
+            log.warning("shutdown took too long; closing devices anyway")
+        if self.engine is not None:
+            await self.engine.stop()  # the output WAV header is final after this
+
+    async def _serve(self, state_dir: Path) -> None:
+        voice = await self._ensure_voice(state_dir)
+        if self.voice is not None and not self.voice.verified:
+            # Running on a cached id or the preset while offline: confirm (or replace) it later.
+            self._tasks.append(asyncio.create_task(self._reverify(state_dir), name="voice-reverify"))
+        assert self.engine is not None and self.api_key is not None
+        self.mode = OmniMode(
+            self.settings, self.endpoints, self.api_key, self.engine, self.status, voice
+        )
+        if self.turn_listener is not None:
+            self.mode.turn_listeners.append(self.turn_listener)
+        await self.mode.run()
+
+    async def _ensure_voice(self, state_dir: Path) -> str | None:
+        """Enroll or find the voice, retrying in the background while the status says why."""
+        backoff = Backoff(*VOICE_RETRY)
+        auth_backoff = Backoff(*AUTH_RETRY)
+        assert self.api_key is not None
+        while True:
+            try:
+                result = await ensure_voice(
+                    self.settings, self.api_key, self.endpoints, state_dir,
+                    log=logging.getLogger("voice-agent.voices"), options=self.ensure_options,
+                )
+                self.voice = result
+                self.status.voice = result.voice_id or None
+                self.status.clear_error()
+                log.info("voice %s (%s%s)", result.voice_id or "(server default)", result.outcome,
+                         "" if result.verified else ", not verified with the service yet")
+                return result.voice_id or None
+            except ConfigError:
+                raise  # an invalid sample: exit 78, the operator must fix it
+            except AuthError as e:
+                delay = auth_backoff.next_delay()
+                self._voice_problem(f"voice enrollment: {e}", delay)
+            except QuotaError as e:
+                delay = AUTH_RETRY[1]
+                self._voice_problem(f"voice enrollment: {e}", delay)
+            except (VoiceError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+                delay = backoff.next_delay()
+                self._voice_problem(f"voice enrollment: {redact(str(e)) or e.__class__.__name__}", delay)
+            await asyncio.sleep(delay)
+
+    async def _reverify(self, state_dir: Path) -> None:
+        backoff = Backoff(*VOICE_RETRY)
+        while self.voice is not None and not self.voice.verified:
+            await backoff.sleep()
+            with contextlib.suppress(VoiceError, aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                assert self.api_key is not None
+                result = await ensure_voice(
+                    self.settings, self.api_key, self.endpoints, state_dir,
+                    log=logging.getLogger("voice-agent.voices"), options=self.ensure_options,
+                )
+                if result.voice_id != (self.voice.voice_id if self.voice else None):
+                    log.info("voice confirmed as %s (was %s)", result.voice_id, self.status.voice)
+                    self.status.voice = result.voice_id
+                    if self.mode is not None:
+                        await self.mode.set_voice(result.voice_id)
+                self.voice = result
+
+    def _voice_problem(self, message: str, delay: float) -> None:
+        self.status.error(message)
+        self.status.set_state(AgentState.ERROR, f"{message}; retrying in {delay:.0f} s")
+        log.error("%s; retrying in %.0f s", message, delay)
+
+    def _on_status_change(self, text: str) -> None:
+        sdnotify.status(text)
+
+
+
+class DaemonControl:
+    """The control socket's view of the daemon (SPEC §6): a `ControlHandler`."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def status(self) -> dict[str, Any]:
+        return self.daemon.status.as_dict()
+
+    async def say(self, text: str) -> None:
+        raise RuntimeError("say is not available in this version yet (planned: issue 6)")
+
+    async def ask(self, text: str) -> None:
+        mode = self.daemon.mode
+        if mode is None:
+            raise RuntimeError("not serving yet: " + (self.daemon.status.last_error or "starting"))
+        await mode.ask(text)
+
+    async def interrupt(self) -> None:
+        if self.daemon.mode is not None:
+            await self.daemon.mode.interrupt()
+
+    def mute(self) -> None:
+        self._set_muted(True)
+
+    def unmute(self) -> None:
+        self._set_muted(False)
+
+    def _set_muted(self, muted: bool) -> None:
+        self.daemon.status.muted = muted
+        if self.daemon.engine is not None:
+            self.daemon.engine.mic.muted = muted
+        log.info("microphone %s", "muted" if muted else "unmuted")

@@ -1,0 +1,348 @@
+"""Omni mode: microphone → Qwen-Omni-Realtime session → jitter-buffered speaker (SPEC §5.3).
+
+One task owns the session and loops connect → run → on error wait → reconnect. While connected,
+an uplink task streams microphone chunks and the downlink loop turns server events into playout,
+barge-in, transcripts and latency figures. The microphone is read by one long-lived task that
+keeps a short pre-roll while disconnected, so the first words after a reconnect are not lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from agent.audio.engine import AudioEngine
+from agent.backoff import Backoff
+from agent.config import Settings
+from agent.endpoints import Endpoints
+from agent.realtime import protocol as p
+from agent.realtime.connection import AuthFailed, ConnectFailed, RealtimeConnection
+from agent.secrets import redact
+from agent.status import AgentState, Status
+
+log = logging.getLogger("voice-agent.omni")
+
+PRE_ROLL_MS = 600  # microphone audio kept while disconnected and sent first after reconnecting
+ECHO_TAIL_MS = 300  # half-duplex: keep the mic closed this long after the speaker goes quiet
+STABLE_AFTER_S = 30.0  # a connection that lived this long resets the backoff
+AUTH_BACKOFF_S = (60.0, 600.0)  # a refused key is retried after minutes, not seconds
+
+
+@dataclass
+class Turn:
+    """What one exchange looked like, for logs, the demo and the status."""
+
+    heard: str = ""
+    answered: str = ""
+    speech_end_at: float | None = None
+    latency_ms: float | None = None
+    response_id: str | None = None
+    interrupted: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class OmniMode:
+    def __init__(
+        self,
+        settings: Settings,
+        endpoints: Endpoints,
+        api_key: str,
+        engine: AudioEngine,
+        status: Status,
+        voice: str | None,
+    ) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.api_key = api_key
+        self.engine = engine
+        self.status = status
+        self.voice = voice
+        self.state = p.RealtimeState()
+        self.conn: RealtimeConnection | None = None
+        self.turns: deque[Turn] = deque(maxlen=50)
+        self.turn_listeners: list[asyncio.Queue[Turn]] = []
+        self._pre_roll: deque[bytes] = deque(maxlen=max(1, PRE_ROLL_MS // settings.audio.chunk_ms))
+        self._current: Turn | None = None
+        self._by_response: dict[str, Turn] = {}
+        self._stopping = False
+        self._backoff = Backoff(first=0.5, cap=30.0, stable_s=STABLE_AFTER_S)
+        self._auth_backoff = Backoff(first=AUTH_BACKOFF_S[0], cap=AUTH_BACKOFF_S[1])
+        self._quiet_since = time.monotonic()
+        self._silence = bytes(2 * 16 * settings.audio.chunk_ms)
+        self._session_started = 0.0
+        self.last_speech_started_at: float | None = None
+        self._session_closed = asyncio.Event()
+        self._session_closed.set()
+
+    # --- the session task -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff — until cancelled or stopped."""
+        backoff, auth_backoff = self._backoff, self._auth_backoff
+        mic_task = asyncio.create_task(self._uplink(), name="omni-uplink")
+        try:
+            while not self._stopping:
+                try:
+                    await self._serve_one_session()
+                    if self._stopping:
+                        return
+                    delay = 0.0  # rotation or a polite close: reconnect at once
+                    auth_backoff.reset()
+                except AuthFailed as e:
+                    delay = auth_backoff.next_delay()
+                    self.status.error(f"authentication failed: {e}; check dashscope.api_key and region; retrying in {delay:.0f} s")
+                    log.error("authentication failed: %s; check dashscope.api_key and region (keys are region-specific); retrying in %.0f s", e, delay)
+                except (ConnectFailed, p.ProtocolError, OSError, asyncio.TimeoutError) as e:
+                    delay = backoff.next_delay()
+                    why = redact(str(e)) or e.__class__.__name__
+                    self.status.error(f"realtime session lost: {why}")
+                    log.warning("realtime session lost: %s; reconnecting in %.1f s", why, delay)
+                finally:
+                    self._on_disconnected()
+                if self._stopping:
+                    return
+                if delay:
+                    self.status.set_state(AgentState.RECONNECTING, f"reconnecting in {delay:.1f} s")
+                    await asyncio.sleep(delay)
+                self.status.reconnects += 1
+        finally:
+            mic_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mic_task
+
+    async def _serve_one_session(self) -> None:
+        url = self.endpoints.realtime_ws(self.settings.omni.model)
+        conn = await RealtimeConnection.open(url, self.api_key, self.settings.dashscope.workspace)
+        self.state.reset()
+        await conn.send(p.session_update(self.settings.omni, self.voice))
+        self.conn = conn
+        self._session_started = time.monotonic()
+        self._backoff.connected()  # a session that stays up STABLE_AFTER_S resets the backoff
+        self.status.connected = True
+        self.status.clear_error()
+        self.status.set_state(AgentState.LISTENING, "connected")
+        log.info("realtime session open (%s, voice %s)", self.settings.omni.model, self.voice or "default")
+        # The pre-roll goes first so the words spoken during the outage reach the server.
+        while self._pre_roll:
+            await conn.send(p.audio_append(self._pre_roll.popleft()))
+        rotate = asyncio.create_task(self._rotate_when_due(), name="omni-rotate")
+        self._session_closed.clear()
+        try:
+            async for event in conn.events():
+                if isinstance(event, p.SessionFinished):
+                    log.info("realtime session finished")
+                    break  # our own session.finish (stop) was acknowledged
+                await self._on_event(self.state.receive(event))
+                if rotate.done():
+                    break
+        finally:
+            rotate.cancel()
+            self.conn = None
+            if rotate.done() and not self._stopping:
+                await conn.finish()  # nobody else reads this socket any more
+            else:
+                await conn.close()
+            self._session_closed.set()
+        if not self._stopping and not rotate.done():
+            raise ConnectFailed("the server closed the session")
+
+    async def _rotate_when_due(self) -> None:
+        """Resolve once the session is old enough and nobody is speaking (the loop then rotates)."""
+        limit = self.settings.omni.session_max_minutes * 60.0
+        while True:
+            await asyncio.sleep(1.0)
+            age = time.monotonic() - self._session_started
+            quiet = (not self.state.user_speaking and not self.state.response_in_progress
+                     and not self.engine.player.busy and time.monotonic() - self._quiet_since > 2.0)
+            if age >= limit and quiet:
+                log.info("rotating the realtime session after %.0f minutes", age / 60)
+                return
+
+    def _on_disconnected(self) -> None:
+        self.conn = None
+        self.status.connected = False
+        if self.state.active_response:
+            self.engine.player.end(self.state.active_response)
+
+    # --- uplink -----------------------------------------------------------------------------
+
+    async def _uplink(self) -> None:
+        """The one reader of the microphone: send, gate for echo, or keep a pre-roll."""
+        echo = self.settings.audio.echo
+        async for chunk in self.engine.mic:
+            if self._stopping:
+                return
+            conn = self.conn
+            if echo == "half_duplex" and self._speaker_active():
+                chunk = self._silence  # keep the server's timeline; hide our own voice
+            if conn is None:
+                self._pre_roll.append(chunk)
+                continue
+            try:
+                await conn.send(p.audio_append(chunk))
+            except Exception:  # the session task notices the loss and reconnects
+                self._pre_roll.append(chunk)
+
+    def _speaker_active(self) -> bool:
+        player = self.engine.player
+        if player.speaking:
+            self._quiet_since = time.monotonic()
+            return True
+        return time.monotonic() - self._quiet_since < ECHO_TAIL_MS / 1000
+
+    # --- downlink ---------------------------------------------------------------------------
+
+    async def _on_event(self, event: p.ServerEvent) -> None:
+        player = self.engine.player
+        if isinstance(event, p.AudioDelta):
+            if not self.state.is_dropped(event.response_id):
+                player.feed(event.response_id, event.pcm)
+                if self.status.state is not AgentState.SPEAKING:
+                    self.status.set_state(AgentState.SPEAKING)
+        elif isinstance(event, p.SpeechStarted):
+            self.last_speech_started_at = time.monotonic()
+            await self._on_speech_started()
+        elif isinstance(event, p.SpeechStopped):
+            turn = self._new_turn()
+            turn.speech_end_at = time.monotonic()
+            self.status.set_state(AgentState.THINKING)
+        elif isinstance(event, p.TranscriptionCompleted):
+            turn = self._current or self._new_turn()
+            turn.heard = event.transcript
+            if self.settings.log.transcripts:
+                log.info("heard: %s", event.transcript)
+        elif isinstance(event, p.ResponseCreated):
+            turn = self._current or self._new_turn()
+            turn.response_id = event.response_id
+            self._by_response[event.response_id] = turn
+            player.begin(event.response_id)
+        elif isinstance(event, p.TranscriptDelta):
+            turn = self._by_response.get(event.response_id)
+            if turn is not None and not self.state.is_dropped(event.response_id):
+                turn.answered += event.delta
+        elif isinstance(event, p.TranscriptDone):
+            turn = self._by_response.get(event.response_id)
+            if turn is not None and event.transcript:
+                turn.answered = event.transcript
+        elif isinstance(event, p.ResponseDone):
+            await self._on_response_done(event)
+        elif isinstance(event, p.ErrorEvent):
+            self._on_error(event)
+
+    async def _on_speech_started(self) -> None:
+        player = self.engine.player
+        self.status.set_state(AgentState.LISTENING)
+        rid = self.state.active_response
+        if rid is None and not player.busy:
+            return
+        # Barge-in: silence first (the callback fades within one device period), then tell the
+        # server; deltas still in flight for this response are dropped by id.
+        flushed = player.flush()
+        interrupted = rid or flushed
+        cancel = self.state.cancel()
+        self.state.drop(interrupted)
+        self.status.barge_ins += 1
+        turn = self._by_response.get(interrupted or "")
+        if turn is not None:
+            turn.interrupted = True
+        if self.conn is not None:
+            for ev in cancel:
+                with contextlib.suppress(Exception):
+                    await self.conn.send(ev)
+        if interrupted:
+            asyncio.get_running_loop().create_task(self._record_heard(interrupted))
+
+    async def _record_heard(self, rid: str) -> None:
+        """Once the flush has reached the output, record how much of the answer was heard."""
+        st = await self.engine.player.wait_finished(rid)
+        if st is None:
+            return
+        if st.output_end is not None:
+            await asyncio.sleep(max(0.0, st.output_end - time.monotonic()))
+        heard = st.heard_ms(time.monotonic())
+        self.status.heard_ms_last_interrupted = round(heard, 1)
+        log.info("barge-in: the user interrupted after %.0f ms of the answer", heard)
+
+    async def _on_response_done(self, event: p.ResponseDone) -> None:
+        rid = event.response_id
+        self.engine.player.end(rid)
+        turn = self._by_response.pop(rid, None)
+        if turn is None:
+            return
+        if event.status != "completed":
+            turn.interrupted = True
+        self.status.turns += 1
+        if self.settings.log.transcripts and turn.answered:
+            log.info("answered%s: %s", " (interrupted)" if turn.interrupted else "", turn.answered)
+        asyncio.get_running_loop().create_task(self._finish_turn(turn, rid))
+        if self._current is turn:
+            self._current = None
+
+    async def _finish_turn(self, turn: Turn, rid: str) -> None:
+        """Wait for the answer to leave the speaker, then record latency and publish the turn."""
+        st = await self.engine.player.wait_finished(rid)
+        answered = st is not None and st.first_audible is not None and not turn.interrupted
+        if answered and st is not None and st.first_audible is not None and turn.speech_end_at is not None:
+            turn.latency_ms = (st.first_audible - turn.speech_end_at) * 1000.0
+            self.status.latency.add(turn.latency_ms)
+        if not self.state.response_in_progress and not self.state.user_speaking:
+            self.status.set_state(AgentState.LISTENING)
+        self.turns.append(turn)
+        turn.done.set()
+        for q in self.turn_listeners:
+            q.put_nowait(turn)
+
+    def _new_turn(self) -> Turn:
+        turn = Turn()
+        self._current = turn
+        return turn
+
+    def _on_error(self, event: p.ErrorEvent) -> None:
+        text = f"server error {event.code or event.error_type}: {event.message}"
+        if event.fatal:
+            raise ConnectFailed(text)
+        # e.g. response.cancel raced with the response's natural end: harmless.
+        log.info("%s (tolerated)", text)
+
+    # --- control ----------------------------------------------------------------------------
+
+    async def ask(self, text: str) -> None:
+        """A user turn given as text: a text item plus `response.create`."""
+        conn = self.conn
+        if conn is None:
+            raise RuntimeError("not connected to the realtime service")
+        turn = self._new_turn()
+        turn.heard = text
+        turn.speech_end_at = time.monotonic()
+        await conn.send(p.user_text(text))
+        await conn.send(p.response_create())
+
+    async def set_voice(self, voice: str | None) -> None:
+        """Use another voice from now on (the next session, and this one if it is open)."""
+        self.voice = voice
+        conn = self.conn
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.send(p.session_update(self.settings.omni, voice))
+
+    async def interrupt(self) -> None:
+        await self._on_speech_started()
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """SIGTERM: stop sending audio and end the session politely (`session.finish`).
+
+        The session task stays the socket's only reader: it sees `session.finished` (or the
+        close) and exits; we only wait for that, bounded, so shutdown stays under 5 s.
+        """
+        self._stopping = True
+        conn = self.conn
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            await conn.send(p.session_finish())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._session_closed.wait(), timeout)
