@@ -144,7 +144,7 @@ def synthetic_voice(text: str, rate: int = 24000) -> np.ndarray:
     resonators). Words are separated by short pauses and sentences by longer ones.
     """
     rng = np.random.default_rng(zlib.crc32(text.encode("utf-8")))
-    words = [w for w in "".join(c.lower() if c.isalnum() else " " + c + " " for c in text).split()]
+    words = "".join(c.lower() if c.isalnum() else f" {c} " for c in text).split()
     pieces: list[np.ndarray] = []
     n_words = max(1, sum(1 for w in words if w[0].isalnum()))
     w_index = 0
@@ -175,7 +175,7 @@ def _syllables(word: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     onset, nucleus = "", ""
     for ch in word:
-        if ch.isdigit():
+        if ch in "0123456789":
             ch = "aeiou"[int(ch) % 5]
         if ch in _VOWELS:
             nucleus += ch
@@ -193,20 +193,30 @@ def _syllables(word: str) -> list[tuple[str, str]]:
 
 
 def _consonant(onset: str, rate: int, rng: np.random.Generator) -> np.ndarray:
-    """Unvoiced onset: hiss for fricatives, short burst for plosives, soft noise otherwise."""
-    ch = onset[-1]
-    if ch in _FRICATIVES:
-        dur, gain = 0.08, 0.25
-    elif ch in _PLOSIVES:
-        dur, gain = 0.035, 0.45
-    else:
-        dur, gain = 0.05, 0.12
-    n = max(1, int(dur * len(onset) ** 0.5 * rate))
-    noise = rng.standard_normal(n)
-    if ch in "sz":  # sibilants are high-frequency
-        noise = np.diff(noise, prepend=0.0)
-    env = np.hanning(n) if n > 2 else np.ones(n)
-    return gain * noise * env
+    """A consonant cluster, letter by letter: band-limited hiss (fricatives), a short burst
+    (plosives) or a low voiced murmur (nasals, liquids); each letter has its own spectrum so
+    different words stay acoustically different."""
+    parts = []
+    for ch in onset:
+        if ch in _PLOSIVES:
+            dur, gain = 0.03, 0.5
+        elif ch in _FRICATIVES:
+            dur, gain = 0.07, 0.3
+        else:
+            dur, gain = 0.05, 0.2
+        n = max(8, int(dur * rate))
+        centre = 700.0 + (ord(ch) * 389) % 4800  # letter-specific spectral centre, 0.7–5.5 kHz
+        if ch in _PLOSIVES or ch in _FRICATIVES:
+            spec = np.fft.rfft(rng.standard_normal(n))
+            freqs = np.fft.rfftfreq(n, 1.0 / rate)
+            spec *= np.exp(-(((freqs - centre) / (0.25 * centre + 300.0)) ** 2))
+            sound = np.fft.irfft(spec, n)
+            sound /= max(1e-9, float(np.max(np.abs(sound))))
+        else:
+            t = np.arange(n) / rate
+            sound = np.sin(2 * np.pi * 220.0 * t) + 0.4 * np.sin(2 * np.pi * centre / 2 * t)
+        parts.append(gain * sound * np.hanning(n))
+    return np.concatenate(parts)
 
 
 def _vowel(nucleus: str, f0: float, rate: int, rng: np.random.Generator) -> np.ndarray:
