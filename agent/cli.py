@@ -126,17 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _not_yet(what: str, issue: str) -> Callable[[argparse.Namespace], int]:
-    def run(_args: argparse.Namespace) -> int:
-        print(
-            f"voice-agent: {what} is not available in this version yet (planned: {issue}).",
-            file=sys.stderr,
-        )
-        return EX_USAGE
-
-    return run
-
-
 def cmd_emulator(args: argparse.Namespace) -> int:
     from agent.emulator.server import run
 
@@ -154,11 +143,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    if args.mode == "pipeline":
-        return _not_yet("`demo --mode pipeline`", "pipeline mode, issue 6")(args)
     from agent.demo import demo_command
 
-    return demo_command(args.output, args.speakers)
+    return demo_command(args.output, args.speakers, args.mode)
 
 
 def cmd_voices(args: argparse.Namespace) -> int:

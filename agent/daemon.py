@@ -22,7 +22,7 @@ from agent.backoff import Backoff
 from agent.config import ConfigError, Settings
 from agent.control import ControlServer, resolve_socket_path
 from agent.endpoints import Endpoints, resolve_endpoints
-from agent.omni import OmniMode, Turn
+from agent.modes import Mode, Turn
 from agent.secrets import redact, resolve_api_key
 from agent.statedir import open_state_dir
 from agent.status import AgentState, Status
@@ -44,11 +44,20 @@ def preflight(settings: Settings) -> None:
             f"{settings.source}: audio.echo: '{settings.audio.echo}' is not available in this "
             "version yet (planned: echo handling, issue 9); use half_duplex or none"
         )
+
+
+def make_mode(
+    settings: Settings, endpoints: Endpoints, api_key: str, engine: AudioEngine, status: Status,
+    voice: str | None,
+) -> Mode:
+    """The mode `settings.mode` names; both offer the same `Mode` surface."""
     if settings.mode == "pipeline":
-        raise ConfigError(
-            f"{settings.source}: mode: 'pipeline' is not available in this version yet "
-            "(planned: pipeline mode, issue 6); use mode: omni"
-        )
+        from agent.pipeline import PipelineMode
+
+        return PipelineMode(settings, endpoints, api_key, engine, status, voice)
+    from agent.omni import OmniMode
+
+    return OmniMode(settings, endpoints, api_key, engine, status, voice)
 
 
 class Daemon:
@@ -74,7 +83,7 @@ class Daemon:
         self.turn_listener = turn_listener
         self.status = Status(mode=settings.mode)
         self.status.on_change = self._on_status_change
-        self.mode: OmniMode | None = None
+        self.mode: Mode | None = None
         self.voice: VoiceResult | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -152,7 +161,7 @@ class Daemon:
             # Running on a cached id or the preset while offline: confirm (or replace) it later.
             self._tasks.append(asyncio.create_task(self._reverify(state_dir), name="voice-reverify"))
         assert self.engine is not None and self.api_key is not None
-        self.mode = OmniMode(
+        self.mode = make_mode(
             self.settings, self.endpoints, self.api_key, self.engine, self.status, voice
         )
         if self.turn_listener is not None:
@@ -226,13 +235,16 @@ class DaemonControl:
         return self.daemon.status.as_dict()
 
     async def say(self, text: str) -> None:
-        raise RuntimeError("say is not available in this version yet (planned: issue 6)")
+        await self._mode().say(text)  # queued; played after whatever is being said now
 
     async def ask(self, text: str) -> None:
+        await self._mode().ask(text)
+
+    def _mode(self) -> Mode:
         mode = self.daemon.mode
         if mode is None:
             raise RuntimeError("not serving yet: " + (self.daemon.status.last_error or "starting"))
-        await mode.ask(text)
+        return mode
 
     async def interrupt(self) -> None:
         if self.daemon.mode is not None:

@@ -5,6 +5,10 @@ daemon through the file microphone; what the speaker would play is written to a 
 through the sound card with `--speakers`). Each turn is printed as it completes. The question
 timeline leaves room for each answer, because the default echo defence (half-duplex) closes the
 microphone while the assistant speaks, exactly as on a device.
+
+`--mode pipeline` runs the same user through realtime ASR → LLM → CosyVoice, speaking with a
+CosyVoice voice cloned (by the emulator) from a generated sample, and also prints the LLM's
+first-token and the synthesis' first-audio latency of each turn.
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.config import settings_from_dict
+from agent.config import Settings, settings_from_dict
 from agent.daemon import Daemon
 from agent.emulator.answers import answer_for
 from agent.emulator.context import EmulatorOptions
+from agent.emulator.cosyvoice_text import split_sentences
 from agent.emulator.server import Emulator
 from agent.emulator.speech import synthesize
+from agent.endpoints import resolve_endpoints
 from agent.logs import setup_logging
-from agent.omni import Turn
+from agent.modes import Turn
+from agent.statedir import open_state_dir
+from agent.voices.ensure import ensure_voice
 
 QUESTIONS = ("What's the weather like today?", "Tell me a joke.")
 VOICE_TEXT = (
@@ -49,29 +57,42 @@ def _write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
         w.writeframes(pcm.astype("<i2").tobytes())
 
 
-def script_questions(path: Path, questions: tuple[str, ...] = QUESTIONS) -> None:
+def answer_seconds(question: str, mode: str = "omni") -> float:
+    """How long the emulator's spoken answer lasts (CosyVoice renders sentence by sentence)."""
+    answer = answer_for(question)
+    if mode == "omni":
+        return len(synthesize(answer, 24000)) / 24000
+    sentences, rest = split_sentences(answer)
+    return sum(len(synthesize(s.strip(), 24000)) for s in [*sentences, rest] if s.strip()) / 24000
+
+
+def script_questions(path: Path, questions: tuple[str, ...] = QUESTIONS, mode: str = "omni") -> None:
     """Lay the questions out on a 16 kHz timeline with room for each answer to play."""
     rate = 16000
     parts = [np.zeros(int(LEAD_IN_S * rate), np.int16)]
     for q in questions:
         parts.append(synthesize(q, rate))
-        answer_s = len(synthesize(answer_for(q), 24000)) / 24000
+        answer_s = answer_seconds(q, mode)
         parts.append(np.zeros(int((answer_s + TURN_GAP_S) * rate), np.int16))
     _write_wav(path, np.concatenate(parts), rate)
 
 
-def demo_settings(base_url: str, api_key: str, work: Path, output: str, speakers: bool) -> object:
+def demo_settings(
+    base_url: str, api_key: str, work: Path, output: str, speakers: bool, mode: str = "omni"
+) -> Settings:
     sample = work / "voice-sample.wav"
     voice = synthesize(VOICE_TEXT, 24000)
     _write_wav(sample, np.concatenate([voice, np.zeros(12000, np.int16)]), 24000)
     question = work / "question.wav"
-    script_questions(question)
+    script_questions(question, mode=mode)
     out = {"backend": "sounddevice"} if speakers else {"backend": "file", "path": output}
+    # omni speaks with a Qwen voice cloned for the Omni model, pipeline with a CosyVoice clone.
+    family = "qwen" if mode == "omni" else "cosyvoice"
     return settings_from_dict(
         {
-            "mode": "omni",
+            "mode": mode,
             "dashscope": {"http_url": base_url, "api_key": api_key},
-            "voice": {"family": "qwen", "name": "demo", "sample": str(sample), "language": "en"},
+            "voice": {"family": family, "name": "demo", "sample": str(sample), "language": "en"},
             "audio": {"input": {"backend": "file", "path": str(question)}, "output": out},
             "state_dir": str(work / "state"),
             "log": {"level": "warning", "transcripts": False},
@@ -85,18 +106,38 @@ def _print_turn(n: int, turn: Turn) -> None:
     print(f"turn {n}: heard    “{turn.heard}”")
     print(f"        answered “{turn.answered}”")
     print(f"        latency  {latency} (end of speech → first answer sample at the speaker)")
+    if turn.llm_first_token_ms is not None or turn.synthesis_first_audio_ms is not None:
+        def ms(v: float | None) -> str:
+            return f"{v:.0f} ms" if v is not None else "n/a"
+
+        print(f"        LLM first token {ms(turn.llm_first_token_ms)}, "
+              f"synthesis first audio {ms(turn.synthesis_first_audio_ms)}")
     sys.stdout.flush()
 
 
-async def run_demo(output: str = "demo-output.wav", speakers: bool = False) -> int:
+async def _enroll_ahead(settings: Settings, api_key: str) -> None:
+    """Clone the CosyVoice voice before the scripted user starts talking.
+
+    A CosyVoice clone is DEPLOYING for a moment, longer than the script's lead-in; on a device
+    `voice-agent voices ensure` does this once at installation. The daemon then finds the voice
+    in its cache and only verifies it.
+    """
+    result = await ensure_voice(settings, api_key, resolve_endpoints(settings.dashscope),
+                                open_state_dir(settings), log=logging.getLogger("voice-agent.voices"))
+    print(f"voice-agent demo: CosyVoice voice {result.voice_id} cloned from a generated sample")
+
+
+async def run_demo(output: str = "demo-output.wav", speakers: bool = False, mode: str = "omni") -> int:
     setup_logging("warning")
     emulator = Emulator(options=EmulatorOptions(enroll_delay_s=0.3))
     base_url = await emulator.start()
     started = time.monotonic()
-    print(f"voice-agent demo: emulator at {base_url}; "
+    print(f"voice-agent demo ({mode} mode): emulator at {base_url}; "
           f"output → {'the sound card' if speakers else output}")
     with tempfile.TemporaryDirectory(prefix="voice-agent-demo-") as tmp:
-        settings = demo_settings(base_url, emulator.api_key, Path(tmp), output, speakers)
+        settings = demo_settings(base_url, emulator.api_key, Path(tmp), output, speakers, mode)
+        if mode == "pipeline":
+            await _enroll_ahead(settings, emulator.api_key)
         turns: asyncio.Queue[Turn] = asyncio.Queue()
         daemon = Daemon(settings, control=False, turn_listener=turns)
         task = asyncio.create_task(daemon.run(), name="daemon")
@@ -127,6 +168,6 @@ async def run_demo(output: str = "demo-output.wav", speakers: bool = False) -> i
     return code if len(got) == len(QUESTIONS) else 1
 
 
-def demo_command(output: str, speakers: bool) -> int:
+def demo_command(output: str, speakers: bool, mode: str = "omni") -> int:
     logging.getLogger().setLevel(logging.WARNING)
-    return asyncio.run(run_demo(output, speakers))
+    return asyncio.run(run_demo(output, speakers, mode))

@@ -13,36 +13,25 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
+from agent.announce import OmniAnnouncer
 from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
 from agent.config import Settings
 from agent.endpoints import Endpoints
+from agent.modes import Announcement, Turn
 from agent.realtime import protocol as p
 from agent.realtime.connection import AuthFailed, ConnectFailed, RealtimeConnection
 from agent.secrets import redact
 from agent.status import AgentState, Status
+from agent.uplink import MicUplink
 
 log = logging.getLogger("voice-agent.omni")
 
-PRE_ROLL_MS = 600  # microphone audio kept while disconnected and sent first after reconnecting
-ECHO_TAIL_MS = 300  # half-duplex: keep the mic closed this long after the speaker goes quiet
+__all__ = ["OmniMode", "Turn"]  # Turn lives in agent.modes; re-exported for existing imports
+
 STABLE_AFTER_S = 30.0  # a connection that lived this long resets the backoff
 AUTH_BACKOFF_S = (60.0, 600.0)  # a refused key is retried after minutes, not seconds
-
-
-@dataclass
-class Turn:
-    """What one exchange looked like, for logs, the demo and the status."""
-
-    heard: str = ""
-    answered: str = ""
-    speech_end_at: float | None = None
-    latency_ms: float | None = None
-    response_id: str | None = None
-    interrupted: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class OmniMode:
@@ -65,14 +54,14 @@ class OmniMode:
         self.conn: RealtimeConnection | None = None
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
-        self._pre_roll: deque[bytes] = deque(maxlen=max(1, PRE_ROLL_MS // settings.audio.chunk_ms))
+        self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
+        self.announcer = OmniAnnouncer(settings, endpoints, api_key, engine.player, status,
+                                       self._quiet_for_announcement)
         self._current: Turn | None = None
         self._by_response: dict[str, Turn] = {}
         self._stopping = False
         self._backoff = Backoff(first=0.5, cap=30.0, stable_s=STABLE_AFTER_S)
         self._auth_backoff = Backoff(first=AUTH_BACKOFF_S[0], cap=AUTH_BACKOFF_S[1])
-        self._quiet_since = time.monotonic()
-        self._silence = bytes(2 * 16 * settings.audio.chunk_ms)
         self._session_started = 0.0
         self.last_speech_started_at: float | None = None
         self._session_closed = asyncio.Event()
@@ -83,7 +72,7 @@ class OmniMode:
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff — until cancelled or stopped."""
         backoff, auth_backoff = self._backoff, self._auth_backoff
-        mic_task = asyncio.create_task(self._uplink(), name="omni-uplink")
+        mic_task = asyncio.create_task(self.uplink.run(), name="omni-uplink")
         try:
             while not self._stopping:
                 try:
@@ -126,9 +115,7 @@ class OmniMode:
         self.status.clear_error()
         self.status.set_state(AgentState.LISTENING, "connected")
         log.info("realtime session open (%s, voice %s)", self.settings.omni.model, self.voice or "default")
-        # The pre-roll goes first so the words spoken during the outage reach the server.
-        while self._pre_roll:
-            await conn.send(p.audio_append(self._pre_roll.popleft()))
+        self.uplink.attach(conn)  # the pre-roll goes first: words spoken during the outage count
         rotate = asyncio.create_task(self._rotate_when_due(), name="omni-rotate")
         self._session_closed.clear()
         try:
@@ -141,6 +128,7 @@ class OmniMode:
                     break
         finally:
             rotate.cancel()
+            self.uplink.detach()
             self.conn = None
             if rotate.done() and not self._stopping:
                 await conn.finish()  # nobody else reads this socket any more
@@ -157,42 +145,17 @@ class OmniMode:
             await asyncio.sleep(1.0)
             age = time.monotonic() - self._session_started
             quiet = (not self.state.user_speaking and not self.state.response_in_progress
-                     and not self.engine.player.busy and time.monotonic() - self._quiet_since > 2.0)
+                     and not self.engine.player.busy and time.monotonic() - self.uplink.quiet_since > 2.0)
             if age >= limit and quiet:
                 log.info("rotating the realtime session after %.0f minutes", age / 60)
                 return
 
     def _on_disconnected(self) -> None:
+        self.uplink.detach()
         self.conn = None
         self.status.connected = False
         if self.state.active_response:
             self.engine.player.end(self.state.active_response)
-
-    # --- uplink -----------------------------------------------------------------------------
-
-    async def _uplink(self) -> None:
-        """The one reader of the microphone: send, gate for echo, or keep a pre-roll."""
-        echo = self.settings.audio.echo
-        async for chunk in self.engine.mic:
-            if self._stopping:
-                return
-            conn = self.conn
-            if echo == "half_duplex" and self._speaker_active():
-                chunk = self._silence  # keep the server's timeline; hide our own voice
-            if conn is None:
-                self._pre_roll.append(chunk)
-                continue
-            try:
-                await conn.send(p.audio_append(chunk))
-            except Exception:  # the session task notices the loss and reconnects
-                self._pre_roll.append(chunk)
-
-    def _speaker_active(self) -> bool:
-        player = self.engine.player
-        if player.speaking:
-            self._quiet_since = time.monotonic()
-            return True
-        return time.monotonic() - self._quiet_since < ECHO_TAIL_MS / 1000
 
     # --- downlink ---------------------------------------------------------------------------
 
@@ -285,8 +248,9 @@ class OmniMode:
     async def _finish_turn(self, turn: Turn, rid: str) -> None:
         """Wait for the answer to leave the speaker, then record latency and publish the turn."""
         st = await self.engine.player.wait_finished(rid)
-        answered = st is not None and st.first_audible is not None and not turn.interrupted
-        if answered and st is not None and st.first_audible is not None and turn.speech_end_at is not None:
+        if st is not None and st.interrupted:
+            turn.interrupted = True  # flushed at the output, even if the server had finished
+        if st is not None and st.first_audible is not None and turn.speech_end_at is not None:
             turn.latency_ms = (st.first_audible - turn.speech_end_at) * 1000.0
             self.status.latency.add(turn.latency_ms)
         if not self.state.response_in_progress and not self.state.user_speaking:
@@ -332,6 +296,19 @@ class OmniMode:
     async def interrupt(self) -> None:
         await self._on_speech_started()
 
+    async def say(self, text: str) -> Announcement:
+        """Speak `text` verbatim with a CosyVoice system voice, after the current answer.
+
+        The Omni model cannot repeat text verbatim (it answers), so announcements go through
+        CosyVoice; see `agent.announce` for the voice and the queuing rules.
+        """
+        return await self.announcer.say(text)
+
+    def _quiet_for_announcement(self) -> bool:
+        """No Omni answer is streaming into the player and the user is not speaking."""
+        return (not self.state.response_in_progress and not self.state.user_speaking
+                and self.engine.player.current_response is None)
+
     async def stop(self, timeout: float = 2.0) -> None:
         """SIGTERM: stop sending audio and end the session politely (`session.finish`).
 
@@ -339,6 +316,8 @@ class OmniMode:
         close) and exits; we only wait for that, bounded, so shutdown stays under 5 s.
         """
         self._stopping = True
+        self.uplink.stopping = True
+        await self.announcer.close()
         conn = self.conn
         if conn is None:
             return

@@ -1,0 +1,89 @@
+"""What the daemon needs from a mode (omni or pipeline), and the records both modes publish.
+
+The daemon starts exactly one mode and treats it through `Mode` only: the control socket's
+`say`/`ask`/`interrupt`, voice changes after re-verification and shutdown must behave the same
+whichever mode runs. `Turn` (one exchange) and `Announcement` (one `say`) are shared so the demo,
+the tests and the logs read both modes alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+# The CosyVoice system voice used when no enrolled CosyVoice voice is available: in omni mode
+# (whose enrolled voice belongs to the Omni model) and if pipeline mode runs without any voice.
+DEFAULT_COSYVOICE_VOICE = "longanyang"
+
+
+_COSYVOICE_VOICE = re.compile(r"(long|loong)[a-z0-9_]+|cosyvoice-[a-z0-9.-]+")
+
+
+def is_cosyvoice_voice(name: str | None) -> bool:
+    """System voices are named long…/loong… (longanyang, longxiaochun_v2); clones cosyvoice-…."""
+    return name is not None and _COSYVOICE_VOICE.fullmatch(name) is not None
+
+
+@dataclass
+class Turn:
+    """What one exchange looked like, for logs, the demo and the status.
+
+    Times are `time.monotonic()` seconds; `*_ms` fields are durations. The pipeline-only fields
+    stay None in omni mode (the Omni model does LLM and synthesis in one step).
+    """
+
+    heard: str = ""
+    answered: str = ""
+    speech_end_at: float | None = None
+    latency_ms: float | None = None  # end of user speech → first answer sample at the output
+    response_id: str | None = None
+    interrupted: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    # --- pipeline mode ---
+    llm_first_token_ms: float | None = None  # LLM request sent → first text delta
+    synthesis_first_audio_ms: float | None = None  # first text sent to CosyVoice → first audio
+    llm_finished_at: float | None = None  # the LLM stream's final event arrived
+    pieces: list[tuple[float, str]] = field(default_factory=list)  # (sent at, text) to synthesis
+    error: str | None = None  # why the turn failed (LLM or synthesis); None if it worked
+
+    @property
+    def text_sent(self) -> str:
+        """Everything handed to the synthesizer, in order."""
+        return "".join(text for _, text in self.pieces)
+
+
+@dataclass
+class Announcement:
+    """One `say`: text spoken verbatim through CosyVoice, without the LLM."""
+
+    text: str
+    response_id: str | None = None
+    interrupted: bool = False
+    error: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Mode(Protocol):
+    """The surface the daemon and the control socket use; OmniMode and PipelineMode provide it."""
+
+    turn_listeners: list[asyncio.Queue[Turn]]
+
+    async def run(self) -> None:
+        """Serve until stopped (or cancelled); never returns because of a network failure."""
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """End sessions politely (bounded by `timeout`), for SIGTERM."""
+
+    async def ask(self, text: str) -> object:
+        """Run a turn with `text` as the user's words."""
+
+    async def say(self, text: str) -> Announcement:
+        """Queue `text` to be spoken verbatim; returns at once (`done` is set when played)."""
+
+    async def interrupt(self) -> None:
+        """Barge-in from software: silence the answer now."""
+
+    async def set_voice(self, voice: str | None) -> None:
+        """Speak with another voice from now on."""

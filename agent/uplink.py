@@ -1,0 +1,82 @@
+"""The microphone uplink into a realtime session (omni, or realtime ASR in pipeline mode).
+
+One long-lived task is the microphone's only reader, whether or not a session is open:
+
+- **Pre-roll**: while no session is attached the last `PRE_ROLL_MS` of audio are kept and sent
+  first after (re)connecting, so the first words after a reconnect are not lost.
+- **Half-duplex echo** (SPEC §5.7): while the assistant is audible, and for `ECHO_TAIL_MS` after,
+  the chunks are replaced by digital silence. Silence rather than nothing keeps the server's
+  audio timeline (and its VAD) in step with real time.
+- **Order**: the pre-roll is drained by this same task before the next live chunk, so audio
+  reaches the server in capture order even when a session is attached mid-chunk.
+
+The session owner calls `attach(conn)` once its session is configured and `detach()` when it is
+gone; a failed send keeps the chunk in the pre-roll, and the owner notices the loss itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Protocol
+
+from agent.audio.engine import AudioEngine
+from agent.realtime import protocol as p
+
+PRE_ROLL_MS = 600  # microphone audio kept while disconnected and sent first after reconnecting
+ECHO_TAIL_MS = 300  # half-duplex: keep the mic closed this long after the speaker goes quiet
+
+
+class EventSender(Protocol):
+    async def send(self, event: dict[str, Any]) -> None: ...
+
+
+class MicUplink:
+    """Streams microphone chunks to the attached session; see the module docstring."""
+
+    def __init__(self, engine: AudioEngine, chunk_ms: int, echo: str) -> None:
+        self.engine = engine
+        self.echo = echo
+        self.stopping = False
+        self.quiet_since = time.monotonic()  # when the speaker last went quiet
+        self._conn: EventSender | None = None
+        self._pre_roll: deque[bytes] = deque(maxlen=max(1, PRE_ROLL_MS // chunk_ms))
+        self._silence = bytes(2 * 16 * chunk_ms)
+
+    @property
+    def attached(self) -> bool:
+        return self._conn is not None
+
+    def attach(self, conn: EventSender) -> None:
+        """Send to `conn` from now on, starting with the pre-roll."""
+        self._conn = conn
+
+    def detach(self) -> None:
+        self._conn = None
+
+    def speaker_active(self) -> bool:
+        """The assistant is audible now, or was within the echo tail."""
+        if self.engine.player.speaking:
+            self.quiet_since = time.monotonic()
+            return True
+        return time.monotonic() - self.quiet_since < ECHO_TAIL_MS / 1000
+
+    async def run(self) -> None:
+        """Read the microphone until stopped or the engine closes it."""
+        async for chunk in self.engine.mic:
+            if self.stopping:
+                return
+            active = self.speaker_active()  # also keeps `quiet_since` current in every echo mode
+            if self.echo == "half_duplex" and active:
+                chunk = self._silence  # keep the server's timeline; hide our own voice
+            conn = self._conn
+            if conn is None:
+                self._pre_roll.append(chunk)
+                continue
+            try:
+                while self._pre_roll:
+                    await conn.send(p.audio_append(self._pre_roll[0]))
+                    self._pre_roll.popleft()
+                await conn.send(p.audio_append(chunk))
+            except Exception:  # the session owner notices the loss and reconnects
+                self._pre_roll.append(chunk)
