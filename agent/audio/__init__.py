@@ -1,0 +1,40 @@
+"""Audio engine: jitter-buffered player, microphone, and sounddevice/file/null backends.
+
+Importing this package never imports `sounddevice` (PortAudio may be missing); only opening a
+`sounddevice` backend does. See docs/audio.md for the design.
+"""
+
+from agent.audio.backend import AudioConfigError, AudioError
+from agent.audio.devices import (
+    DeviceInfo,
+    DeviceNotFoundError,
+    devices_command,
+    format_devices,
+    list_devices,
+    resolve_device,
+)
+from agent.audio.engine import AudioEngine, check_audio
+from agent.audio.microphone import MIC_RATE, Microphone, MicrophoneClosed
+from agent.audio.playout import SOURCE_RATE, Player
+from agent.audio.stats import PlayerStats, PlayState, ResponseStats
+
+__all__ = [
+    "MIC_RATE",
+    "SOURCE_RATE",
+    "AudioConfigError",
+    "AudioEngine",
+    "AudioError",
+    "DeviceInfo",
+    "DeviceNotFoundError",
+    "Microphone",
+    "MicrophoneClosed",
+    "PlayState",
+    "Player",
+    "PlayerStats",
+    "ResponseStats",
+    "check_audio",
+    "devices_command",
+    "format_devices",
+    "list_devices",
+    "resolve_device",
+]
