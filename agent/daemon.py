@@ -21,6 +21,7 @@ from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
 from agent.config import ConfigError, Settings
 from agent.control import ControlServer, resolve_socket_path
+from agent.echo import aec_problem
 from agent.endpoints import Endpoints, resolve_endpoints
 from agent.modes import Mode, Turn
 from agent.secrets import redact, resolve_api_key
@@ -32,18 +33,21 @@ from agent.watchdog import Watchdog
 
 log = logging.getLogger("voice-agent")
 
+EX_TEMPFAIL = 75  # sysexits.h: try again later (a fresh process), see _on_audio_fatal
 SHUTDOWN_BUDGET_S = 4.0  # SPEC §5.8: exit within 5 s of SIGTERM
 VOICE_RETRY = (2.0, 300.0)  # enrollment retries: first delay, cap (seconds)
 AUTH_RETRY = (60.0, 900.0)
 
 
 def preflight(settings: Settings) -> None:
-    """What this version cannot run yet, refused with exit 78 before touching anything."""
-    if settings.audio.echo in ("gate", "aec"):
-        raise ConfigError(
-            f"{settings.source}: audio.echo: '{settings.audio.echo}' is not available in this "
-            "version yet (planned: echo handling, issue 9); use half_duplex or none"
-        )
+    """What cannot run on this machine, refused with exit 78 before touching anything."""
+    if settings.audio.echo == "aec":
+        why = aec_problem()  # the canceller is an optional extra: say how to get it
+        if why is not None:
+            raise ConfigError(
+                f"{settings.source}: audio.echo: 'aec' needs the optional echo canceller: {why}; "
+                "or use audio.echo: gate (no extra needed) or half_duplex"
+            )
 
 
 def make_mode(
@@ -87,6 +91,7 @@ class Daemon:
         self.voice: VoiceResult | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self._fatal: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -106,6 +111,7 @@ class Daemon:
         try:
             if self.engine is None:
                 self.engine = AudioEngine(self.settings.audio)
+            self.engine.on_fatal = self._on_audio_fatal
             await self.engine.start()
             self.status.audio_status = self.engine.status
             if self.use_control:
@@ -126,9 +132,18 @@ class Daemon:
             for t in self._tasks:
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
-            return 0
+            return EX_TEMPFAIL if self._fatal else 0
         finally:
             await self._shutdown(control, watchdog)
+
+    def _on_audio_fatal(self, message: str) -> None:
+        """PortAudio is wedged (a driver thread that never returns): only a new process helps.
+
+        Exit 75 (EX_TEMPFAIL) so systemd's Restart=on-failure starts a fresh process.
+        """
+        self._fatal = message
+        self.status.error(f"audio: {message}; restarting the process")
+        self.request_stop()
 
     def request_stop(self) -> None:
         self._stop.set()

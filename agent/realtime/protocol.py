@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import uuid
 from collections import deque
@@ -29,12 +30,27 @@ class ProtocolError(Exception):
     """The server sent something that is not a realtime event (garbage, binary, wrong shape)."""
 
 
+# Event ids only have to be unique within a session (the server echoes them in errors). A random
+# per-process prefix plus a counter is unique across reconnects and restarts and costs a fraction
+# of a uuid4 — which matters on the uplink, where 25 `append` events a second are encoded
+# (bench/RESULTS.md: the uplink is most of the daemon's own CPU time).
+_ID_PREFIX = "event_" + uuid.uuid4().hex[:20]
+_ID_COUNTER = itertools.count(1)
+_APPEND = "input_audio_buffer.append"
+
+
 def _event_id() -> str:
-    return "event_" + uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def encode(event: dict[str, Any]) -> str:
     """Serialize a client event, giving it an `event_id` like the SDK does."""
+    if event.get("type") == _APPEND and len(event) == 2:
+        audio = event.get("audio")
+        # Fast path for the microphone stream: base64 needs no JSON escaping, so the frame is a
+        # template (a third of json.dumps' cost); anything unexpected takes the general path.
+        if isinstance(audio, str) and '"' not in audio and "\\" not in audio:
+            return f'{{"event_id":"{_event_id()}","type":"{_APPEND}","audio":"{audio}"}}'
     if "event_id" not in event:
         event = {"event_id": _event_id(), **event}
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
@@ -264,7 +280,7 @@ def parse_event(message: str | bytes) -> ServerEvent:
         raise ProtocolError(f"oversized message ({len(message)} bytes)")
     try:
         raw = json.loads(message)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting raises RecursionError, not ValueError
         raise ProtocolError(f"malformed JSON from server: {message[:80]!r}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
         raise ProtocolError(f"server event without a type: {message[:80]!r}")

@@ -158,3 +158,15 @@ def test_reset_forgets_the_session_but_keeps_dropped_ids() -> None:
     state.reset()
     assert state.session_id is None and not state.response_in_progress
     assert state.is_dropped("resp_1")
+
+
+def test_the_microphone_fast_path_encodes_the_same_event_with_unique_ids() -> None:
+    """`encode` builds append frames from a template (bench/RESULTS.md); it must stay exact."""
+    frames = [json.loads(p.encode(p.audio_append(PCM))) for _ in range(3)]
+    for ev in frames:
+        assert list(ev) == ["event_id", "type", "audio"]
+        assert ev["type"] == "input_audio_buffer.append" and ev["audio"] == B64
+        assert ev["event_id"].startswith("event_")
+    assert len({ev["event_id"] for ev in frames}) == 3
+    odd = json.loads(p.encode({"type": "input_audio_buffer.append", "audio": 'a"b\\c'}))
+    assert odd["audio"] == 'a"b\\c', "anything that needs escaping takes the json.dumps path"

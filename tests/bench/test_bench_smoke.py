@@ -1,0 +1,110 @@
+"""The benchmarks still run: each one in a tiny configuration, checked for shape and sanity.
+
+Not timing assertions (SPEC §9: targets are measured by the benchmarks, not by timed tests) —
+only that every figure the report promises is there and physically plausible, so a refactor of
+the daemon or the emulator cannot silently break `bench/`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(BENCH))
+
+import benchkit  # noqa: E402
+
+
+def _run(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{script} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+def test_the_playout_tracer_finds_the_start_a_gap_and_the_cut() -> None:
+    from agent.emulator.speech import synthesize
+
+    sent = synthesize("Thank you very much. I am glad I could help.", benchkit.OUT_RATE)
+    rate = benchkit.OUT_RATE
+    start, gap, cut = rate // 2, rate // 20, len(sent) * 2 // 3  # 0.5 s in, a 50 ms gap, cut
+    out = np.zeros(start + len(sent) + 2 * rate, np.int16)
+    split = rate  # the gap happens 1 s into the answer
+    out[start : start + split] = sent[:split]
+    out[start + split + gap : start + gap + cut] = sent[split:cut]
+    pl = benchkit.trace_playout(out, sent, expect=start - rate // 20)
+    assert pl.start == start
+    assert pl.gaps == 1 and pl.gap_ms == pytest.approx(50.0, abs=0.5)
+    assert pl.played_s == pytest.approx(cut / rate, abs=0.15)
+    last = benchkit.last_audible(out, 0, len(out))
+    assert last is not None and start + gap + cut - rate // 10 < last < start + gap + cut
+
+
+def test_e2e_smoke(tmp_path: Path) -> None:
+    report = tmp_path / "e2e.json"
+    r = _run("e2e.py", "--turns", "2", "--barge-every", "1", "--phrases", "Goodbye.",
+             "Thank you very much.", "--json", str(report), timeout=180)
+    assert "| added latency p50" in r.stdout
+    doc = json.loads(report.read_text())
+    assert doc["machine"]["cores"] >= 1
+    for name in ("voice-agent", "vendor-sdk"):
+        res = doc["results"][name]
+        assert res["responses_sent"] >= 2, name
+        assert res["responses_located"] == res["responses_sent"], name
+        added = res["added_ms"]
+        assert added["n"] == res["responses_located"]
+        # The file "sound card" stamps samples with their scheduled time; if its thread runs
+        # late on a loaded machine, audio that arrived meanwhile looks a few ms early.
+        assert -50.0 < added["p50"] <= added["p95"] <= added["max"] < 2000.0, name
+        assert res["barge_ins"] >= 1, f"{name}: the barge-in was not seen at the output"
+        assert 0.0 <= res["flush_ms"]["p50"] < 2000.0
+        assert 0.0 < res["voice_to_voice_ms"]["p50"] < 10000.0
+        cpu = res["cpu"]
+        assert cpu["wall_s"] > 5.0 and 0.0 < cpu["cpu_s"] < cpu["wall_s"] * 2
+        assert cpu["threads_s"], "per-thread CPU is reported"
+        assert 10.0 < doc["rss"][name]["steady_mb"] < 2000.0
+        assert res["maxrss_mb"] >= doc["rss"][name]["steady_mb"] * 0.9
+    agent = doc["results"]["voice-agent"]
+    assert agent["receive_ms"]["n"] >= 2 and agent["player_added_ms"]["n"] >= 2
+    assert agent["status_audio"]["underruns"] >= 0
+    assert doc["device_only"]["cpu"]["cpu_s"] > 0.0
+
+
+def test_e2e_pipeline_smoke(tmp_path: Path) -> None:
+    report = tmp_path / "pipeline.json"
+    r = _run("e2e.py", "--mode", "pipeline", "--turns", "1", "--phrases", "Goodbye.",
+             "--json", str(report), timeout=180)
+    assert "LLM first token sent → first answer sample out p50" in r.stdout
+    doc = json.loads(report.read_text())
+    for name in ("voice-agent", "vendor-sdk"):
+        res = doc["results"][name]
+        assert res["llm_requests"] == 1 and res["responses_located"] == 1, name
+        total, tts, added = res["token_to_out_ms"], res["token_to_tts_ms"], res["added_ms"]
+        assert 0.0 < tts["p50"] < total["p50"] + 50.0 < 5050.0, name
+        assert -50.0 < added["p50"] < 2000.0, name  # see test_e2e_smoke
+        assert res["cpu"]["cpu_s"] > 0.0 and doc["rss"][name]["steady_mb"] > 10.0
+
+
+def test_startup_smoke(tmp_path: Path) -> None:
+    report = tmp_path / "startup.json"
+    r = _run("startup.py", "--runs", "1", "--json", str(report), timeout=180)
+    assert "process start → READY=1" in r.stdout
+    doc = json.loads(report.read_text())
+    for family in ("qwen", "preset"):
+        st = doc["start"][family]
+        assert 0.0 < st["ready_s"]["median"] < 30.0
+        assert st["connected_s"]["median"] >= st["ready_s"]["median"]
+        assert st["exit_codes"] == [0], "SIGTERM ends the daemon with exit 0"
+        assert 10.0 < st["rss_mb"] < 2000.0
+    assert doc["vendor_sdk_connected_s"]["median"] is not None
+    imports = doc["imports"]
+    assert imports["agent_daemon_importtime_ms"]["total"] > 0.0
+    assert isinstance(imports["daemon_runtime_imports"], list)
+    assert "numpy" in doc["installed_mb"] and doc["installed_mb_without_dashscope"] > 0.0
