@@ -177,6 +177,8 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{source}: invalid YAML{at}: {problem}") from None
+    except RecursionError:  # PyYAML's parser recurses per nesting level
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
     if raw is None:
         raw = {}
     settings = settings_from_dict(raw, source)
@@ -311,6 +313,18 @@ def validate(s: Settings) -> None:
         raise bad("voice.sample_url", f"must be an http(s):// or oss:// URL, got {v.sample_url!r}")
     if s.dashscope.workspace and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", s.dashscope.workspace):
         raise bad("dashscope.workspace", "must be a workspace id (letters, digits, '-', '_')")
+    # Paths are expanded later (state dir, socket, sample…); "~user/…" for a user that does not
+    # exist makes `expanduser` raise RuntimeError there, a traceback instead of exit 78.
+    for key, value in (("state_dir", s.state_dir), ("control.socket", s.control.socket),
+                       ("voice.sample", s.voice.sample),
+                       ("dashscope.api_key_file", s.dashscope.api_key_file),
+                       ("audio.input.path", s.audio.input.path),
+                       ("audio.output.path", s.audio.output.path)):
+        if value and value.startswith("~"):
+            try:
+                Path(value).expanduser()
+            except RuntimeError:
+                raise bad(key, f"cannot expand {value!r}: no such user (or no home directory)") from None
     for key in ("http_url", "ws_url"):
         url = getattr(s.dashscope, key)
         schemes = ("http://", "https://") if key == "http_url" else ("ws://", "wss://")

@@ -116,27 +116,44 @@ class OmniMode:
         self.status.set_state(AgentState.LISTENING, "connected")
         log.info("realtime session open (%s, voice %s)", self.settings.omni.model, self.voice or "default")
         self.uplink.attach(conn)  # the pre-roll goes first: words spoken during the outage count
+        # The reader and the rotation timer race: rotation must not wait for the next server
+        # event (a quiet session sends none), and a session the *server* ended — even cleanly —
+        # is a loss that goes through the backoff, never an instant reconnect (a server that
+        # closes every session at once would otherwise be hammered in a tight loop).
         rotate = asyncio.create_task(self._rotate_when_due(), name="omni-rotate")
+        reader = asyncio.create_task(self._read(conn), name="omni-reader")
         self._session_closed.clear()
+        rotated = False
         try:
-            async for event in conn.events():
-                if isinstance(event, p.SessionFinished):
-                    log.info("realtime session finished")
-                    break  # our own session.finish (stop) was acknowledged
-                await self._on_event(self.state.receive(event))
-                if rotate.done():
-                    break
+            await asyncio.wait({reader, rotate}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # a lost session raises here
+            else:
+                rotated = not self._stopping
         finally:
-            rotate.cancel()
+            for task in (rotate, reader):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             self.uplink.detach()
             self.conn = None
-            if rotate.done() and not self._stopping:
+            if rotated:
                 await conn.finish()  # nobody else reads this socket any more
             else:
                 await conn.close()
             self._session_closed.set()
-        if not self._stopping and not rotate.done():
-            raise ConnectFailed("the server closed the session")
+        if not self._stopping and not rotated:
+            code, reason = conn.ws.close_code, conn.ws.close_reason
+            raise ConnectFailed(f"the server closed the session ({code} {reason or ''})".replace(" )", ")"))
+
+    async def _read(self, conn: RealtimeConnection) -> None:
+        """The socket's only reader while the session is served."""
+        async for event in conn.events():
+            if isinstance(event, p.SessionFinished):
+                log.info("realtime session finished")
+                return  # our own session.finish (stop) was acknowledged
+            await self._on_event(self.state.receive(event))
 
     async def _rotate_when_due(self) -> None:
         """Resolve once the session is old enough and nobody is speaking (the loop then rotates)."""

@@ -58,6 +58,7 @@ log = logging.getLogger("voice-agent.pipeline")
 # Synthesis manager timings (module level so tests can shrink them with the emulator's).
 TEXT_GAP_S = 15.0  # finish a task early after this long without text (server limit: 23 s)
 IDLE_REFRESH_S = 50.0  # replace an idle socket before the server's 60 s close
+SYNTHESIS_WATCH_S = 0.5  # how often the synthesis socket's health is copied into the status
 LLM_AUTH_BACKOFF_S = (60.0, 600.0)
 CHARS_PER_S = 14.0  # typical synthesized speech rate, for the heard-text estimate
 BYTES_PER_MS = 48  # 24 kHz, 16-bit mono
@@ -128,6 +129,7 @@ class PipelineMode:
         self._llm_auth_backoff = Backoff(*LLM_AUTH_BACKOFF_S)
         self._llm_blocked_until = 0.0
         self._turn_error: str | None = None  # the status error a failed turn set, if any
+        self._synthesis_error: str | None = None  # the status error the synthesis watch set
         self._stopping = False
         self._stopped = asyncio.Event()
 
@@ -143,15 +145,46 @@ class PipelineMode:
         log.info("pipeline mode: input %s, LLM %s, synthesis %s with voice %s",
                  self.settings.pipeline.input, self.settings.pipeline.llm_model,
                  self.settings.pipeline.tts_model, self.voice)
-        if self.asr is not None:
-            await self.asr.run()
-            return
-        self.status.set_state(AgentState.IDLE, "text input only")
-        while not self._stopping:
-            # No realtime session in text mode: "connected" means the synthesis socket is up.
-            self.status.connected = self.tts.connected
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), 1.0)
+        watch = asyncio.create_task(self._watch_synthesis(), name="pipeline-synthesis-watch")
+        try:
+            if self.asr is not None:
+                await self.asr.run()
+                return
+            self.status.set_state(AgentState.IDLE, "text input only")
+            await self._stopped.wait()
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+
+    async def _watch_synthesis(self) -> None:
+        """Copy the synthesis socket's health into the status.
+
+        The socket reconnects in the background, so without this an outage of CosyVoice alone
+        (refused, 401/500 at the upgrade) would be invisible until a turn failed on it. In text
+        mode there is no ASR session, so "connected" means the synthesis socket is up. A more
+        specific error (a failed turn's) is not overwritten, and only our own is cleared.
+        """
+        while True:
+            up = self.tts.connected
+            if self.asr is None:
+                self.status.connected = up
+            problem = None if up else self.tts.last_error
+            if problem:
+                if self.tts.auth_backoff.attempt:  # the key was refused: say what to check
+                    message = redact(f"speech synthesis: authentication failed: {problem}; check "
+                                     "dashscope.api_key and region; retrying in minutes")
+                else:
+                    message = redact(f"speech synthesis unavailable: {problem}")
+                if self.status.last_error in (None, self._synthesis_error) \
+                        and self.status.last_error != message:
+                    self.status.error(message)
+                    self._synthesis_error = message
+            elif self._synthesis_error is not None:
+                if self.status.last_error == self._synthesis_error:
+                    self.status.clear_error()
+                self._synthesis_error = None
+            await asyncio.sleep(SYNTHESIS_WATCH_S)
 
     async def stop(self, timeout: float = 2.0) -> None:
         """SIGTERM: end the ASR session (`session.finish`), cancel speech, close the sockets."""

@@ -26,6 +26,9 @@ log = logging.getLogger("voice-agent.realtime")
 PING_INTERVAL = 5.0
 PING_TIMEOUT = 5.0
 OPEN_TIMEOUT = 10.0
+# A server that accepts the upgrade but never starts the session (a stalled backend) still
+# answers pings, so keepalive cannot see it: the first event must arrive within this long.
+SESSION_START_TIMEOUT = 10.0
 
 
 class AuthFailed(Exception):
@@ -73,21 +76,42 @@ class RealtimeConnection:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        self._started = False  # the server has sent its first event (session.created)
 
     @classmethod
     async def open(cls, url: str, api_key: str, workspace: str | None) -> RealtimeConnection:
         return cls(await open_socket(url, api_key, workspace))
 
     async def send(self, event: dict[str, Any]) -> None:
-        await self.ws.send(protocol.encode(event))
+        """Send one client event; a closed socket is a lost session (ConnectFailed), which every
+        session loop handles, never a websockets exception that would end the daemon."""
+        try:
+            await self.ws.send(protocol.encode(event))
+        except ConnectionClosed as e:
+            raise ConnectFailed(f"connection closed: {redact(str(e))}") from None
 
     async def events(self) -> AsyncIterator[protocol.ServerEvent]:
-        """Parsed server events until the socket closes; garbage raises ProtocolError."""
+        """Parsed server events until the socket closes; garbage raises ProtocolError.
+
+        A clean close by the server simply ends the iteration (the caller decides what that
+        means); an abnormal one raises ConnectFailed with websockets' description of it
+        ("sent 1009 (message too big) …", "… keepalive ping timeout …"), which is what the status
+        shows, so it must say why.
+        """
         try:
+            if not self._started:
+                try:
+                    first = await asyncio.wait_for(self.ws.recv(), SESSION_START_TIMEOUT)
+                except asyncio.TimeoutError:
+                    raise ConnectFailed(
+                        f"no session.created within {SESSION_START_TIMEOUT:g} s of connecting"
+                    ) from None
+                self._started = True
+                yield protocol.parse_event(first)
             async for message in self.ws:
                 yield protocol.parse_event(message)
         except ConnectionClosed as e:
-            raise ConnectFailed(f"connection closed ({e.rcvd.code if e.rcvd else 'no close frame'})") from None
+            raise ConnectFailed(f"connection closed: {redact(str(e))}") from None
 
     async def finish(self, timeout: float = 2.0) -> None:
         """End the session politely: `session.finish`, wait briefly for `session.finished`, close."""

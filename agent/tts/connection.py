@@ -284,6 +284,7 @@ class SynthesisManager:
         self._conn = conn
         self._attempt = asyncio.get_running_loop().create_future()
         self.connects += 1
+        self.last_error = None  # a working socket: earlier failures are history
         self.backoff.connected()
         self.auth_backoff.reset()
         if fut is not None and not fut.done():

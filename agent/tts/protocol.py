@@ -210,7 +210,7 @@ def parse_event(text: str | bytes) -> ServerEvent:
     """Parse one JSON text frame into a typed event (unknown ones become `UnknownEvent`)."""
     try:
         msg = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # deep nesting: RecursionError
         raise ProtocolError(f"not JSON: {e}") from None
     if not isinstance(msg, dict):
         raise ProtocolError(f"expected a JSON object, got {type(msg).__name__}")
