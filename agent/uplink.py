@@ -4,9 +4,13 @@ One long-lived task is the microphone's only reader, whether or not a session is
 
 - **Pre-roll**: while no session is attached the last `PRE_ROLL_MS` of audio are kept and sent
   first after (re)connecting, so the first words after a reconnect are not lost.
-- **Half-duplex echo** (SPEC §5.7): while the assistant is audible, and for `ECHO_TAIL_MS` after,
-  the chunks are replaced by digital silence. Silence rather than nothing keeps the server's
-  audio timeline (and its VAD) in step with real time.
+- **Echo handling** (SPEC §5.7, agent/echo): every chunk passes through the filter of the
+  configured `audio.echo` mode — `half_duplex` replaces it with digital silence while the
+  assistant is audible and for a short tail after, `gate` lets it through during playback only
+  when it is clearly louder than the expected echo, `aec` cancels the echo first. Silence rather
+  than nothing keeps the server's audio timeline (and its VAD) in step with real time. Being the
+  microphone's only reader, this task is also the one place that sees every chunk in order,
+  which the echo canceller's continuous reference stream depends on.
 - **Order**: the pre-roll is drained by this same task before the next live chunk, so audio
   reaches the server in capture order even when a session is attached mid-chunk.
 
@@ -16,15 +20,18 @@ gone; a failed send keeps the chunk in the pre-roll, and the owner notices the l
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from typing import Any, Protocol
 
 from agent.audio.engine import AudioEngine
+from agent.echo import HALF_DUPLEX_TAIL_S, make_echo_filter
 from agent.realtime import protocol as p
 
+log = logging.getLogger("voice-agent.echo")
+
 PRE_ROLL_MS = 600  # microphone audio kept while disconnected and sent first after reconnecting
-ECHO_TAIL_MS = 300  # half-duplex: keep the mic closed this long after the speaker goes quiet
 
 
 class EventSender(Protocol):
@@ -37,11 +44,11 @@ class MicUplink:
     def __init__(self, engine: AudioEngine, chunk_ms: int, echo: str) -> None:
         self.engine = engine
         self.echo = echo
+        self.echo_filter = make_echo_filter(echo, engine.player, chunk_ms)
         self.stopping = False
         self.quiet_since = time.monotonic()  # when the speaker last went quiet
         self._conn: EventSender | None = None
         self._pre_roll: deque[bytes] = deque(maxlen=max(1, PRE_ROLL_MS // chunk_ms))
-        self._silence = bytes(2 * 16 * chunk_ms)
 
     @property
     def attached(self) -> bool:
@@ -59,16 +66,24 @@ class MicUplink:
         if self.engine.player.speaking:
             self.quiet_since = time.monotonic()
             return True
-        return time.monotonic() - self.quiet_since < ECHO_TAIL_MS / 1000
+        return time.monotonic() - self.quiet_since < HALF_DUPLEX_TAIL_S
 
     async def run(self) -> None:
         """Read the microphone until stopped or the engine closes it."""
-        async for chunk in self.engine.mic:
+        try:
+            await self._run()
+        finally:
+            self.echo_filter.close()
+            if self.echo != "none":
+                log.info("echo handling: %s", self.echo_filter.summary())
+
+    async def _run(self) -> None:
+        mic = self.engine.mic
+        async for chunk in mic:
             if self.stopping:
                 return
-            active = self.speaker_active()  # also keeps `quiet_since` current in every echo mode
-            if self.echo == "half_duplex" and active:
-                chunk = self._silence  # keep the server's timeline; hide our own voice
+            self.speaker_active()  # keeps `quiet_since` current (session rotation waits for quiet)
+            chunk = await self.echo_filter.process(chunk, mic.last_chunk_end_time)
             conn = self._conn
             if conn is None:
                 self._pre_roll.append(chunk)

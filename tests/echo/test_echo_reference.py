@@ -1,0 +1,78 @@
+"""The reference tap: the played signal, aligned with the microphone by the device timestamps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from room import MIC_RATE, Room
+
+from agent.echo.reference import REF_LEAD_S, ClockMap, PlayerRefSource, ReferenceTap
+from agent.emulator.answers import answer_for
+from agent.emulator.speech import synthesize
+
+
+def test_clock_map_finds_the_offset_despite_callback_phase_and_latency_jitter() -> None:
+    rng = np.random.default_rng(2)
+    cm = ClockMap()
+    rate, period, off = 24000, 0.01, 123.456
+    for k in range(400):  # 4 s of readings at random moments between callbacks
+        t_cb = k * period
+        latency = 0.04 + rng.uniform(-0.003, 0.003)  # what the driver says this time
+        pos = int(round((t_cb + 0.04 + period + off) * rate))  # written by the callback at t_cb
+        cm.observe(pos, rate, t_cb + rng.uniform(0, period), latency)
+    assert cm.offset is not None and abs(cm.offset - off) < 0.003
+
+
+class Recorder:
+    """An echo filter that only records the microphone and the tap's reference."""
+
+    def __init__(self, room: Room) -> None:
+        self.tap = ReferenceTap(PlayerRefSource(room.player), clock=room.clock)
+        self.mic: list[np.ndarray] = []
+        self.ref: list[np.ndarray] = []
+
+    async def process(self, chunk: bytes, t_end: float | None) -> bytes:
+        mic = np.frombuffer(chunk, dtype="<i2")
+        self.mic.append(mic.copy())
+        self.ref.append(self.tap.chunk(mic.shape[0], t_end))
+        return chunk
+
+
+def lags(mic: np.ndarray, ref: np.ndarray, start_s: float, end_s: float) -> list[float]:
+    """Echo delay (ms) of `mic` behind `ref` in consecutive 1 s windows."""
+    out = []
+    w, m = MIC_RATE, MIC_RATE // 2
+    for s in range(int(start_s * MIC_RATE), int(end_s * MIC_RATE) - w, w):
+        a = mic[s : s + w].astype(np.float64)
+        b = ref[s - m : s + w + m].astype(np.float64)
+        n = 1 << 16
+        xc = np.fft.irfft(np.fft.rfft(b, n) * np.conj(np.fft.rfft(a, n)), n)
+        k = int(np.argmax(np.abs(xc[: 2 * m])))
+        out.append((m - k) * 1000 / MIC_RATE)
+    return out
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"out_latency": 0.12, "in_latency": 0.08, "block_s": 0.02},  # Pi-like latencies
+        {"out_rate": 48000},
+        {"stamp_jitter_s": 0.002},
+    ],
+    ids=["default", "high-latency", "48k-device", "noisy-timestamps"],
+)
+async def test_the_reference_leads_the_echo_by_a_stable_small_delay(kw) -> None:
+    room = Room(rir=np.array([1.0]), **kw)  # direct sound only: one clear correlation peak
+    rec = Recorder(room)
+    await room.run(0.3, rec)
+    room.play("a", synthesize(answer_for("weather"), 24000))
+    await room.run(9.0, rec)
+    mic, ref = np.concatenate(rec.mic), np.concatenate(rec.ref)
+    found = lags(mic, ref, 2.0, 9.0)
+    # The reference runs REF_LEAD_S ahead of the timestamps' estimate of the echo; the echo itself
+    # is `acoustic_s` (4 ms) late (the interpolation adds a third of a millisecond).
+    expected = (REF_LEAD_S + room.acoustic_s) * 1000
+    assert all(abs(d - expected) < 3 for d in found), found
+    assert max(found) - min(found) <= 1.0, f"the alignment wanders: {found}"
+    assert rec.tap.resyncs <= 3 and rec.tap.late_frames == 0
