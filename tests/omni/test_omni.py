@@ -189,3 +189,19 @@ async def test_sigterm_finishes_the_session_and_exits_0_within_5_s_with_a_valid_
         assert w.getframerate() == OUT_RATE
         assert len(w.readframes(frames)) == 2 * frames  # the header matches the data
     assert frames > OUT_RATE * 2
+
+
+def test_the_demo_runs_offline_answers_both_questions_and_writes_an_audible_wav(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo.wav"
+    env = {k: v for k, v in os.environ.items() if k != "DASHSCOPE_API_KEY"}
+    r = subprocess.run([sys.executable, "-m", "agent", "demo", "--output", str(out)],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "2/2 turns answered" in r.stdout
+    assert "heard    “What's the weather like today?”" in r.stdout
+    pcm = read_wav(out)
+    assert len(pcm) > 10 * OUT_RATE and rms(pcm) > 300  # an audible answer, not silence
