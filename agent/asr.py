@@ -3,7 +3,7 @@
 The same session discipline as omni mode (SPEC §5.3), because the same things go wrong: one task
 owns the session and loops connect → `session.update` (16 kHz PCM, server VAD) → serve → on
 error wait with backoff → reconnect. A refused key backs off for minutes and says so; a session
-that stayed up `STABLE_AFTER_S` resets the backoff; the shared `MicUplink` keeps a pre-roll while
+that stayed up `STABLE_AFTER_S` (agent.realtime.sessionloop) resets the backoff; the shared `MicUplink` keeps a pre-roll while
 disconnected and applies the half-duplex echo gate. Before the server's 120-minute cap the
 session is rotated at a quiet moment (nobody speaking), so no utterance is cut in two.
 
@@ -20,19 +20,16 @@ import time
 from typing import Protocol
 
 from agent.audio.engine import AudioEngine
-from agent.backoff import Backoff
 from agent.config import Settings
 from agent.endpoints import Endpoints
 from agent.realtime import protocol as p
-from agent.realtime.connection import AuthFailed, ConnectFailed, RealtimeConnection
-from agent.secrets import redact
+from agent.realtime.connection import ConnectFailed, RealtimeConnection
+from agent.realtime.sessionloop import SessionLoop
 from agent.status import AgentState, Status
 from agent.uplink import MicUplink
 
 log = logging.getLogger("voice-agent.asr")
 
-STABLE_AFTER_S = 30.0  # a session that lived this long resets the backoff
-AUTH_BACKOFF_S = (60.0, 600.0)  # a refused key is retried after minutes, not seconds
 SESSION_MAX_S = 100 * 60.0  # rotate before the server closes the socket at 120 minutes
 QUIET_FOR_ROTATION_S = 2.0
 
@@ -72,61 +69,31 @@ class AsrListener:
         self.user_speaking = False
         self.sessions = 0
         self._stopping = False
-        self._backoff = Backoff(first=0.5, cap=30.0, stable_s=STABLE_AFTER_S)
-        self._auth_backoff = Backoff(first=AUTH_BACKOFF_S[0], cap=AUTH_BACKOFF_S[1])
+        self._loop = SessionLoop("speech recognition session", status, log,
+                                 auth_prefix="speech recognition: ")
         self._last_voice_at = time.monotonic()
         self._closed = asyncio.Event()
         self._closed.set()
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff — until stopped or cancelled."""
-        uplink = asyncio.create_task(self.uplink.run(), name="asr-uplink")
-        try:
-            while not self._stopping:
-                try:
-                    await self._serve_one_session()
-                    if self._stopping:
-                        return
-                    delay = 0.0  # rotation: reconnect at once
-                    self._auth_backoff.reset()
-                except AuthFailed as e:
-                    delay = self._auth_backoff.next_delay()
-                    self.status.error(f"speech recognition: authentication failed: {e}; check "
-                                      f"dashscope.api_key and region; retrying in {delay:.0f} s")
-                    log.error("ASR authentication failed: %s; check dashscope.api_key and region "
-                              "(keys are region-specific); retrying in %.0f s", e, delay)
-                except (ConnectFailed, p.ProtocolError, OSError, asyncio.TimeoutError) as e:
-                    delay = self._backoff.next_delay()
-                    why = redact(str(e)) or e.__class__.__name__
-                    self.status.error(f"speech recognition session lost: {why}")
-                    log.warning("ASR session lost: %s; reconnecting in %.1f s", why, delay)
-                finally:
-                    self._on_disconnected()
-                if self._stopping:
-                    return
-                if delay:
-                    self.status.set_state(AgentState.RECONNECTING, f"reconnecting in {delay:.1f} s")
-                    await asyncio.sleep(delay)
-                self.status.reconnects += 1
-        finally:
-            self.uplink.stopping = True
-            uplink.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await uplink
+        await self._loop.run(self.uplink, self._serve_one_session, self._on_disconnected,
+                             lambda: self._stopping)
 
     async def _serve_one_session(self) -> None:
         conn = await RealtimeConnection.open(self.url, self.api_key, self.settings.dashscope.workspace)
         self._closed.clear()
         rotate: asyncio.Task[None] | None = None
         reader: asyncio.Task[None] | None = None
+        proven: asyncio.Task[None] | None = None
         try:
             await conn.send(p.asr_session_update())
             self.conn = conn
             self.sessions += 1
             self.user_speaking = False
-            self._backoff.connected()
+            self._loop.connected()
             self.status.connected = True
-            self.status.clear_error()
+            proven = asyncio.create_task(self.status.clear_error_when_proven(), name="asr-proven")
             if self.status.state in (AgentState.STARTING, AgentState.RECONNECTING, AgentState.ERROR):
                 self.status.set_state(AgentState.LISTENING, "connected")
             log.info("ASR session open (%s)", self.settings.pipeline.asr_model)
@@ -144,7 +111,7 @@ class AsrListener:
         finally:
             self.uplink.detach()
             self.conn = None
-            for task in (rotate, reader):
+            for task in (rotate, reader, proven):
                 if task is not None and not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -16,22 +16,18 @@ from collections import deque
 
 from agent.announce import OmniAnnouncer
 from agent.audio.engine import AudioEngine
-from agent.backoff import Backoff
 from agent.config import Settings
 from agent.endpoints import Endpoints
 from agent.modes import Announcement, Turn
 from agent.realtime import protocol as p
-from agent.realtime.connection import AuthFailed, ConnectFailed, RealtimeConnection
-from agent.secrets import redact
+from agent.realtime.connection import ConnectFailed, RealtimeConnection
+from agent.realtime.sessionloop import SessionLoop
 from agent.status import AgentState, Status
 from agent.uplink import MicUplink
 
 log = logging.getLogger("voice-agent.omni")
 
 __all__ = ["OmniMode", "Turn"]  # Turn lives in agent.modes; re-exported for existing imports
-
-STABLE_AFTER_S = 30.0  # a connection that lived this long resets the backoff
-AUTH_BACKOFF_S = (60.0, 600.0)  # a refused key is retried after minutes, not seconds
 
 
 class OmniMode:
@@ -60,9 +56,9 @@ class OmniMode:
         self._current: Turn | None = None
         self._by_response: dict[str, Turn] = {}
         self._stopping = False
-        self._backoff = Backoff(first=0.5, cap=30.0, stable_s=STABLE_AFTER_S)
-        self._auth_backoff = Backoff(first=AUTH_BACKOFF_S[0], cap=AUTH_BACKOFF_S[1])
+        self._loop = SessionLoop("realtime session", self.status, log)
         self._session_started = 0.0
+        self._stale_error: str | None = None  # the error shown when the session (re)connected
         self.last_speech_started_at: float | None = None
         self._session_closed = asyncio.Event()
         self._session_closed.set()
@@ -71,37 +67,8 @@ class OmniMode:
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff — until cancelled or stopped."""
-        backoff, auth_backoff = self._backoff, self._auth_backoff
-        mic_task = asyncio.create_task(self.uplink.run(), name="omni-uplink")
-        try:
-            while not self._stopping:
-                try:
-                    await self._serve_one_session()
-                    if self._stopping:
-                        return
-                    delay = 0.0  # rotation or a polite close: reconnect at once
-                    auth_backoff.reset()
-                except AuthFailed as e:
-                    delay = auth_backoff.next_delay()
-                    self.status.error(f"authentication failed: {e}; check dashscope.api_key and region; retrying in {delay:.0f} s")
-                    log.error("authentication failed: %s; check dashscope.api_key and region (keys are region-specific); retrying in %.0f s", e, delay)
-                except (ConnectFailed, p.ProtocolError, OSError, asyncio.TimeoutError) as e:
-                    delay = backoff.next_delay()
-                    why = redact(str(e)) or e.__class__.__name__
-                    self.status.error(f"realtime session lost: {why}")
-                    log.warning("realtime session lost: %s; reconnecting in %.1f s", why, delay)
-                finally:
-                    self._on_disconnected()
-                if self._stopping:
-                    return
-                if delay:
-                    self.status.set_state(AgentState.RECONNECTING, f"reconnecting in {delay:.1f} s")
-                    await asyncio.sleep(delay)
-                self.status.reconnects += 1
-        finally:
-            mic_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await mic_task
+        await self._loop.run(self.uplink, self._serve_one_session, self._on_disconnected,
+                             lambda: self._stopping)
 
     async def _serve_one_session(self) -> None:
         url = self.endpoints.realtime_ws(self.settings.omni.model)
@@ -110,9 +77,9 @@ class OmniMode:
         await conn.send(p.session_update(self.settings.omni, self.voice))
         self.conn = conn
         self._session_started = time.monotonic()
-        self._backoff.connected()  # a session that stays up STABLE_AFTER_S resets the backoff
+        self._loop.connected()
         self.status.connected = True
-        self.status.clear_error()
+        self._stale_error = self.status.last_error
         self.status.set_state(AgentState.LISTENING, "connected")
         log.info("realtime session open (%s, voice %s)", self.settings.omni.model, self.voice or "default")
         self.uplink.attach(conn)  # the pre-roll goes first: words spoken during the outage count
@@ -122,6 +89,7 @@ class OmniMode:
         # closes every session at once would otherwise be hammered in a tight loop).
         rotate = asyncio.create_task(self._rotate_when_due(), name="omni-rotate")
         reader = asyncio.create_task(self._read(conn), name="omni-reader")
+        proven = asyncio.create_task(self.status.clear_error_when_proven(), name="omni-proven")
         self._session_closed.clear()
         rotated = False
         try:
@@ -131,7 +99,7 @@ class OmniMode:
             else:
                 rotated = not self._stopping
         finally:
-            for task in (rotate, reader):
+            for task in (rotate, reader, proven):
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -255,6 +223,8 @@ class OmniMode:
             return
         if event.status != "completed":
             turn.interrupted = True
+        else:
+            self.status.clear_error_if(self._stale_error)  # an answer proves the session works
         self.status.turns += 1
         if self.settings.log.transcripts and turn.answered:
             log.info("answered%s: %s", " (interrupted)" if turn.interrupted else "", turn.answered)

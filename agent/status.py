@@ -6,12 +6,16 @@ cheap to read and bounded in memory, because it lives for months.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# A (re)connected session that lives this long has shown the last problem is over.
+SESSION_PROVEN_S = 1.0
 
 
 class AgentState(str, enum.Enum):
@@ -83,6 +87,21 @@ class Status:
 
     def clear_error(self) -> None:
         self.last_error = None
+
+    def clear_error_if(self, stale: str | None) -> None:
+        """Clear the error only if it is still `stale` (a newer problem stays visible)."""
+        if stale is not None and self.last_error == stale:
+            self.last_error = None
+
+    async def clear_error_when_proven(self, proven_s: float = SESSION_PROVEN_S) -> None:
+        """Clear the error a new session replaced once that session has lived `proven_s`.
+
+        Clearing at connect would hide why a server that accepts and at once drops every
+        session keeps failing: the status would mostly read `last_error: null`.
+        """
+        stale = self.last_error
+        await asyncio.sleep(proven_s)
+        self.clear_error_if(stale)
 
     def summary(self, why: str | None = None) -> str:
         text = f"{self.state.value}"
