@@ -12,6 +12,7 @@ the player uses to place "first sample at the output" and "heard" in time.
 
 from __future__ import annotations
 
+import abc
 import time
 
 import sounddevice as sd
@@ -80,14 +81,12 @@ def negotiate_rate(device: int | None, kind: str, preferred: int) -> int:
         return int(info["default_samplerate"])
 
 
-class PortAudioOutput(Stream):
-    kind = "output"
+class _PortAudioStream(Stream):
+    """What input and output streams share: open, describe, start, notice a stop, close."""
 
-    def __init__(self, device: int | None, rate: int, render: RenderFn, latency: float = DEFAULT_LATENCY_S) -> None:
-        super().__init__()
-        self._render = render
+    def _open(self, factory: type, device: int | None, rate: int, latency: float) -> None:
         self._closing = False
-        self._stream = sd.OutputStream(
+        self._stream = factory(
             device=device,
             samplerate=rate,
             channels=1,
@@ -104,16 +103,13 @@ class PortAudioOutput(Stream):
         idx = self._stream.device
         self.description = f"{idx}: {sd.query_devices(idx)['name']}"
 
-    def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ANN001 - cffi types
-        now = time.monotonic()
-        lat = time_info.outputBufferDacTime - time_info.currentTime
-        if not 0.0 <= lat < 2.0:  # some hosts report zeros; fall back to the nominal latency
-            lat = self.latency
-        self._render(outdata[:, 0], now, lat, status.output_underflow)
+    @abc.abstractmethod
+    def _callback(self, data, frames, time_info, status) -> None:  # noqa: ANN001 - cffi types
+        """PortAudio's real-time callback: no allocation, no locks, no logging."""
 
     def _finished(self) -> None:
         if not self._closing:
-            self.failed = f"output stream on {self.description} stopped unexpectedly"
+            self.failed = f"{self.kind} stream on {self.description} stopped unexpectedly"
 
     def start(self) -> None:
         self._stream.start()
@@ -131,30 +127,30 @@ class PortAudioOutput(Stream):
             _open_streams.discard(self)
 
 
-class PortAudioInput(Stream):
+class PortAudioOutput(_PortAudioStream):
+    kind = "output"
+
+    def __init__(self, device: int | None, rate: int, render: RenderFn, latency: float = DEFAULT_LATENCY_S) -> None:
+        super().__init__()
+        self._render = render
+        self._open(sd.OutputStream, device, rate, latency)
+
+    def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ANN001 - cffi types
+        now = time.monotonic()
+        lat = time_info.outputBufferDacTime - time_info.currentTime
+        if not 0.0 <= lat < 2.0:  # some hosts report zeros; fall back to the nominal latency
+            lat = self.latency
+        self._render(outdata[:, 0], now, lat, status.output_underflow)
+
+
+class PortAudioInput(_PortAudioStream):
     kind = "input"
 
     def __init__(self, device: int | None, rate: int, capture: CaptureFn, latency: float = DEFAULT_LATENCY_S) -> None:
         super().__init__()
         self.callback_errors = 0
         self._capture = capture
-        self._closing = False
-        self._stream = sd.InputStream(
-            device=device,
-            samplerate=rate,
-            channels=1,
-            dtype="int16",
-            blocksize=0,
-            latency=latency,
-            callback=self._callback,
-            finished_callback=self._finished,
-        )
-        _open_streams.add(self)
-        self.samplerate = int(self._stream.samplerate)
-        self.blocksize = int(self._stream.blocksize)
-        self.latency = float(self._stream.latency)
-        idx = self._stream.device
-        self.description = f"{idx}: {sd.query_devices(idx)['name']}"
+        self._open(sd.InputStream, device, rate, latency)
 
     def _callback(self, indata, frames, time_info, status) -> None:  # noqa: ANN001 - cffi types
         now = time.monotonic()
@@ -165,22 +161,3 @@ class PortAudioInput(Stream):
             self._capture(indata[:, 0], now - age + frames / self.samplerate, status.input_overflow)
         except Exception:  # an exception would stop the stream; the watchdog sees the heartbeat
             self.callback_errors += 1
-
-    def _finished(self) -> None:
-        if not self._closing:
-            self.failed = f"input stream on {self.description} stopped unexpectedly"
-
-    def start(self) -> None:
-        self._stream.start()
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        try:
-            self._stream.abort()
-        except sd.PortAudioError:
-            pass
-        finally:
-            self._stream.close(ignore_errors=True)
-            _open_streams.discard(self)
