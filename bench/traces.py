@@ -15,10 +15,12 @@ Families generated here, all from fixed seeds (bit-identical on every run):
   jitter; no stalls.
 * **bursty** — the F1-like trace of reference §5.7: ~100 ms deltas arriving in bursts at 3–6×
   real time, an *early* stall of 150–300 ms after the 3rd–5th delta (server hiccup / TCP
-  retransmission) and a 0.8–1.2 s stall after the 28th–35th; a good player absorbs both with what it has
-  buffered by then, without adding start latency.
-* **slow** — the source runs slower than real time (0.85–0.95×: an overloaded TTS server). Gaps
-  can only be avoided by holding `duration × (1/speed − 1)`, often beyond `jitter.max_ms`.
+  retransmission) and a 0.8–1.2 s stall after the 28th–35th. The late stall is absorbed by the
+  backlog; the early one is not always: in 5 of 20 responses it outlasts the audio buffered
+  before it (D* 5–57 ms), and its length is unknowable until it ends (`online_limit`).
+* **slow** — F2-loaded: the source runs slower than real time (0.85–0.95×: an overloaded TTS
+  server). Gaps can only be avoided by holding `duration × (1/speed − 1)`, and the duration is
+  unknown until the end (`online_limit`; not in the reference's zero-gap set, §5.6).
 * **bargein** — steady responses interrupted by the user at a uniformly random moment of their
   playback; the server keeps sending a few late deltas for 20–120 ms after the barge-in.
 * **adversarial** — F3: stalls of 100–700 ms right after the first delta (where only a
@@ -47,6 +49,13 @@ class Trace:
     description: str
     adversarial: bool
     events: list[dict] = field(default_factory=list)
+    # Zero gaps are expected only where an online player can get them (reference §5.6: F1,
+    # F2-fast, F4). A trace whose family puts zero gaps beyond every online player's reach at
+    # the oracle's latency says why here, and gives, per response, the worst-case alternative
+    # that its family allows with the same beginning: [(t, frames), ...] arrivals. The
+    # benchmark's "(d) online bound" holds each response until it is gap-free for both.
+    online_limit: str = ""
+    alts: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
 
     def audio_seconds(self) -> float:
         return sum(e["frames"] for e in self.events if e["kind"] == "audio") / RATE
@@ -66,6 +75,16 @@ def load(path: str | Path, adversarial: bool = False) -> Trace:
     p = Path(path)
     events = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
     return Trace(p.stem, f"loaded from {p}", adversarial, events)
+
+
+def _arrivals(t0: float, sizes_ms: list[float], gaps_s: list[float]) -> list[tuple[float, int]]:
+    """(time, frames) of each delta, exactly as `_Builder.response` stamps them."""
+    out, t = [], t0
+    for i, ms in enumerate(sizes_ms):
+        if i:
+            t += gaps_s[i - 1]
+        out.append((round(t, 6), int(round(ms * RATE / 1000))))
+    return out
 
 
 class _Builder:
@@ -135,24 +154,40 @@ def steady(seed: int = 1, n: int = 20) -> Trace:
 
 def bursty(seed: int = 2, n: int = 20) -> Trace:
     tr = Trace("bursty", "~100 ms deltas at 3-6x; early stall 150-300 ms after delta 3-5, 0.8-1.2 s stall later", False)
+    tr.online_limit = (
+        "the early stall's length (150-300 ms) is drawn after the player must decide; a player "
+        "gap-free for every length must hold as if it were 300 ms until the stall ends"
+    )
     b = _Builder(tr, seed)
     for _ in range(n):
         sizes = [float(b.rng.uniform(80, 120)) for _ in range(int(b.rng.integers(40, 61)))]
         speed = b.rng.uniform(3.0, 6.0)
         gaps = [ms / 1000 / speed * b.rng.uniform(0.5, 1.5) for ms in sizes[:-1]]
-        gaps[int(b.rng.integers(2, 5))] += b.rng.uniform(0.15, 0.30)  # early stall
+        i = int(b.rng.integers(2, 5))
+        extra = b.rng.uniform(0.15, 0.30)
+        gaps[i] += extra  # early stall
         gaps[int(b.rng.integers(28, 36))] += b.rng.uniform(0.8, 1.2)  # late stall: the backlog absorbs it
+        alt = list(gaps)
+        alt[i] += 0.30 - extra  # the same response with the longest early stall of the family
+        tr.alts[b.resp] = _arrivals(b.t, sizes, alt)
         b.response(sizes, gaps)
     return tr
 
 
 def slow(seed: int = 3, n: int = 12) -> Trace:
     tr = Trace("slow", "100 ms deltas at 0.85-0.95x real time (overloaded server)", False)
+    tr.online_limit = (
+        "F2-loaded (reference §5.5): below real time the gap-free hold is length x (1/speed - 1), "
+        "and the length (1-3 s here) is unknown until response.done"
+    )
     b = _Builder(tr, seed)
     for _ in range(n):
         sizes = [100.0] * int(b.rng.integers(10, 31))
         speed = b.rng.uniform(0.85, 0.95)
         gaps = [0.1 / speed + b.rng.uniform(-0.005, 0.005) for _ in sizes[:-1]]
+        # The same beginning, but as long as the family allows (30 deltas) at the same speed.
+        longest = gaps + [0.1 / speed] * (30 - len(sizes))
+        tr.alts[b.resp] = _arrivals(b.t, [100.0] * 30, longest)
         b.response(sizes, gaps)
     return tr
 

@@ -45,6 +45,10 @@ class PlayoutCallback:
     _loop: asyncio.AbstractEventLoop | None
     _wake_scheduled: bool
     _on_wake: Callable[[], None]
+    _now: float
+    _block_frames: int
+    _seg_hold_t: list[float]
+    _start_depth: int
 
     def _wake(self) -> None:
         """Callback side: ask the loop to dispatch events (at most one pending wakeup)."""
@@ -65,6 +69,8 @@ class PlayoutCallback:
         is the block's own deadline).
         """
         self.heartbeat += 1
+        self._now = now
+        self._block_frames = out.shape[0]
         if underflow:
             self.host_underflows += 1
         self._latency = latency
@@ -99,10 +105,17 @@ class PlayoutCallback:
                 if end >= 0 and avail <= 0:
                     self._finish(s, DONE_OK)  # complete with nothing left (or never any audio)
                     continue
-                need = self._target_frames
-                if st == REBUFFER and not self._slow_source:
-                    need = min(need, self._start_target)
-                if avail < need and end < 0:
+                if st == PREBUFFER:
+                    # Start once the learned hold since the first chunk has passed and at
+                    # least that much audio (≥ min_ms) is buffered; at once when complete.
+                    hold_t = self._seg_hold_t[s]
+                    ready = 0 <= hold_t <= self._now and avail >= self._start_depth
+                else:
+                    need = self._target_frames
+                    if not self._slow_source:
+                        need = min(need, self._start_target)
+                    ready = avail >= need
+                if not ready and end < 0:
                     if st == REBUFFER:
                         self._pending_gap += n - o
                     break

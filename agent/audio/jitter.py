@@ -47,6 +47,11 @@ class LatenessTracker:
         self.received_ms = 0.0
         self.d_star_ms = 0.0
         self.q_star_ms = 0.0
+        # D* as the device sees it: audio goes out in blocks of `quantum_ms`, so the chunk that
+        # starts at S_k is needed by the block holding S_k, i.e. floor(S_k / quantum) blocks
+        # after the start (the StartHold learns this one; 0 = no quantisation).
+        self.quantum_ms = 0.0
+        self.hold_ms = 0.0
         self._speeds: deque[float] = deque(maxlen=16)
         self._last_rel = 0.0
         self._last_ms = 0.0
@@ -59,6 +64,7 @@ class LatenessTracker:
         self.received_ms = 0.0
         self.d_star_ms = 0.0
         self.q_star_ms = 0.0
+        self.hold_ms = 0.0
         self._speeds.clear()
 
     @property
@@ -97,6 +103,10 @@ class LatenessTracker:
                 self._closed = True
         if lateness > self.d_star_ms:
             self.d_star_ms = lateness
+        q = self.quantum_ms
+        held = rel_ms - ((self.received_ms + 1e-6) // q) * q if q > 0 else lateness
+        if held > self.hold_ms:
+            self.hold_ms = held
         # Advance j* (monotone: D* only grows, arrival times only grow).
         while self._j < self._n and self._t[self._j] < self.d_star_ms:
             self._j += 1

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from agent.audio.callback import DONE_FLUSHED, DONE_NO, IDLE, NSEG, PlayoutCallback
+from agent.audio.hold import StartHold
 from agent.audio.jitter import AdaptiveTarget, LatenessTracker
 from agent.audio.resample import StreamResampler
 from agent.audio.ring import SampleRing
@@ -82,7 +83,9 @@ class Player(PlayoutCallback):
         self._capacity_s = capacity_s
         self._fade_ms = fade_ms
         self._reference_ms = reference_ms
-        self.target = AdaptiveTarget(j.target_ms, j.min_ms, j.max_ms)
+        self.target = AdaptiveTarget(j.target_ms, j.min_ms, j.max_ms)  # rebuffer depth
+        self.hold = StartHold(j.target_ms, j.max_ms)  # start: time after the first chunk
+        self._min_ms = float(j.min_ms)
         self._tracker = LatenessTracker(j.max_ms)
         self.on_first_sample: FirstSampleHandler | None = None
         self.on_finished: FinishedHandler | None = None
@@ -133,6 +136,8 @@ class Player(PlayoutCallback):
         self._seg_audible_t = [-1.0] * NSEG
         self._seg_last_t = [-1.0] * NSEG
         self._seg_done = [DONE_NO] * NSEG
+        # When the start hold of each response ends (monotonic s; -1 until its first chunk).
+        self._seg_hold_t = [-1.0] * NSEG
         self._seg_w = 0  # responses begun (producer)
         self._seg_r = 0  # responses finished at the output (callback)
         self._seg_disp = 0  # responses archived (producer)
@@ -142,6 +147,7 @@ class Player(PlayoutCallback):
         self._slot_first_arrival = [0.0] * NSEG
         self._slot_lateness = [0.0] * NSEG
         self._slot_qstar = [0.0] * NSEG
+        self._slot_hold = [0.0] * NSEG  # block-quantised D* (what the StartHold learns)
         self._slot_reported = [False] * NSEG
         self._id_index: dict[str, int] = {}
         self._cur_id: str | None = None
@@ -164,6 +170,9 @@ class Player(PlayoutCallback):
         self._slow_source = False  # producer: the current response arrives slower than real time
         self._state = IDLE
         self._target_frames = self._ms_to_frames(self.target.value_ms)
+        self._start_depth = self._ms_to_frames(max(self._min_ms, self.hold.value_ms))
+        self._block_frames = 0  # callback: frames asked for by the latest callback
+        self._now = 0.0  # callback: monotonic time of the current callback
         self._audible_until = -1.0
         self._latency = 0.0
 
@@ -184,6 +193,11 @@ class Player(PlayoutCallback):
     def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Let the callback wake this loop (rarely: first audible sample, response finished)."""
         self._loop = loop
+
+    def _publish_hold(self) -> None:
+        """The callback's start depth: never start on less audio than the hold we expect to
+        need (a chunk that late would find the buffer empty), and never on less than min_ms."""
+        self._start_depth = self._ms_to_frames(max(self._min_ms, self.hold.value_ms))
 
     def _ms_to_frames(self, ms: float) -> int:
         return int(round(ms * self.device_rate / 1000.0))
@@ -215,11 +229,13 @@ class Player(PlayoutCallback):
         self._seg_audible_t[s] = -1.0
         self._seg_last_t[s] = -1.0
         self._seg_done[s] = DONE_NO
+        self._seg_hold_t[s] = -1.0
         self._slot_id[s] = response_id
         self._slot_received[s] = 0
         self._slot_first_arrival[s] = 0.0
         self._slot_lateness[s] = 0.0
         self._slot_qstar[s] = 0.0
+        self._slot_hold[s] = 0.0
         self._slot_reported[s] = False
         self._id_index[response_id] = idx
         self._tracker.reset()
@@ -244,15 +260,24 @@ class Player(PlayoutCallback):
             return data
         s = self._cur_idx % NSEG
         tr = self._tracker
+        block = self._block_frames
+        tr.quantum_ms = block * 1000.0 / self.device_rate if block else 0.0
         tr.arrival(self._clock(), n * 1000.0 / self.rate)
-        if self._slot_received[s] == 0:
+        first = self._slot_received[s] == 0
+        if first:
             self._slot_first_arrival[s] = tr.first_arrival or 0.0
         self._slot_received[s] += n
         self._slot_lateness[s] = tr.d_star_ms
         self._slot_qstar[s] = tr.q_star_ms
+        self._slot_hold[s] = tr.hold_ms
         self._slow_source = tr.slow_source
         if self.target.observe(tr.q_star_ms):
             self._target_frames = self._ms_to_frames(self.target.value_ms)
+        if self.hold.observe(tr.hold_ms) or first:
+            # Publish (or push back) this response's start deadline; once it is playing the
+            # callback no longer looks at it.
+            self._publish_hold()
+            self._seg_hold_t[s] = self._slot_first_arrival[s] + self.hold.value_ms / 1000.0
         return self._resampler.process(data)
 
     def feed(self, response_id: str, pcm: bytes | bytearray | memoryview | np.ndarray) -> int:
@@ -315,6 +340,7 @@ class Player(PlayoutCallback):
         s = self._cur_idx % NSEG
         self._slot_lateness[s] = self._tracker.d_star_ms
         self._slot_qstar[s] = self._tracker.q_star_ms
+        self._slot_hold[s] = self._tracker.hold_ms
         self._seg_end[s] = self._ring.write_pos  # publish completion
         self._close_id(response_id)
         self._cur_id = None
@@ -354,7 +380,13 @@ class Player(PlayoutCallback):
 
     @property
     def target_ms(self) -> float:
+        """The rebuffer depth (quantity, ms) after a mid-response starvation."""
         return self.target.value_ms
+
+    @property
+    def hold_ms(self) -> float:
+        """The start hold (ms after a response's first chunk) the next response will get."""
+        return self.hold.value_ms
 
     @property
     def latency(self) -> float:
@@ -508,6 +540,9 @@ class Player(PlayoutCallback):
             if st.received_ms > 0:
                 self.target.response_done(st.q_star_ms, had_gap=st.gaps > 0)
                 self._target_frames = self._ms_to_frames(self.target.value_ms)
+                # (A flushed response's D* covers only its prefix: still a valid observation.)
+                self.hold.response_done(self._slot_hold[s], had_gap=st.gaps > 0)
+                self._publish_hold()
             if self.on_finished is not None:
                 self.on_finished(rid, st)
             for fut in self._waiters.pop(rid, ()):

@@ -108,3 +108,22 @@ def test_startup_smoke(tmp_path: Path) -> None:
     assert imports["agent_daemon_importtime_ms"]["total"] > 0.0
     assert isinstance(imports["daemon_runtime_imports"], list)
     assert "numpy" in doc["installed_mb"] and doc["installed_mb_without_dashscope"] > 0.0
+
+
+def test_playout_bench_reports_the_online_bound_where_zero_gaps_is_out_of_reach() -> None:
+    """bench/playout.py on small traces: the online bound (d) is gap-free, never starts before
+    the oracle, and the report says why the oracle target is out of reach for those traces."""
+    import playout
+    import traces
+
+    small = [traces.steady(n=3), traces.bursty(n=4), traces.slow(n=3)]
+    res = playout.bench(small)
+    assert playout.OnlineBound.name not in res["steady"]["players"]  # nothing unknowable there
+    for name in ("bursty", "slow"):
+        players = res[name]["players"]
+        bound, oracle = players[playout.OnlineBound.name], players[playout.Oracle.name]
+        assert bound["gaps"] == 0 and bound["incorrect"] == 0
+        assert bound["start_p50"] >= oracle["start_p50"] - 1e-6
+        assert res[name]["online_limit"]
+    report = playout.markdown(res)
+    assert "(d) online bound" in report and "online limit:" in report

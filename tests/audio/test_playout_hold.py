@@ -1,0 +1,69 @@
+"""The start hold (agent/audio/hold.py) inside the Player, on a virtual clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.audio.hold import StartHold
+from tests.audio.test_audio_player import LAT, PERIOD, feed_at, make, ramp
+
+
+def _response(p, dev, clk, rid: str, t0: float, arrivals: list[float], chunk_ms: float = 100.0) -> None:
+    for j, dt in enumerate(arrivals):
+        feed_at(p, dev, clk, t0 + dt, rid, ramp(chunk_ms, start=j * int(chunk_ms * 24)))
+    clk.t = t0 + arrivals[-1] + 0.01
+    p.end(rid)
+
+
+def test_a_bursty_response_after_an_early_stall_plays_without_a_gap_and_without_waiting_for_it():
+    """Three 100 ms deltas at 4x, then a ~300 ms stall: D* = 45 ms. After one such response the
+    next ones start ~45 ms after their first delta — not at the post-stall delta (345 ms),
+    which is where a quantity prebuffer above 300 ms would start — and none of them gaps."""
+    p, dev, clk = make(target=80)
+    stall = [0.0, 0.025, 0.05] + [0.345 + 0.025 * j for j in range(20)]
+    for k in range(4):
+        t0 = 1.0 + 3.0 * k
+        _response(p, dev, clk, f"r{k}", t0, stall)
+        dev.run_until(t0 + 3.0)
+        st = p.response_stats(f"r{k}")
+        assert st.gaps == 0, k
+        assert st.lateness_ms == pytest.approx(45.0, abs=0.5)
+        if k:
+            start = st.first_output - LAT - t0
+            assert 0.045 - 1e-9 <= start <= 0.045 + PERIOD + 1e-9, (k, start)
+    assert p.hold_ms == pytest.approx(45.0, abs=0.5)
+
+
+def test_one_outlier_stall_ages_out_of_the_hold_after_eight_responses():
+    p, dev, clk = make(target=80)
+    # An outlier: 100 ms, then a 300 ms stall, then 4x: D* = 200 ms.
+    _response(p, dev, clk, "outlier", 1.0, [0.0] + [0.3 + 0.025 * j for j in range(10)])
+    dev.run_until(4.0)
+    assert p.hold_ms == pytest.approx(200.0, abs=0.5)
+    holds = []
+    for k in range(10):  # clean responses: 100 ms deltas at 4x, never late
+        t0 = 4.0 + 2.0 * k
+        _response(p, dev, clk, f"c{k}", t0, [0.025 * j for j in range(10)])
+        dev.run_until(t0 + 2.0)
+        assert p.response_stats(f"c{k}").gaps == 0
+        holds.append(p.hold_ms)
+    # Kept while the outlier is among the last 8 responses, gone the response after.
+    assert holds[:7] == [pytest.approx(200.0, abs=0.5)] * 7
+    assert holds[7] == 0.0 and holds[-1] == 0.0
+    # And with no hold, a clean response starts at its first callback.
+    st = p.response_stats("c9")
+    assert st.first_output - LAT - (4.0 + 2.0 * 9) <= PERIOD + 1e-9
+
+
+def test_the_hold_is_raised_at_once_and_never_lowered_after_a_gap():
+    h = StartHold(80, 400, window=3)
+    assert not h.observe(50) and h.value_ms == 80
+    assert h.observe(120) and h.value_ms == 120
+    assert h.observe(900) and h.value_ms == 400  # clamped to max_ms
+    h.response_done(400, had_gap=True)
+    h.response_done(0, had_gap=True)
+    assert h.value_ms == 400
+    h.response_done(0, had_gap=False)
+    assert h.value_ms == 400  # the 400 is still one of the last 3
+    h.response_done(0, had_gap=False)
+    assert h.value_ms == 0
