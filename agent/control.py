@@ -43,6 +43,7 @@ MAX_LINE = 64 * 1024  # bytes per request line
 MAX_TEXT = 4096  # UTF-8 bytes of say/ask text: a spoken answer, not a book
 MAX_CLIENTS = 16
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+LISTEN_BACKLOG = 100  # asyncio's default
 
 
 @runtime_checkable
@@ -239,7 +240,8 @@ class ControlServer:
         )
 
     def _bind_in_place(self, gid: int | None) -> socket.socket:
-        """Bind in a fresh 0700 directory next to the target, set mode/group, then rename over.
+        """Bind and listen in a fresh 0700 directory next to the target, set mode/group, then
+        rename over.
 
         rename(2) is atomic, so clients see either the old (dead) socket or the new one with its
         final permissions, and a stale socket is replaced without an unlink/bind race.
@@ -264,6 +266,9 @@ class ControlServer:
                     f"control.socket: {self.path} is too long for a Unix socket; choose a shorter path"
                 )
             sock.bind(tmp)
+            # Listen before the rename: the path must appear only once it accepts connections
+            # (a client that waits for the file would otherwise be refused for a few ms).
+            sock.listen(LISTEN_BACKLOG)
             if gid is not None:
                 try:
                     os.chown(tmp, -1, gid)

@@ -282,6 +282,29 @@ async def test_group_socket_mode_0660(short_dir: Path, monkeypatch) -> None:
         await ControlServer(FakeHandler(), short_dir / "h.sock").start()
 
 
+async def test_socket_path_appears_only_once_it_accepts(short_dir: Path, monkeypatch) -> None:
+    """A client that waits for the file and then connects must not be refused (it was, for a
+    few ms, when the bound socket was renamed into place before listen())."""
+    seen: list[bool] = []
+    real_rename = os.rename
+
+    def rename(src: str, dst: os.PathLike[str]) -> None:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(src)
+            seen.append(True)
+        except ConnectionRefusedError:
+            seen.append(False)
+        finally:
+            probe.close()
+        real_rename(src, dst)
+
+    monkeypatch.setattr("agent.control.os.rename", rename)
+    async with ControlServer(FakeHandler(), short_dir / "control.sock"):
+        pass
+    assert seen == [True]
+
+
 async def test_stale_socket_is_replaced(short_dir: Path) -> None:
     path = short_dir / "control.sock"
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
