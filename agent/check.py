@@ -240,7 +240,28 @@ async def check_audio(settings: Settings) -> list[CheckResult]:
             out.append(_check_file_input(st) if kind == "input" else _check_file_output(st))
         else:
             out.append(await asyncio.to_thread(_check_sounddevice, kind, st.device, rate))
+    out.append(check_echo(settings))
     return out
+
+
+ECHO_MODES = {
+    "none": "none (the hardware or the sound server cancels the echo)",
+    "half_duplex": "half_duplex (microphone closed while the speaker plays; no barge-in by voice)",
+    "gate": "gate (energy gate; barge-in when louder than the echo)",
+}
+
+
+def check_echo(settings: Settings) -> CheckResult:
+    """Can `audio.echo` run here? Only `aec` needs something extra (docs/echo.md)."""
+    mode = settings.audio.echo
+    if mode != "aec":
+        return _pass("echo", ECHO_MODES.get(mode, mode))
+    from agent.echo import INSTALL_HINT, aec_problem
+
+    why = aec_problem()
+    if why is not None:
+        return _fail("echo", f"aec: {why}", f"{INSTALL_HINT}; or set audio.echo: gate")
+    return _pass("echo", "aec (WebRTC AEC3 echo canceller installed)")
 
 
 # --- network -----------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ class PlaybackTracker:
         self.started = 0.0
         self.sessions = 0
         self.active = False
+        self.in_tail = False  # the speaker went quiet less than a tail ago
         self.warming = False
 
     def update(self, t_start: float | None) -> None:
@@ -102,6 +103,7 @@ class PlaybackTracker:
         self.active = speaking or (
             self.last_audible is not None and t < self.last_audible + self.tail_s
         )
+        self.in_tail = self.active and not speaking
         self.warming = self.in_session and now - self.started < self.warmup_s
 
 
@@ -167,9 +169,11 @@ class GateFilter:
         self.tracker.update(None if t_end is None else t_end - mic.shape[0] / MIC_RATE)
         tr = self.tracker
         # The first playbacks also teach the gate the echo path: no barge-in until it knows it.
+        # In the tail after the answer there is nothing left to barge into, while the echo of
+        # its last words may still arrive late (a latency jump): hold, as half_duplex does.
         warming = tr.warming or (tr.active and not self.gate.trained)
         openings = self.gate.stats.openings
-        passed = self.gate.process(mic, ref, playing=tr.active, warming=warming)
+        passed = self.gate.process(mic, ref, playing=tr.active, warming=warming, hold=tr.in_tail)
         if self.gate.stats.openings != openings:
             log.info("echo %s: microphone louder than the echo during playback: letting it through "
                      "(%.1f s into the playback)", self.mode, self.clock() - tr.started)
@@ -192,6 +196,7 @@ class GateFilter:
             "passed_chunks": st.passed_chunks,
             "warmup_chunks": st.warm_chunks,
             "openings": st.openings,
+            "vetoes": st.vetoes,
             "echo_gain_db": round(g.gain_db, 1),
             "delay_ms": round(g.lag * g.frame_ms + self.tap.lead_s * 1000.0),
             "delay_estimated": g.lag_known,

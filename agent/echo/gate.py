@@ -6,8 +6,8 @@ microphone and of the aligned reference (reference.py):
 * **Expected echo** in a band = that band's echo path gain × the reference's energy in the band
   at the estimated delay. The reference energy is first "reverb-smoothed" (it may decay by at
   most `DECAY_DB_PER_FRAME`, as a room's echo does after the speaker goes quiet) and then the
-  maximum is taken over ± `SPREAD_FRAMES` around the delay, which absorbs the delay estimate's
-  error. Resolution in time *and* frequency is what lets a user through: in the short pauses of
+  maximum is taken from `SPREAD_FRAMES` later to `EARLY_FRAMES` earlier than the delay, which
+  absorbs the delay estimate's error (reverberation biases it late). Resolution in time *and* frequency is what lets a user through: in the short pauses of
   the answer, and in the bands where the assistant's voice has little energy at that moment
   (another vowel, another pitch), the expected echo collapses. A broadband per-chunk comparison
   holds the gate shut through the whole answer unless the user is much louder than the speaker.
@@ -25,6 +25,11 @@ microphone and of the aligned reference (reference.py):
   its frames do; the gate opens after `EVIDENCE_MS` of evidence in a row (one chunk of a
   misestimated echo must not reach the server's VAD, which itself needs ~60 ms of speech) and
   stays open `HANGOVER_MS` after the last evidence.
+* **Veto**: before opening, the last 300 ms of the microphone's envelope are correlated with the
+  reference's at every delay. If they follow it closely (`VETO_CORR`) at a delay other than the
+  estimated one and the chunk's frames are *not* louder than the echo expected at that delay,
+  the "user" is the echo arriving later or earlier than estimated — the latency of the audio
+  path jumps after an underrun — and the gate stays shut while the delay is re-estimated.
 Pure computation on numpy arrays, no I/O: unit-testable on synthetic signals. Memory is a few
 fixed-size arrays (`HISTORY_FRAMES` × bands).
 """
@@ -42,14 +47,17 @@ HISTORY_FRAMES = 300  # 3 s of envelopes: delay estimation window and reverb mem
 MAX_LAG_MS = 400  # residual delay searched (the reference already leads by REF_LEAD_S)
 DEFAULT_LAG_MS = 60  # until estimated: REF_LEAD_S + a typical small acoustic/system delay
 SPREAD_FRAMES = 2  # ± frames around the delay (±20 ms), more while the delay is a guess
+EARLY_FRAMES = 4  # ... and up to 40 ms earlier: reverberation drags the envelope correlation's
+# peak late, so onsets after a pause arrive before the estimated delay
 GUESS_SPREAD_FRAMES = 8
 DECAY_DB_PER_FRAME = 0.75  # reverberation tail: 60 dB in 800 ms (a lively living room)
 MARGIN_DB = 6.0  # the user must be this much louder than the expected echo, in a band
 MIN_USER_BANDS = 2  # ... in at least this many bands of a frame
 NOISE_MARGIN_DB = 9.0  # ... and this much above the band's noise floor
-ABS_MIN_DB = -55.0  # quieter frames (broadband) are never user speech
-ACTIVE_REF_DB = -50.0  # reference frames louder than this are "the speaker is playing"
-ACTIVE_BAND_DB = -65.0  # bands of the expected echo below this teach nothing about the gain
+# Levels in dBFS (a full-scale sine is -3 dBFS; frame_energy_db and BandAnalyzer agree).
+ABS_MIN_DB = -80.0  # quieter frames (broadband) are never user speech
+ACTIVE_REF_DB = -75.0  # reference frames louder than this are "the speaker is playing"
+ACTIVE_BAND_DB = -90.0  # bands of the expected echo below this teach nothing about the gain
 GAIN_INIT_DB = 0.0
 GAIN_QUANTILE = 0.9
 GAIN_STEP_WARM_DB = 2.0  # quantile-tracker step while warming up (converges in < 1 s)
@@ -59,6 +67,8 @@ TRAINED_FRAMES = 150  # active-reference frames seen before the gains count as l
 DELAY_MIN_CORR = 0.6
 DELAY_MIN_ACTIVE = 100  # active-reference frames in the window needed to estimate the delay
 EVIDENCE_MS = 80
+VETO_FRAMES = 30  # 300 ms of envelope compared with the reference before the gate opens
+VETO_CORR = 0.8
 HANGOVER_MS = 80
 FLOOR_WINDOW = 300  # minimum-statistics noise floor over 3 s
 SILENT_DB = -100.0
@@ -82,7 +92,8 @@ class BandAnalyzer:
 
     Each frame is a `2 × hop` Hann window ending at the frame's last sample (the previous
     chunk's tail is kept), so band energies of consecutive chunks join without a seam. Scaled so
-    that the bands of a full-scale sine sum to about its mean square.
+    that the bands of a frame sum to about its mean square (Parseval over the window), i.e. the
+    same dBFS as `frame_energy_db`.
     """
 
     def __init__(self, hop: int, rate: int = 16000) -> None:
@@ -96,7 +107,7 @@ class BandAnalyzer:
         for b in range(self.bands):
             m[(freqs >= edges[b]) & (freqs < edges[b + 1]), b] = 1.0
         self._map = m
-        self._scale = 2.0 / (float(np.sum(self.window**2)) * 32768.0**2)
+        self._scale = 2.0 / (n * float(np.sum(self.window**2)) * 32768.0**2)
         self._tail = np.zeros(hop)
 
     def reset(self) -> None:
@@ -120,6 +131,7 @@ class GateStats:
     passed_chunks: int = 0  # of those, let through
     warm_chunks: int = 0  # of those, held by the warm-up
     openings: int = 0  # closed → open transitions
+    vetoes: int = 0  # openings refused because the "user" looked like echo at another delay
 
 
 class QuantileGain:
@@ -223,23 +235,28 @@ class EchoGate:
             prev = np.maximum(ref_bands_db[i], prev - DECAY_DB_PER_FRAME)
             s[-k + i] = prev
 
-    def expected_echo_db(self, k: int) -> np.ndarray:
-        """Expected echo per band (dB, before the path gains) of the newest `k` frames."""
-        spread = SPREAD_FRAMES if self.lag_known else GUESS_SPREAD_FRAMES
+    def expected_echo_db(self, k: int, lag: int | None = None) -> np.ndarray:
+        """Expected echo per band (dB, before the path gains) of the newest `k` frames, at the
+        estimated delay or at `lag` (frames)."""
+        spread = SPREAD_FRAMES if self.lag_known or lag is not None else GUESS_SPREAD_FRAMES
+        lag = self.lag if lag is None else lag
         h = HISTORY_FRAMES
         out = np.empty((k, self.bands))
         for i in range(k):
             f = h - k + i  # index of the frame in the history
-            lo = max(0, f - self.lag - spread)
-            hi = max(lo + 1, min(h, f - self.lag + spread + 1))
+            lo = max(0, f - lag - spread)
+            hi = max(lo + 1, min(h, f - lag + max(spread, EARLY_FRAMES) + 1))
             out[i] = self._ref_s[lo:hi].max(axis=0)
         return out
 
     # ------------------------------------------------------------------ decisions
 
-    def process(self, mic: np.ndarray, ref: np.ndarray, *, playing: bool, warming: bool) -> bool:
+    def process(
+        self, mic: np.ndarray, ref: np.ndarray, *, playing: bool, warming: bool, hold: bool = False
+    ) -> bool:
         """Decide one chunk. `playing`: the speaker is (or just was) playing; `warming`: barge-in
-        is not allowed yet (start of a playback). True: let the chunk through."""
+        is not allowed yet (start of a playback: learn fast); `hold`: do not let this chunk
+        through either, but learn as usual. True: let the chunk through."""
         k = self.frames_per_chunk
         self.stats.chunks += 1
         if playing or ref.any():
@@ -264,14 +281,29 @@ class EchoGate:
         if self._since_delay * k * self.frame_ms >= 1000.0:  # re-estimate about once a second
             self._since_delay = 0
             self._estimate_delay()
-        loud = mic_b > np.maximum(exp_b + self.gain.db + self.margin_db, self.floor.db + NOISE_MARGIN_DB)
-        user = (loud.sum(axis=1) >= MIN_USER_BANDS) & (mic_db > ABS_MIN_DB)
+        user = self._user_frames(mic_b, mic_db, exp_b)
         self._adapt(mic_b, exp_b, echo_active, user, warming)
-        if warming:
+        if warming or hold:
             self.stats.warm_chunks += 1
             self._reset_decision()
             return False
-        return self._decide(int(user.sum()) * 2 >= k)
+        evidence = int(user.sum()) * 2 >= k
+        if evidence and not self.open and self._evidence_run + 1 >= self.evidence_chunks:
+            alt = self._echo_lag()
+            if alt is not None and abs(alt - self.lag) > SPREAD_FRAMES:
+                again = self._user_frames(mic_b, mic_db, self.expected_echo_db(k, alt))
+                if int(again.sum()) * 2 < k:
+                    # The "user" is the echo arriving at another delay than estimated (the audio
+                    # path's latency jumped after an underrun, say): hold, re-estimate now.
+                    self.stats.vetoes += 1
+                    self._since_delay = 10**6
+                    evidence = False
+        return self._decide(evidence)
+
+    def _user_frames(self, mic_b: np.ndarray, mic_db: np.ndarray, exp_b: np.ndarray) -> np.ndarray:
+        """Frames with `MIN_USER_BANDS` bands clearly louder than the echo expected in them."""
+        loud = mic_b > np.maximum(exp_b + self.gain.db + self.margin_db, self.floor.db + NOISE_MARGIN_DB)
+        return (loud.sum(axis=1) >= MIN_USER_BANDS) & (mic_db > ABS_MIN_DB)
 
     def _decide(self, evidence: bool) -> bool:
         if evidence:
@@ -309,6 +341,26 @@ class EchoGate:
             self.trained_frames += 1  # a speaker too quiet to be heard is learned as well
             # Noise-dominated bands say nothing about the echo path.
             self.gain.update(mic_b[i] - exp_b[i], band_ok[i] & (mic_b[i] > floor), step)
+
+    def _echo_lag(self) -> int | None:
+        """The delay at which the microphone's recent envelope best follows the reference's,
+        if it clearly does (correlation of the last `VETO_FRAMES` log-energies > `VETO_CORR`)."""
+        h, w = HISTORY_FRAMES, VETO_FRAMES
+        floor = max(self.noise_floor_db, ABS_MIN_DB - 10)
+        mic = np.maximum(self._mic[h - w :], floor)
+        mic = mic - mic.mean()
+        mic_norm = math.sqrt(float(mic @ mic))
+        if mic_norm == 0.0:
+            return None
+        refc = np.maximum(self._ref, ACTIVE_REF_DB - 20)
+        best, best_lag = VETO_CORR, None
+        for lag in range(self.max_lag + 1):
+            r = refc[h - w - lag : h - lag]
+            r = r - r.mean()
+            denom = mic_norm * math.sqrt(float(r @ r))
+            if denom > 0.0 and float(mic @ r) / denom > best:
+                best, best_lag = float(mic @ r) / denom, lag
+        return best_lag
 
     def _estimate_delay(self) -> None:
         """Correlate the log-energy envelopes over the history; accept only a clear peak."""

@@ -6,8 +6,8 @@ while that chunk was captured. Both sides are timestamped on the monotonic clock
 * **microphone**: `Microphone.last_chunk_end_time`, the capture time of the chunk's last sample
   (from PortAudio's `inputBufferAdcTime`, or the file/null pacer);
 * **speaker**: the player keeps the last seconds of what it handed to the device in a ring at the
-  device rate (`Player.reference()`), and the callback reports the device output latency
-  (`Player.latency`, PortAudio's `outputBufferDacTime - currentTime`).
+  device rate (`Player.reference_pos`, `Player.reference_at()`), and the callback reports the
+  device output latency (`Player.latency`, PortAudio's `outputBufferDacTime - currentTime`).
 
 `ClockMap` turns ring positions into "heard at" times. At any moment the newest position `W` was
 written by a callback that ran at most one period ago and is heard `latency` after that call, so
@@ -89,21 +89,26 @@ class ClockMap:
 
 
 class PlayerRefSource:
-    """Read access to the player's reference ring, by absolute position.
+    """The player's reference ring through its public API, by absolute position.
 
     `Player.reference(ms)` returns "the last ms", which is enough for one-off looks but not for a
-    gap-free stream: between two calls the callback may have written any number of frames. This
-    adapter reads the same ring by absolute position. It is the one place that touches the
-    player's private `_ref` ring (see docs/echo.md, "Hooks": a public `reference_pos` /
-    `reference_at(pos, out)` on the Player would replace it).
+    gap-free stream: between two calls the callback may have written any number of frames.
+    `reference_pos` (frames handed to the device so far) and `reference_at(pos, out)` read the
+    same ring by absolute position; the player keeps a safety margin so a read never races the
+    callback's writes.
     """
 
     def __init__(self, player: Any) -> None:
         self.player = player
 
     @property
-    def ring(self) -> Any:
-        return self.player._ref
+    def pos(self) -> int:
+        return int(self.player.reference_pos)
+
+    def read(self, pos: int, out: np.ndarray) -> int:
+        """Frames [pos, pos + len(out)) into `out`, zeros where not available; returns how many
+        were really there."""
+        return int(self.player.reference_at(pos, out))
 
     @property
     def rate(self) -> int:
@@ -147,16 +152,16 @@ class ReferenceTap:
         self.map = ClockMap(window_s)
         self.resyncs = 0  # jumps of the read position (diagnostics, tests)
         self.late_frames = 0  # reference frames wanted before the player had written them
-        self._ring: Any = None
         self._rate = 0
+        self._last_pos = 0  # newest ring position seen: a smaller one means a new ring
         self._pos: float | None = None  # device position (fractional) of the next sample out
         self._err = 0.0  # smoothed alignment error, device frames
         self._reset_at = clock()
 
     def _reset(self) -> None:
         src = self.source
-        self._ring = src.ring
         self._rate = src.rate
+        self._last_pos = 0
         self.map.reset()
         self._reset_at = self.clock()
         self._pos = None
@@ -165,12 +170,13 @@ class ReferenceTap:
     def observe(self) -> None:
         """Take one (position, time) reading of the player's ring."""
         src = self.source
-        if src.ring is not self._ring or src.rate != self._rate:
-            self._reset()  # the player re-allocated for a new device rate
+        if src.rate != self._rate or src.pos < self._last_pos:
+            self._reset()  # the player re-allocated its ring (a new device rate)
         t1 = self.clock()
-        pos = self._ring.write_pos
+        pos = src.pos
         latency = src.latency
         t2 = self.clock()
+        self._last_pos = pos
         if t2 - t1 <= QUIET_READ_S:
             self.map.observe(pos, self._rate, t1, latency)
 
@@ -220,13 +226,8 @@ class ReferenceTap:
         out = np.zeros(max(0, n), dtype=np.int16)
         if n <= 0:
             return out
-        ring = self._ring
-        w = ring.write_pos
-        lo = max(pos, w - ring.capacity + 1, 0)
-        hi = min(pos + n, w)
+        w = self.source.pos
         self.late_frames += max(0, pos + n - max(w, pos))
-        if hi > lo:
-            ring.copy_out(out[lo - pos :], lo, hi - lo)
-            if ring.write_pos - lo > ring.capacity:  # overwritten while copying: discard
-                out[:] = 0
+        if pos < w:
+            self.source.read(pos, out)
         return out

@@ -53,9 +53,12 @@ class Room:
         reported_out_latency: float | None = None,
         stamp_jitter_s: float = 0.0,
         out_rate: int = OUT_RATE,
+        jump: tuple[float, float] | None = None,
     ) -> None:
         """`reported_out_latency`: what the driver claims (default: the truth);
-        `stamp_jitter_s`: random error of the microphone's capture timestamps."""
+        `stamp_jitter_s`: random error of the microphone's capture timestamps;
+        `jump`: (at_s, by_s): from `at_s` on the echo arrives `by_s` later (an xrun upstream)."""
+        self.jump = jump
         self.clock = VirtualClock(0.0)
         self.player = Player(clock=self.clock, device_rate=out_rate)
         self.mic = Microphone(chunk_ms, clock=self.clock)
@@ -114,7 +117,8 @@ class Room:
         # The microphone block captured during [t, t + block).
         a = int(round(t * MIC_RATE))
         b = a + self._in_n
-        d = int(round(self.acoustic_s * MIC_RATE))
+        late = self.jump[1] if self.jump is not None and t >= self.jump[0] else 0.0
+        d = int(round((self.acoustic_s + late) * MIC_RATE))
         echo = self._echo(a - d, b - d)
         block = echo * self.echo_gain + self.user[a:b] + self.rng.standard_normal(b - a) * self.noise
         pcm = np.clip(np.round(block), -32768, 32767).astype(np.int16)
