@@ -33,38 +33,16 @@ a source slower than real time the needed hold grows with the response's (unknow
 
 from __future__ import annotations
 
-from collections import deque
+from agent.audio.jitter import AdaptiveTarget
 
 
-class StartHold:
-    """Fast-attack / slow-decay start hold in milliseconds, learned from per-response D*."""
+class StartHold(AdaptiveTarget):
+    """Fast-attack / slow-decay start hold in milliseconds, learned from per-response D*.
+
+    The same learning rule as the rebuffer target, with its own settings: no floor (a source
+    that is never late needs no hold), a longer memory (8 responses) and a full step down to the
+    recent maximum after a clean response.
+    """
 
     def __init__(self, initial_ms: float, max_ms: float, *, window: int = 8, decay: float = 1.0) -> None:
-        if max_ms <= 0:
-            raise ValueError("max_ms must be > 0")
-        self.max_ms = float(max_ms)
-        self.value_ms = self._clamp(initial_ms)
-        self.decay = decay
-        self._recent: deque[float] = deque(maxlen=window)
-
-    def _clamp(self, v: float) -> float:
-        return min(self.max_ms, max(0.0, float(v)))
-
-    def observe(self, running_d_star_ms: float) -> bool:
-        """Raise at once if the current response is later than the hold. True if raised."""
-        want = self._clamp(running_d_star_ms)
-        if want > self.value_ms:
-            self.value_ms = want
-            return True
-        return False
-
-    def response_done(self, d_star_ms: float, had_gap: bool) -> None:
-        """Fold a finished response in; after a clean one, move towards the recent maximum."""
-        self._recent.append(self._clamp(d_star_ms))
-        self.observe(d_star_ms)
-        if had_gap:
-            return
-        goal = max(self._recent)
-        if goal < self.value_ms:
-            step = (self.value_ms - goal) * self.decay
-            self.value_ms = goal if step < 0.5 else self.value_ms - step
+        super().__init__(initial_ms, 0.0, max_ms, window=window, decay=decay)

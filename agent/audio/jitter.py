@@ -130,8 +130,8 @@ class AdaptiveTarget:
         window: int = 5,
         decay: float = 0.25,
     ) -> None:
-        if not 0 < min_ms <= max_ms:
-            raise ValueError("need 0 < min_ms <= max_ms")
+        if not 0 <= min_ms <= max_ms or max_ms <= 0:
+            raise ValueError("need 0 <= min_ms <= max_ms and max_ms > 0")
         self.min_ms = float(min_ms)
         self.max_ms = float(max_ms)
         self.value_ms = self._clamp(initial_ms)
