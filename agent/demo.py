@@ -18,11 +18,11 @@ import logging
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
+from agent.audio.wav import write_wav
 from agent.config import Settings, settings_from_dict
 from agent.daemon import Daemon
 from agent.emulator.answers import answer_for
@@ -49,14 +49,6 @@ TURN_GAP_S = 2.5
 TURN_TIMEOUT_S = 45.0
 
 
-def _write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
-
-
 def answer_seconds(question: str, mode: str = "omni") -> float:
     """How long the emulator's spoken answer lasts (CosyVoice renders sentence by sentence)."""
     answer = answer_for(question)
@@ -74,7 +66,7 @@ def script_questions(path: Path, questions: tuple[str, ...] = QUESTIONS, mode: s
         parts.append(synthesize(q, rate))
         answer_s = answer_seconds(q, mode)
         parts.append(np.zeros(int((answer_s + TURN_GAP_S) * rate), np.int16))
-    _write_wav(path, np.concatenate(parts), rate)
+    write_wav(path, np.concatenate(parts), rate)
 
 
 def demo_settings(
@@ -82,7 +74,7 @@ def demo_settings(
 ) -> Settings:
     sample = work / "voice-sample.wav"
     voice = synthesize(VOICE_TEXT, 24000)
-    _write_wav(sample, np.concatenate([voice, np.zeros(12000, np.int16)]), 24000)
+    write_wav(sample, np.concatenate([voice, np.zeros(12000, np.int16)]), 24000)
     question = work / "question.wav"
     script_questions(question, mode=mode)
     out = {"backend": "sounddevice"} if speakers else {"backend": "file", "path": output}

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.audio.wav import write_wav
 from agent.config import Settings, settings_from_dict
 from agent.daemon import Daemon
 from agent.emulator.context import EmulatorOptions
@@ -27,14 +28,6 @@ from agent.modes import Turn
 
 OUT_RATE = 24000
 IN_RATE = 16000
-
-
-def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
 
 
 def read_wav(path: Path) -> np.ndarray:

@@ -164,12 +164,7 @@ class PulseServer:
         self._reap(self._children)
         self._reap(self._keepalive)
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            terminate(self.proc, 5)
             self.proc = None
         if self._saved_env is not None:
             for k, v in self._saved_env.items():
@@ -229,6 +224,18 @@ class Recording:
         self.f.close()
         data = self.path.read_bytes()
         return np.frombuffer(data[: len(data) // 2 * 2], "<i2").copy()
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def locate(recording: np.ndarray, ref: np.ndarray) -> tuple[int, float]:

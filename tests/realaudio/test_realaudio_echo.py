@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pulse import terminate
 
 from agent.echo import aec_problem
 from agent.emulator.context import EmulatorOptions
@@ -222,13 +223,8 @@ async def connected(dev: Device, timeout: float = 20.0) -> None:
 
 
 def stop(dev: Device, pulse) -> None:
-    if dev.proc is not None and dev.proc.poll() is None:
-        dev.proc.terminate()
-        try:
-            dev.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            dev.proc.kill()
-            dev.proc.wait(5)
+    if dev.proc is not None:
+        terminate(dev.proc, 10)
     for p in dev.keepalive:
         if p.poll() is None:
             p.terminate()
