@@ -37,7 +37,6 @@ import asyncio
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -247,7 +246,9 @@ class Player(ResponseBook, PlayoutCallback):
         self._seg_w = idx + 1  # publish the slot to the callback
         self.activity.begun = self._seg_w
 
-    def _prepare(self, response_id: str, pcm: Any) -> np.ndarray | None:
+    def _prepare(
+        self, response_id: str, pcm: bytes | bytearray | memoryview | np.ndarray
+    ) -> np.ndarray | None:
         """Common part of feed/write: route by id, track lateness, resample. None = discard."""
         data = as_int16(pcm)
         if response_id != self._cur_id:
