@@ -15,15 +15,15 @@ field written *before* its publishing counter is seen complete by the other side
 objects (floats, slice views) are unavoidable in a Python callback; no container grows.
 
 Responses are identified by caller-chosen strings. They live in a fixed table of `NSEG` slots in
-ring order; the callback plays them one after another, each with its own prebuffer. The
-producer-side bookkeeping of finished responses (statistics, archive, `wait_finished()`) is in
-responses.py.
+ring order; the callback plays them one after another, each with its own prebuffer. A flush is
+a request (`_flush_gen`, plus the ring position and slot count it covers) applied by the
+callback at its next invocation: a ≤ 12 ms linear fade, then a jump of the read position. The
+producer-side bookkeeping of finished responses (statistics, archive, `wait_finished()`, the one
+completion-event API) is in responses.py.
 
 What the Player publishes to everyone else is in activity.py: `activity` (speaking / tail /
-quiet, busy) and `tap` (what was handed to the device, the echo reference), both written by
-the callback. A flush is
-a request (`_flush_gen`, plus the ring position and slot count it covers) applied by the
-callback at its next invocation: a ≤ 12 ms linear fade, then a jump of the read position.
+quiet, busy) and `tap` (what was handed to the device, the echo reference), both written by the
+callback (and `activity.begun` by `begin()`). Readers use those, not the Player.
 
 Overflow policy: the ring is bounded (default 60 s). `feed()` stores what fits and drops the
 *newest* excess (counted in `dropped_ms`): only the producer may move the write position, and
@@ -52,6 +52,7 @@ from agent.config import JitterSettings
 
 SOURCE_RATE = 24000  # what DashScope sends (SPEC §1)
 EDGE_MS = 2.0  # fade at the edges of a starvation gap, against clicks
+
 
 def as_int16(pcm: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
     """View PCM bytes (16-bit little-endian mono) or an array as a 1-D int16 array."""
