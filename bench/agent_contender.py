@@ -32,6 +32,7 @@ from typing import Any
 from benchkit import CpuWindow, read_json, write_json
 
 from agent.audio.engine import AudioEngine
+from agent.audio.playout import Player
 from agent.audio.stats import ResponseStats
 from agent.config import Settings, settings_from_dict
 from agent.daemon import Daemon
@@ -86,15 +87,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.wait_for(daemon.ready.wait(), 15)
     assert daemon.engine is not None
     engine = daemon.engine
-    finished: list[ResponseStats] = []
-    previous = engine.player.on_finished
-
-    def on_finished(rid: str, st: ResponseStats) -> None:
-        finished.append(st)
-        if previous is not None:
-            previous(rid, st)
-
-    engine.player.on_finished = on_finished
+    finished: dict[str, ResponseStats] = {}  # in the order the player finished them
+    collector = asyncio.create_task(_collect_finished(engine.player, finished))
     t0 = timeline_start(engine)
     while t0 is None:
         await asyncio.sleep(0.005)
@@ -110,6 +104,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     status = daemon.status.as_dict()
     daemon.request_stop()
     code = await asyncio.wait_for(task, 10)
+    collector.cancel()
+    _merge_finished(engine.player, finished)
     got: list[Turn] = []
     while not turns.empty():
         got.append(turns.get_nowait())
@@ -136,7 +132,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "lateness_ms": st.lateness_ms,
                 "q_star_ms": st.q_star_ms,
             }
-            for st in finished
+            for st in finished.values()
         ],
         "turns": [
             {"heard": t.heard, "latency_ms": t.latency_ms, "response_id": t.response_id,
@@ -144,6 +140,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for t in got
         ],
     }
+
+
+def _merge_finished(player: Player, into: dict[str, ResponseStats]) -> None:
+    for st in player.finished_responses():
+        into.setdefault(st.response_id, st)
+
+
+async def _collect_finished(player: Player, into: dict[str, ResponseStats]) -> None:
+    """Every response the player finished, from its bounded archive (the last 64), read once a
+    second: far more often than 64 responses can finish, and too rarely to cost CPU."""
+    while True:
+        _merge_finished(player, into)
+        await asyncio.sleep(1.0)
 
 
 async def _ask_on_schedule(daemon: Daemon, scenario: Path, t0: float) -> None:

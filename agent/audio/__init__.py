@@ -4,6 +4,7 @@ Importing this package never imports `sounddevice` (PortAudio may be missing); o
 `sounddevice` backend does. See docs/audio.md for the design.
 """
 
+from agent.audio.activity import Activity, OutputActivity, OutputTap, PlayoutActivity
 from agent.audio.backend import AudioConfigError, AudioError
 from agent.audio.devices import (
     DeviceInfo,
@@ -14,23 +15,28 @@ from agent.audio.devices import (
     resolve_device,
 )
 from agent.audio.engine import AudioEngine, check_audio
-from agent.audio.microphone import MIC_RATE, Microphone, MicrophoneClosed
+from agent.audio.microphone import MIC_RATE, MicFrame, Microphone, MicrophoneClosed
 from agent.audio.playout import SOURCE_RATE, Player
 from agent.audio.stats import PlayerStats, PlayState, ResponseStats
 
 __all__ = [
     "MIC_RATE",
     "SOURCE_RATE",
+    "Activity",
     "AudioConfigError",
     "AudioEngine",
     "AudioError",
     "DeviceInfo",
     "DeviceNotFoundError",
+    "MicFrame",
     "Microphone",
     "MicrophoneClosed",
+    "OutputActivity",
+    "OutputTap",
     "PlayState",
     "Player",
     "PlayerStats",
+    "PlayoutActivity",
     "ResponseStats",
     "check_audio",
     "devices_command",

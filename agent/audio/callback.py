@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from agent.audio.activity import OutputTap, PlayoutActivity
 from agent.audio.ring import SampleRing
 from agent.audio.stats import PlayState
 
@@ -41,7 +42,8 @@ class PlayoutCallback:
     gaps: int
     gap_frames: int
     _ring: SampleRing
-    _ref: SampleRing
+    activity: PlayoutActivity
+    tap: OutputTap
     _loop: asyncio.AbstractEventLoop | None
     _wake_scheduled: bool
     _on_wake: Callable[[], None]
@@ -73,7 +75,6 @@ class PlayoutCallback:
         self._block_frames = out.shape[0]
         if underflow:
             self.host_underflows += 1
-        self._latency = latency
         n = out.shape[0]
         try:
             self._render(out, n, now + latency)
@@ -81,7 +82,7 @@ class PlayoutCallback:
             self.callback_errors += 1
             out.fill(0)
         self.frames_rendered += n
-        self._ref.write_overwrite(out)
+        self.tap.write(out, latency)  # the echo reference: what was handed to the device
 
     def _render(self, out: np.ndarray, n: int, t_out: float) -> None:
         ring = self._ring
@@ -150,7 +151,7 @@ class PlayoutCallback:
                         self._wake()
                 self._seg_played[s] += m
                 o += m
-                self._seg_last_t[s] = self._audible_until = t_out + o / rate
+                self._seg_last_t[s] = self.activity.audible_until = t_out + o / rate
             if end >= 0 and ring.read_pos >= end:
                 self._finish(s, DONE_OK)
             elif o < n:  # ran dry mid-response
@@ -163,6 +164,7 @@ class PlayoutCallback:
     def _finish(self, s: int, how: int) -> None:
         self._seg_done[s] = how
         self._seg_r += 1
+        self.activity.finished = self._seg_r
         self._state = IDLE
         self._pending_gap = 0  # silence after the last sample is not a gap
         self._fadein_left = 0
@@ -205,7 +207,7 @@ class PlayoutCallback:
         s = self._seg_r % NSEG
         self._seg_played[s] += k
         o += k
-        self._seg_last_t[s] = self._audible_until = t_out + o / self.device_rate
+        self._seg_last_t[s] = self.activity.audible_until = t_out + o / self.device_rate
         self._fade_left -= k
         if self._fade_left == 0:
             self._apply_flush()
@@ -216,6 +218,7 @@ class PlayoutCallback:
         while self._seg_r < fseg:
             self._seg_done[self._seg_r % NSEG] = DONE_FLUSHED
             self._seg_r += 1
+        self.activity.finished = self._seg_r
         ring = self._ring
         if ring.read_pos < self._pend_flush_pos:
             ring.read_pos = self._pend_flush_pos

@@ -18,6 +18,11 @@ Bounded: the ring is written in overwrite mode. When the consumer lags more than
 it skips the oldest audio in whole chunks and counts them (`dropped_chunks`); audio never piles
 up. If the callback laps the consumer while it is copying, the copy is detected as torn (the
 write position moved more than the ring capacity past the copied span) and discarded.
+
+Each chunk comes with the capture time of its last sample: `frames()` / `read_frame()` yield
+`MicFrame(pcm, t_end)` together, which is what echo handling needs. Plain bytes iteration,
+`read()` and the side channel `last_chunk_end_time` (the `t_end` of the latest chunk) remain for
+callers not yet switched.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,6 +44,13 @@ MIC_RATE = 16000  # what DashScope expects upstream (SPEC §5.3)
 
 class MicrophoneClosed(Exception):
     """The microphone was closed (engine stopped)."""
+
+
+class MicFrame(NamedTuple):
+    """One 16 kHz chunk and the monotonic capture time of its last sample."""
+
+    pcm: bytes
+    t_end: float
 
 
 @dataclass
@@ -148,6 +161,11 @@ class Microphone:
 
     def read_nowait(self) -> bytes | None:
         """The next chunk if one is complete, else None."""
+        frame = self.read_frame_nowait()
+        return None if frame is None else frame.pcm
+
+    def read_frame_nowait(self) -> MicFrame | None:
+        """The next chunk with its capture end time if one is complete, else None."""
         if len(self._pending) < self.chunk_bytes:
             self._pull()
         if len(self._pending) < self.chunk_bytes:
@@ -157,10 +175,10 @@ class Microphone:
         self.chunks += 1
         # Capture time of the chunk's last sample, from the callback's latest (time, position).
         behind_dev = (self._w_at_t - self._pending_end_pos) + len(self._pending) // 2 * self.device_rate / MIC_RATE
-        self.last_chunk_end_time = self._t_last - behind_dev / self.device_rate
+        t_end = self.last_chunk_end_time = self._t_last - behind_dev / self.device_rate
         if self.muted:
-            return bytes(self.chunk_bytes)
-        return chunk
+            return MicFrame(bytes(self.chunk_bytes), t_end)
+        return MicFrame(chunk, t_end)
 
     def _ready(self) -> bool:
         return len(self._pending) >= self.chunk_bytes or self._ring.write_pos - self._r >= self._dev_chunk
@@ -171,7 +189,11 @@ class Microphone:
             fut.set_result(None)
 
     async def read(self) -> bytes:
-        """Wait for the next 16 kHz chunk (`chunk_ms` of int16 little-endian mono bytes).
+        """Wait for the next 16 kHz chunk (`chunk_ms` of int16 little-endian mono bytes)."""
+        return (await self.read_frame()).pcm
+
+    async def read_frame(self) -> MicFrame:
+        """Wait for the next 16 kHz chunk and the capture time of its last sample.
 
         While muted the chunks keep coming (the device keeps running, the timeline stays
         intact) but contain digital silence, so muted audio never leaves this object.
@@ -182,9 +204,9 @@ class Microphone:
         while True:
             if self._closed:
                 raise MicrophoneClosed()
-            chunk = self.read_nowait()
-            if chunk is not None:
-                return chunk
+            frame = self.read_frame_nowait()
+            if frame is not None:
+                return frame
             fut = loop.create_future()
             self._waiter = fut
             self._armed = True
@@ -208,6 +230,15 @@ class Microphone:
             return await self.read()
         except MicrophoneClosed:
             raise StopAsyncIteration from None
+
+    async def frames(self) -> AsyncIterator[MicFrame]:
+        """`MicFrame`s until the microphone is closed."""
+        while True:
+            try:
+                frame = await self.read_frame()
+            except MicrophoneClosed:
+                return
+            yield frame
 
     def close(self) -> None:
         """Wake and end any reader (`read()` raises MicrophoneClosed, iteration stops)."""

@@ -17,7 +17,13 @@ objects (floats, slice views) are unavoidable in a Python callback; no container
 Responses are identified by caller-chosen strings. They live in a fixed table of `NSEG` slots in
 ring order; the callback plays them one after another, each with its own prebuffer. A flush is
 a request (`_flush_gen`, plus the ring position and slot count it covers) applied by the
-callback at its next invocation: a ≤ 12 ms linear fade, then a jump of the read position.
+callback at its next invocation: a ≤ 12 ms linear fade, then a jump of the read position. The
+producer-side bookkeeping of finished responses (statistics, archive, `wait_finished()`, the one
+completion-event API) is in responses.py.
+
+What the Player publishes to everyone else is in activity.py: `activity` (speaking / tail /
+quiet, busy) and `tap` (what was handed to the device, the echo reference), both written by the
+callback (and `activity.begun` by `begin()`). Readers use those, not the Player.
 
 Overflow policy: the ring is bounded (default 60 s). `feed()` stores what fits and drops the
 *newest* excess (counted in `dropped_ms`): only the producer may move the write position, and
@@ -31,23 +37,21 @@ import asyncio
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
+from agent.audio.activity import OutputTap, PlayoutActivity
 from agent.audio.callback import DONE_FLUSHED, DONE_NO, IDLE, NSEG, PlayoutCallback
 from agent.audio.hold import StartHold
 from agent.audio.jitter import AdaptiveTarget, LatenessTracker
 from agent.audio.resample import StreamResampler
+from agent.audio.responses import ResponseBook
 from agent.audio.ring import SampleRing
-from agent.audio.stats import PlayerStats, PlayState, ResponseStats
+from agent.audio.stats import PlayState, ResponseStats
 from agent.config import JitterSettings
 
 SOURCE_RATE = 24000  # what DashScope sends (SPEC §1)
 EDGE_MS = 2.0  # fade at the edges of a starvation gap, against clicks
-
-FirstSampleHandler = Callable[[str, float], None]
-FinishedHandler = Callable[[str, ResponseStats], None]
 
 
 def as_int16(pcm: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
@@ -62,7 +66,7 @@ def as_int16(pcm: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
     return np.frombuffer(mv, dtype="<i2")
 
 
-class Player(PlayoutCallback):
+class Player(ResponseBook, PlayoutCallback):
     """Jitter-buffered playout of 24 kHz mono int16 responses through one output callback."""
 
     def __init__(
@@ -82,13 +86,12 @@ class Player(PlayoutCallback):
         self._clock = clock
         self._capacity_s = capacity_s
         self._fade_ms = fade_ms
-        self._reference_ms = reference_ms
         self.target = AdaptiveTarget(j.target_ms, j.min_ms, j.max_ms)  # rebuffer depth
         self.hold = StartHold(j.target_ms, j.max_ms)  # start: time after the first chunk
         self._min_ms = float(j.min_ms)
         self._tracker = LatenessTracker(j.max_ms)
-        self.on_first_sample: FirstSampleHandler | None = None
-        self.on_finished: FinishedHandler | None = None
+        self.activity = PlayoutActivity()  # published: speaking / tail / quiet, busy
+        self.tap = OutputTap(device_rate, reference_ms)  # published: what was played
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_scheduled = False
         # Producer-side bookkeeping (asyncio thread only).
@@ -117,7 +120,10 @@ class Player(PlayoutCallback):
         self.device_rate = int(device_rate)
         r = self.device_rate
         self._ring = SampleRing(int(self._capacity_s * r))
-        self._ref = SampleRing(int((self._reference_ms + 1000.0) * r / 1000))
+        if self.tap.rate != r:
+            self.tap.configure(r)
+        self.tap.latency = 0.0
+        self.activity.reset()
         self._fade_frames = max(1, int(self._fade_ms * r / 1000))
         self._edge_frames = max(1, int(EDGE_MS * r / 1000))
         scratch = max(self._fade_frames, self._edge_frames)
@@ -173,8 +179,6 @@ class Player(PlayoutCallback):
         self._start_depth = self._ms_to_frames(max(self._min_ms, self.hold.value_ms))
         self._block_frames = 0  # callback: frames asked for by the latest callback
         self._now = 0.0  # callback: monotonic time of the current callback
-        self._audible_until = -1.0
-        self._latency = 0.0
 
     def set_device_rate(self, device_rate: int) -> None:
         """Switch to a new device rate (only while no stream is running). Drops queued audio."""
@@ -184,11 +188,9 @@ class Player(PlayoutCallback):
             self._seg_done[idx % NSEG] = DONE_FLUSHED
         self._seg_r = self._seg_w  # safe: no callback is running
         self.dispatch_events()
-        callbacks = (self.on_first_sample, self.on_finished)
         self._gap_ms_base += self.gap_frames * 1000.0 / self.device_rate
         self.gap_frames = 0
         self._configure(device_rate)
-        self.on_first_sample, self.on_finished = callbacks
 
     def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Let the callback wake this loop (rarely: first audible sample, response finished)."""
@@ -243,8 +245,11 @@ class Player(PlayoutCallback):
         self._cur_id = response_id
         self._cur_idx = idx
         self._seg_w = idx + 1  # publish the slot to the callback
+        self.activity.begun = self._seg_w
 
-    def _prepare(self, response_id: str, pcm: Any) -> np.ndarray | None:
+    def _prepare(
+        self, response_id: str, pcm: bytes | bytearray | memoryview | np.ndarray
+    ) -> np.ndarray | None:
         """Common part of feed/write: route by id, track lateness, resample. None = discard."""
         data = as_int16(pcm)
         if response_id != self._cur_id:
@@ -391,172 +396,16 @@ class Player(PlayoutCallback):
     @property
     def latency(self) -> float:
         """Device output latency (seconds) last reported to the callback."""
-        return self._latency
+        return self.tap.latency
 
     @property
     def speaking(self) -> bool:
-        """Assistant audio is audible right now (cheap; for half-duplex echo handling)."""
-        return self._clock() < self._audible_until
+        """Assistant audio is audible right now: `activity.speaking(now)` on the player's clock
+        (kept for callers not yet reading `activity` directly)."""
+        return self.activity.speaking(self._clock())
 
     @property
     def busy(self) -> bool:
-        """A response is queued, prebuffering or playing."""
-        return self._seg_r < self._seg_w or self._clock() < self._audible_until
+        """A response is queued, prebuffering or playing: `activity.busy(now)`."""
+        return self.activity.busy(self._clock())
 
-    def response_stats(self, response_id: str) -> ResponseStats | None:
-        idx = self._id_index.get(response_id)
-        if idx is not None:
-            return self._snapshot(idx)
-        return self._archive.get(response_id)
-
-    def heard_ms(self, response_id: str) -> float | None:
-        """Milliseconds of the response that have come out of the device so far (None: unknown)."""
-        st = self.response_stats(response_id)
-        return None if st is None else st.heard_ms(self._clock())
-
-    def reference(self, ms: float, out: np.ndarray | None = None) -> np.ndarray:
-        """The last `ms` of audio handed to the device (device rate), e.g. for echo cancellation."""
-        n = min(self._ms_to_frames(ms), self._ref.capacity - self._ms_to_frames(1000.0))
-        dst = np.zeros(n, dtype=np.int16) if out is None else out[:n]
-        have = min(n, self._ref.write_pos)
-        if have < n:
-            dst[: n - have] = 0
-        if have:
-            self._ref.copy_out(dst[n - have :], self._ref.write_pos - have, have)
-        return dst
-
-    @property
-    def reference_pos(self) -> int:
-        """Absolute device-frame count handed to the device so far (end of the reference ring)."""
-        return self._ref.write_pos
-
-    def reference_at(self, pos: int, out: np.ndarray) -> int:
-        """Copy reference frames [pos, pos + len(out)) into `out` (device rate), for consumers
-        that need a gap-free stream (echo cancellation). Frames not in the ring — not yet
-        played, or older than the ring's safe reach (`reference_ms`) — come out as zeros.
-        Returns how many frames were really available."""
-        ring = self._ref
-        n = out.shape[0]
-        w = ring.write_pos
-        lo = max(pos, w - (ring.capacity - self._ms_to_frames(1000.0)))  # 1 s margin: the callback writes
-        hi = min(pos + n, w)
-        out[:n] = 0
-        if hi <= lo:
-            return 0
-        ring.copy_out(out[lo - pos : hi - pos], lo, hi - lo)
-        return hi - lo
-
-    def stats(self) -> PlayerStats:
-        lat = sorted(self._added_latency)
-
-        def pct(p: float) -> float | None:
-            return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
-
-        r = self.device_rate
-        return PlayerStats(
-            state=PlayState(self._state).name.lower(),
-            target_ms=round(self.target.value_ms, 1),
-            buffered_ms=round(self.buffered_ms, 1),
-            underruns=self.gaps,
-            underrun_ms=round(self._gap_ms_base + self.gap_frames * 1000.0 / r, 1),
-            host_underflows=self.host_underflows,
-            responses=self.responses_done,
-            dropped_ms=round(self.dropped_frames * 1000.0 / r, 1),
-            discarded_ms=round(self.discarded_frames * 1000.0 / self.rate, 1),
-            callback_errors=self.callback_errors,
-            heartbeat=self.heartbeat,
-            device_rate=r,
-            latency_ms=round(self._latency * 1000.0, 1),
-            added_latency_ms_p50=pct(0.5),
-            added_latency_ms_p95=pct(0.95),
-        )
-
-    def _snapshot(self, idx: int) -> ResponseStats:
-        s = idx % NSEG
-        r = self.device_rate
-        done = self._seg_done[s]
-        first = self._seg_first_t[s]
-        audible = self._seg_audible_t[s]
-        last = self._seg_last_t[s]
-        return ResponseStats(
-            response_id=self._slot_id[s],
-            received_ms=self._slot_received[s] * 1000.0 / self.rate,
-            played_ms=self._seg_played[s] * 1000.0 / r,
-            gaps=self._seg_gaps[s],
-            gap_ms=self._seg_gap_frames[s] * 1000.0 / r,
-            first_arrival=self._slot_first_arrival[s] if self._slot_received[s] else None,
-            first_output=first if first >= 0 else None,
-            first_audible=audible if audible >= 0 else None,
-            output_end=last if last >= 0 else None,
-            lateness_ms=self._slot_lateness[s],
-            q_star_ms=self._slot_qstar[s],
-            interrupted=done == DONE_FLUSHED,
-            finished=done != DONE_NO,
-        )
-
-    async def wait_finished(self, response_id: str) -> ResponseStats | None:
-        """Wait until the response has been handed to the device completely (or was flushed)."""
-        if response_id in self._archive:
-            return self._archive[response_id]
-        if response_id not in self._id_index:
-            return None
-        fut: asyncio.Future[ResponseStats] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(response_id, []).append(fut)
-        return await fut
-
-    # ------------------------------------------------------------------ events (producer)
-
-    def _on_wake(self) -> None:
-        self._wake_scheduled = False
-        self.dispatch_events()
-
-    def dispatch_events(self) -> None:
-        """Turn what the callback recorded into handler calls. Runs on the producer thread.
-
-        Called from the loop when the callback wakes it, and by `begin()`; tests and the
-        benchmark call it directly.
-        """
-        if self.gaps != self._gaps_seen:
-            # Raise at once after a gap: the start target plus the silence we just had to play
-            # would have covered it (this matters most for sources slower than real time, whose
-            # lateness grows steadily rather than in one late chunk).
-            self._gaps_seen = self.gaps
-            start_ms = self._start_target * 1000.0 / self.device_rate
-            if self.target.observe(start_ms + self._last_gap * 1000.0 / self.device_rate):
-                self._target_frames = self._ms_to_frames(self.target.value_ms)
-        # Archive finished responses, in order.
-        while self._seg_disp < self._seg_r and self._seg_done[self._seg_disp % NSEG] != DONE_NO:
-            idx = self._seg_disp
-            s = idx % NSEG
-            self._report_first(s)
-            st = self._snapshot(idx)
-            self._seg_disp = idx + 1
-            rid = st.response_id
-            self._id_index.pop(rid, None)
-            self._archive[rid] = st
-            while len(self._archive) > 64:
-                self._archive.popitem(last=False)
-            self.responses_done += 1
-            if st.received_ms > 0:
-                self.target.response_done(st.q_star_ms, had_gap=st.gaps > 0)
-                self._target_frames = self._ms_to_frames(self.target.value_ms)
-                # (A flushed response's D* covers only its prefix: still a valid observation.)
-                self.hold.response_done(self._slot_hold[s], had_gap=st.gaps > 0)
-                self._publish_hold()
-            if self.on_finished is not None:
-                self.on_finished(rid, st)
-            for fut in self._waiters.pop(rid, ()):
-                if not fut.done():
-                    fut.set_result(st)
-        for idx in range(self._seg_disp, self._seg_w):
-            self._report_first(idx % NSEG)
-
-    def _report_first(self, s: int) -> None:
-        if self._slot_reported[s] or self._seg_audible_t[s] < 0:
-            return
-        self._slot_reported[s] = True
-        first = self._seg_first_t[s]
-        if self._slot_received[s] and first >= 0:
-            self._added_latency.append((first - self._slot_first_arrival[s]) * 1000.0)
-        if self.on_first_sample is not None:
-            self.on_first_sample(self._slot_id[s], self._seg_audible_t[s])

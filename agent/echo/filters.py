@@ -18,9 +18,11 @@ step with real time.
   The canceller runs on a worker thread (it releases the GIL), never in the audio callback and
   never blocking the event loop.
 
-"Playing" is judged on the microphone's timeline: the player's `speaking` already includes the
-device output latency (it is true until the last sample has left the speaker), and a chunk is
-treated as echo-bearing while its capture started less than a tail after that.
+"Playing" is judged on the microphone's timeline from the one published output-activity signal
+(agent/audio/activity.py, `Player.activity`): `speaking(now)` already includes the device output
+latency (it is true until the last sample has left the speaker), and a chunk is treated as
+echo-bearing while its capture started less than a tail after that. The echo reference is the
+playout side's `OutputTap` (`Player.tap`), never the Player itself.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from agent.audio.activity import TAIL_S, OutputActivity, PlayedAudio
 from agent.echo.aec import Canceller
 from agent.echo.gate import EchoGate, frame_energy_db
-from agent.echo.reference import MIC_RATE, PlayerRefSource, ReferenceTap
+from agent.echo.reference import MIC_RATE, ReferenceTap
 
 log = logging.getLogger("voice-agent.echo")
 
-HALF_DUPLEX_TAIL_S = 0.3  # room reverberation + input latency + one chunk, after the last sample
+HALF_DUPLEX_TAIL_S = TAIL_S  # room reverberation + input latency + one chunk, after the last sample
 WARMUP_S = 1.0  # barge-in ignored this long after each playback starts (see docs/echo.md)
 ERLE_MIN_DB_ABOVE_FLOOR = 20.0
 SUPPRESSED_DB = 10.0  # a canceller output this much quieter than its input lost the user too  # chunks this far above the noise floor count towards the ERLE
@@ -66,15 +69,16 @@ class EchoFilter(Protocol):
 class PlaybackTracker:
     """Is the speaker playing, as far as a microphone chunk is concerned, and since when?
 
-    A playback session starts when the player first reports audible output and ends once it is
-    neither audible nor busy (a response queued or rebuffering) for longer than the tail, so a
-    starvation gap in the middle of an answer does not restart the warm-up.
+    A playback session starts when the output activity first reports audible output and ends
+    once it is neither audible nor busy (a response queued or rebuffering) for longer than the
+    tail, so a starvation gap in the middle of an answer does not restart the warm-up.
     """
 
     def __init__(
-        self, player: Any, *, tail_s: float, warmup_s: float, clock: Callable[[], float]
+        self, activity: OutputActivity, *, tail_s: float, warmup_s: float,
+        clock: Callable[[], float],
     ) -> None:
-        self.player = player
+        self.activity = activity
         self.tail_s = tail_s
         self.warmup_s = warmup_s
         self.clock = clock
@@ -89,14 +93,14 @@ class PlaybackTracker:
     def update(self, t_start: float | None) -> None:
         """Call once per chunk; `t_start` = capture time of its first sample (None: now)."""
         now = self.clock()
-        speaking = bool(self.player.speaking)
+        speaking = self.activity.speaking(now)
         if speaking:
             if not self.in_session:
                 self.in_session = True
                 self.started = now
                 self.sessions += 1
             self.last_audible = now
-        elif self.in_session and not self.player.busy and self.last_audible is not None \
+        elif self.in_session and not self.activity.busy(now) and self.last_audible is not None \
                 and now - self.last_audible > self.tail_s:
             self.in_session = False
         t = now if t_start is None else min(t_start, now)
@@ -128,10 +132,10 @@ class HalfDuplex:
     mode = "half_duplex"
 
     def __init__(
-        self, player: Any, chunk_ms: int, *, tail_s: float = HALF_DUPLEX_TAIL_S,
+        self, activity: OutputActivity, chunk_ms: int, *, tail_s: float = HALF_DUPLEX_TAIL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.tracker = PlaybackTracker(player, tail_s=tail_s, warmup_s=0.0, clock=clock)
+        self.tracker = PlaybackTracker(activity, tail_s=tail_s, warmup_s=0.0, clock=clock)
         self.chunk_s = chunk_ms / 1000.0
         self.held = 0
         self._silence = bytes(2 * MIC_RATE * chunk_ms // 1000)
@@ -156,11 +160,11 @@ class GateFilter:
     mode = "gate"
 
     def __init__(
-        self, player: Any, chunk_ms: int, *, warmup_s: float = WARMUP_S,
-        clock: Callable[[], float] = time.monotonic,
+        self, activity: OutputActivity, played: PlayedAudio, chunk_ms: int, *,
+        warmup_s: float = WARMUP_S, clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.tap = ReferenceTap(PlayerRefSource(player), clock=clock)
-        self.tracker = PlaybackTracker(player, tail_s=HALF_DUPLEX_TAIL_S, warmup_s=warmup_s, clock=clock)
+        self.tap = ReferenceTap(played, clock=clock)
+        self.tracker = PlaybackTracker(activity, tail_s=HALF_DUPLEX_TAIL_S, warmup_s=warmup_s, clock=clock)
         self.gate = EchoGate(MIC_RATE * chunk_ms // 1000)
         self.clock = clock
         self._sessions_logged = 0
@@ -213,11 +217,11 @@ class AecFilter(GateFilter):
     mode = "aec"
 
     def __init__(
-        self, player: Any, chunk_ms: int, *, warmup_s: float = WARMUP_S,
-        clock: Callable[[], float] = time.monotonic, backend: Any | None = None,
-        executor: ThreadPoolExecutor | None = None,
+        self, activity: OutputActivity, played: PlayedAudio, chunk_ms: int, *,
+        warmup_s: float = WARMUP_S, clock: Callable[[], float] = time.monotonic,
+        backend: Any | None = None, executor: ThreadPoolExecutor | None = None,
     ) -> None:
-        super().__init__(player, chunk_ms, warmup_s=warmup_s, clock=clock)
+        super().__init__(activity, played, chunk_ms, warmup_s=warmup_s, clock=clock)
         self.canceller = Canceller(MIC_RATE * chunk_ms // 1000, backend=backend)
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="echo-aec")

@@ -3,11 +3,12 @@
 Echo handling needs, for every microphone chunk, the audio that was coming out of the speaker
 while that chunk was captured. Both sides are timestamped on the monotonic clock:
 
-* **microphone**: `Microphone.last_chunk_end_time`, the capture time of the chunk's last sample
-  (from PortAudio's `inputBufferAdcTime`, or the file/null pacer);
-* **speaker**: the player keeps the last seconds of what it handed to the device in a ring at the
-  device rate (`Player.reference_pos`, `Player.reference_at()`), and the callback reports the
-  device output latency (`Player.latency`, PortAudio's `outputBufferDacTime - currentTime`).
+* **microphone**: the `t_end` of each `MicFrame` (`Microphone.frames()`), the capture time of the
+  chunk's last sample (from PortAudio's `inputBufferAdcTime`, or the file/null pacer);
+* **speaker**: the playout side's `OutputTap` (agent/audio/activity.py, `Player.tap`) keeps the
+  last seconds of what the callback handed to the device in a ring at the device rate (`pos`,
+  `read()`), with the device output latency the callback reported (`latency`, PortAudio's
+  `outputBufferDacTime - currentTime`).
 
 `ClockMap` turns ring positions into "heard at" times. At any moment the newest position `W` was
 written by a callback that ran at most one period ago and is heard `latency` after that call, so
@@ -25,7 +26,7 @@ few samples per chunk — and is only nudged (one frame per chunk) to follow a d
 `SLIP_S`, or re-synchronised in one jump after a large change (device re-opened, latency
 changed).
 
-Bounded: the ring belongs to the player (a few seconds, preallocated); the tap keeps a 2-second
+Bounded: the ring belongs to the tap (a few seconds, preallocated); the tap keeps a 2-second
 window of clock readings and per-chunk scratch arrays.
 """
 
@@ -34,9 +35,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+
+from agent.audio.activity import PlayedAudio
 
 MIC_RATE = 16000
 REF_LEAD_S = 0.03  # the reference runs this far ahead of the timestamps' estimate of the echo
@@ -88,37 +90,6 @@ class ClockMap:
         return None if off is None else (t + off) * rate
 
 
-class PlayerRefSource:
-    """The player's reference ring through its public API, by absolute position.
-
-    `Player.reference(ms)` returns "the last ms", which is enough for one-off looks but not for a
-    gap-free stream: between two calls the callback may have written any number of frames.
-    `reference_pos` (frames handed to the device so far) and `reference_at(pos, out)` read the
-    same ring by absolute position; the player keeps a safety margin so a read never races the
-    callback's writes.
-    """
-
-    def __init__(self, player: Any) -> None:
-        self.player = player
-
-    @property
-    def pos(self) -> int:
-        return int(self.player.reference_pos)
-
-    def read(self, pos: int, out: np.ndarray) -> int:
-        """Frames [pos, pos + len(out)) into `out`, zeros where not available; returns how many
-        were really there."""
-        return int(self.player.reference_at(pos, out))
-
-    @property
-    def rate(self) -> int:
-        return int(self.player.device_rate)
-
-    @property
-    def latency(self) -> float:
-        return float(self.player.latency)
-
-
 def sinc_kernel(frac: np.ndarray, rate: int) -> np.ndarray:
     """Interpolation weights (len(frac) × `TAPS`) for reading a `rate` signal at fractional
     offsets `frac` ∈ [0, 1) after integer positions, low-passed below 16 kHz's Nyquist.
@@ -140,7 +111,7 @@ class ReferenceTap:
 
     def __init__(
         self,
-        source: PlayerRefSource,
+        source: PlayedAudio,
         *,
         lead_s: float = REF_LEAD_S,
         clock: Callable[[], float] = time.monotonic,
@@ -168,10 +139,10 @@ class ReferenceTap:
         self._err = 0.0
 
     def observe(self) -> None:
-        """Take one (position, time) reading of the player's ring."""
+        """Take one (position, time) reading of the tap's ring."""
         src = self.source
         if src.rate != self._rate or src.pos < self._last_pos:
-            self._reset()  # the player re-allocated its ring (a new device rate)
+            self._reset()  # the tap re-allocated its ring (a new device rate)
         t1 = self.clock()
         pos = src.pos
         latency = src.latency

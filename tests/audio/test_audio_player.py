@@ -118,14 +118,20 @@ def test_short_response_complete_before_first_callback_plays_immediately():
 
 
 def test_empty_response_finishes_and_reports():
-    p, dev, clk = make()
-    done = []
-    p.on_finished = lambda rid, st: done.append((rid, st.played_ms))
-    p.begin("silent")
-    p.end("silent")
-    dev.run_until(0.05)
-    assert done == [("silent", 0.0)]
-    assert p.state == PlayState.IDLE
+    async def main():
+        p, dev, clk = make()
+        p.begin("silent")
+        p.end("silent")
+        waiter = asyncio.ensure_future(p.wait_finished("silent"))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        dev.run_until(0.05)  # the device's callbacks finish it; dispatch resolves the waiter
+        st = await asyncio.wait_for(waiter, 1)
+        assert (st.response_id, st.played_ms) == ("silent", 0.0)
+        assert [r.response_id for r in p.finished_responses()] == ["silent"]
+        assert p.state == PlayState.IDLE
+
+    asyncio.run(main())
 
 
 # ---------------------------------------------------------------------------- rebuffering
@@ -348,9 +354,6 @@ def test_flush_drops_queued_responses_too():
 
 def test_heard_ms_counts_frames_at_the_output():
     p, dev, clk = make(hold=0)
-    events = {}
-    p.on_first_sample = lambda rid, t: events.setdefault("first", (rid, t))
-    p.on_finished = lambda rid, st: events.setdefault("done", (rid, st))
     p.begin("r")
     sig = np.concatenate([np.zeros(2400, np.int16), dc(2000)])  # 100 ms leading silence
     feed_at(p, dev, clk, 0.0, "r", sig)
@@ -362,12 +365,12 @@ def test_heard_ms_counts_frames_at_the_output():
     assert st.played_ms == pytest.approx(500.0)
     assert p.heard_ms("r") == pytest.approx(500.0 - LAT * 1000 - 10, abs=0.1)
     # First non-silent sample: 100 ms into the response + device latency.
-    assert events["first"] == ("r", pytest.approx(0.01 + 0.1 + LAT))
+    assert st.first_audible == pytest.approx(0.01 + 0.1 + LAT)
     assert st.first_output == pytest.approx(0.01 + LAT)
     p.flush()
     dev.run_until(1.0)
-    rid, final = events["done"]
-    assert rid == "r" and final.interrupted
+    [final] = p.finished_responses()
+    assert final.response_id == "r" and final.interrupted
     # Everything handed over (including the fade) is eventually heard.
     assert p.heard_ms("r") == pytest.approx(final.played_ms)
     assert final.played_ms == pytest.approx(np.count_nonzero(dev.tape[2400:]) * 1000 / RATE + 100, abs=0.05)
@@ -423,7 +426,7 @@ def test_reference_returns_last_played_audio():
     feed_at(p, dev, clk, 0.0, "r", sig)
     p.end("r")
     dev.run_until(0.305)  # callbacks at 0.01..0.30 handed all 300 ms
-    ref = p.reference(100)
+    ref = p.tap.last(100)
     assert np.array_equal(ref, sig[-2400:])
 
 
@@ -434,15 +437,17 @@ def test_reference_by_absolute_position():
     feed_at(p, dev, clk, 0.0, "r", sig)
     p.end("r")
     dev.run_until(0.305)
-    assert p.reference_pos == dev.ticks * BLOCK
+    tap = p.tap
+    assert tap.pos == dev.ticks * BLOCK
+    assert tap.rate == RATE and tap.latency == LAT
     out = np.zeros(4800, np.int16)
     start = dev.ticks * BLOCK - 7200  # the last 300 ms = exactly the response
-    assert p.reference_at(start, out) == 4800
+    assert tap.read(start, out) == 4800
     assert np.array_equal(out, sig[:4800])
-    assert p.reference_at(p.reference_pos - 100, out) == 100  # the future is zeros
+    assert tap.read(tap.pos - 100, out) == 100  # the future is zeros
     assert np.array_equal(out[:100], sig[-100:]) and not out[100:].any()
     dev.run_until(2.0)
-    assert p.reference_at(start, out) == 0 and not out.any()  # beyond the ring's reach
+    assert tap.read(start, out) == 0 and not out.any()  # beyond the ring's reach
 
 
 def test_wait_finished():

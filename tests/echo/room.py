@@ -155,10 +155,10 @@ class Room:
             while self._pending and self._pending[0][0] <= now + 1e-9:
                 _, pcm, t_end = self._pending.popleft()
                 self.mic.capture(pcm, t_end)
-            while (chunk := self.mic.read_nowait()) is not None:
-                out = await filt.process(chunk, self.mic.last_chunk_end_time)
+            while (frame := self.mic.read_frame_nowait()) is not None:
+                out = await filt.process(frame.pcm, frame.t_end)
                 self.upstream.append(np.frombuffer(out, dtype="<i2").copy())
-                self.chunk_times.append(self.mic.last_chunk_end_time or now)
+                self.chunk_times.append(frame.t_end)
 
     # -- judging ----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from room import MIC_RATE, Room
 
-from agent.echo.reference import REF_LEAD_S, ClockMap, PlayerRefSource, ReferenceTap
+from agent.echo.reference import REF_LEAD_S, ClockMap, ReferenceTap
 from agent.emulator.answers import answer_for
 from agent.emulator.speech import synthesize
 
@@ -27,7 +27,7 @@ class Recorder:
     """An echo filter that only records the microphone and the tap's reference."""
 
     def __init__(self, room: Room) -> None:
-        self.tap = ReferenceTap(PlayerRefSource(room.player), clock=room.clock)
+        self.tap = ReferenceTap(room.player.tap, clock=room.clock)
         self.mic: list[np.ndarray] = []
         self.ref: list[np.ndarray] = []
 
