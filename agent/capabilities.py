@@ -70,8 +70,11 @@ S002_V35_NO_SYSTEM = Source(_S002, "'cosyvoice-v3.5-plus is available only in th
 S002_LONGANYANG = Source(_S002, "'cosyvoice-v3-flash/cosyvoice-v3-plus: Use voices such as longanyang.'")
 S003_INTL_ENDPOINT = Source(_S003, "lists a Singapore endpoint for the design API as a whole "
                                    "(CosyVoice and Qwen tabs) without saying CosyVoice design works there")
-REF_V3_DESIGN = Source(f"{_REF} §2.2", "'CosyVoice design exists for cosyvoice-v3.5-plus/flash and "
-                                       "cosyvoice-v3-plus/flash' (cosyvoice-clone-design-api opening)")
+DESIGN_API_MODELS = Source(
+    "alibabacloud.com/help/en/model-studio/cosyvoice-clone-design-api (Voice cloning/design API, "
+    "31 Mar 2026; also dashscope-protocol.md §2.2)",
+    "Supported models, voice design: cosyvoice-v3.5-plus, cosyvoice-v3.5-flash, cosyvoice-v3-plus, "
+    "cosyvoice-v3-flash (not v2)")
 REF_VOICE_VERSION = Source(f"{_REF} §4.1", "'voice version must match model (v3: longanyang…, "
                                            "v2: longxiaochun_v2…, v1: longwan…)'; mismatch → 418")
 REF_CANCEL = Source(f"{_REF} §4.1", "cancel directive 'Supported for … CosyVoice v2+ in Beijing only; "
@@ -151,11 +154,11 @@ TABLE: tuple[Row, ...] = (
     Row("cosyvoice_clone", "cn", V2, "yes", (S002_CN_CLONE, S001_CLONE_BOTH)),
     # CosyVoice voice design (W2).
     Row("cosyvoice_design", "intl", V3, "no", (S002_NO_INTL_DESIGN, S003_INTL_ENDPOINT)),
-    Row("cosyvoice_design", "cn", V35, "yes", (S002_CN_DESIGN, REF_V3_DESIGN)),
-    Row("cosyvoice_design", "cn", V3, "disputed", (S002_CN_DESIGN, REF_V3_DESIGN),
-        "the synthesis page lists designed voices for v3.5 only; the design API opening names "
-        "v3-plus/flash too"),
-    Row("cosyvoice_design", "cn", V2, "no", (S002_CN_DESIGN, REF_V3_DESIGN)),
+    Row("cosyvoice_design", "cn", V35, "yes", (S002_CN_DESIGN, DESIGN_API_MODELS)),
+    Row("cosyvoice_design", "cn", V3, "yes", (DESIGN_API_MODELS, S002_CN_DESIGN),
+        "the design API lists v3-plus/flash; the synthesis page's compare table (merged cells, "
+        "flattened in the stored copy) names designed-voice languages for v3.5 only"),
+    Row("cosyvoice_design", "cn", V2, "no", (S002_CN_DESIGN, DESIGN_API_MODELS)),
     # Temporary upload (local file → oss://), needed to clone CosyVoice from a local sample (W1).
     Row("temporary_upload", "intl", "*", "no", (UPLOAD_BEIJING,)),
     Row("temporary_upload", "cn", "*", "yes", (UPLOAD_BEIJING,)),

@@ -94,18 +94,16 @@ def test_cosyvoice_design_in_cn_is_supported_for_v35() -> None:
     assert f.level == "ok"
 
 
-def test_cosyvoice_design_with_v3_in_cn_is_a_warning_because_documents_disagree() -> None:
+def test_cosyvoice_design_with_v3_in_cn_is_supported_as_the_design_api_lists_it() -> None:
     f = only(findings(region="cn", has_design_prompt=True), "cosyvoice_design")
-    assert f.level == "warn"
-    assert "documents disagree" in f.message
-    assert f.fix == "set pipeline.tts_model: cosyvoice-v3.5-plus (or cosyvoice-v3.5-flash)"
-    assert len(f.sources) >= 2
+    assert f.level == "ok"
+    assert "cosyvoice-clone-design-api" in cited_files(f)
 
 
 def test_cosyvoice_design_with_v2_is_refused_with_the_model_fix() -> None:
     f = only(findings(region="cn", tts_model="cosyvoice-v2", has_design_prompt=True), "cosyvoice_design")
     assert f.level == "refuse"
-    assert "cosyvoice-v3.5-plus" in f.fix
+    assert f.fix == "set pipeline.tts_model: cosyvoice-v3.5-plus (or cosyvoice-v3.5-flash)"
 
 
 def test_beijing_only_tts_models_in_intl_are_refused_with_the_region_fix() -> None:
