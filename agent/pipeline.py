@@ -61,8 +61,8 @@ from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn
 from agent.secrets import redact
 from agent.status import AgentState, Status
 from agent.textsplit import speech_pieces
-from agent.tts.connection import SynthesisManager
 from agent.tts.errors import SynthesisAuthError, SynthesisError
+from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
 
 log = logging.getLogger("voice-agent.pipeline")
@@ -354,7 +354,7 @@ class PipelineMode:
         await speech.finish()
 
     async def _play(self, speech: SynthesisStream, rid: str) -> None:
-        """Hand the synthesis PCM to the core as it arrives (the player's jitter buffer does the rest)."""
+        """Hand the synthesis PCM to the core as it arrives (the jitter buffer does the rest)."""
         async for pcm in speech.audio():
             self._execute(self.core.audio(rid, pcm))
         # audio() raises on failure and is only cut short by cancel
