@@ -56,12 +56,13 @@ from agent.conversation.pipeline import (
     TurnDone,
 )
 from agent.endpoints import Endpoints
-from agent.llm import AuthError, LLMClient, LLMError, LLMStream, ThrottledError
+from agent.llm import AuthError, LLMClient, LLMError, LLMStream
 from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn
+from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.secrets import redact
 from agent.status import AgentState, Status
 from agent.textsplit import speech_pieces
-from agent.tts.errors import SynthesisAuthError, SynthesisError
+from agent.tts.errors import SynthesisError
 from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
 
@@ -110,7 +111,6 @@ class PipelineMode:
         self._llm_auth_backoff = Backoff(*LLM_AUTH_BACKOFF_S)
         self._llm_blocked_until = 0.0
         self._turn_error: str | None = None  # the status error a failed turn set, if any
-        self._synthesis_error: str | None = None  # the status error the synthesis watch set
         self._flushed: str | None = None  # what the last flush cut off (for the barge-in log)
         self._stopped = asyncio.Event()
 
@@ -143,32 +143,10 @@ class PipelineMode:
                 await watch
 
     async def _watch_synthesis(self) -> None:
-        """Copy the synthesis socket's health into the status.
-
-        The socket reconnects in the background, so without this an outage of CosyVoice alone
-        (refused, 401/500 at the upgrade) would be invisible until a turn failed on it. In text
-        mode there is no ASR session, so "connected" means the synthesis socket is up. A more
-        specific error (a failed turn's) is not overwritten, and only our own is cleared.
-        """
+        """Copy the synthesis socket's health into the status (`SynthesisHealth`)."""
+        health = SynthesisHealth(self.tts, self.status, text_mode=self.asr is None)
         while True:
-            up = self.tts.connected
-            if self.asr is None:
-                self.status.connected = up
-            problem = None if up else self.tts.last_error
-            if problem:
-                if self.tts.auth_backoff.attempt:  # the key was refused: say what to check
-                    message = redact(f"speech synthesis: authentication failed: {problem}; check "
-                                     "dashscope.api_key and region; retrying in minutes")
-                else:
-                    message = redact(f"speech synthesis unavailable: {problem}")
-                if self.status.last_error in (None, self._synthesis_error) \
-                        and self.status.last_error != message:
-                    self.status.error(message)
-                    self._synthesis_error = message
-            elif self._synthesis_error is not None:
-                if self.status.last_error == self._synthesis_error:
-                    self.status.clear_error()
-                self._synthesis_error = None
+            health.check()
             await asyncio.sleep(SYNTHESIS_WATCH_S)
 
     async def stop(self, timeout: float = 2.0) -> None:
@@ -389,25 +367,11 @@ class PipelineMode:
     # --- wrapping a turn up --------------------------------------------------------------------
 
     def _turn_failed(self, turn: Turn, exc: BaseException) -> None:
+        delay = None
         if isinstance(exc, AuthError):
             delay = self._llm_auth_backoff.next_delay()
             self._llm_blocked_until = time.monotonic() + delay
-            why = (f"LLM authentication failed: {exc}; check dashscope.api_key and region; "
-                   f"retrying in {delay:.0f} s")
-        elif isinstance(exc, ThrottledError):
-            why = f"LLM throttled, this turn is dropped: {exc}"
-        elif isinstance(exc, LLMUnavailable):
-            why = f"{exc} (this turn is dropped)"
-        elif isinstance(exc, LLMError):
-            why = f"LLM failed, this turn is dropped: {exc}"
-        elif isinstance(exc, SynthesisAuthError):
-            why = f"synthesis authentication failed: {exc}; check dashscope.api_key and region"
-        elif isinstance(exc, SynthesisError):
-            why = f"synthesis failed, the answer was cut short: {exc}"
-        else:
-            why = f"turn failed: {exc.__class__.__name__}: {exc}"
-            log.error("turn failed unexpectedly", exc_info=exc)
-        turn.error = redact(why)
+        turn.error = turn_failure(exc, delay)
         self._turn_error = turn.error
         self.status.error(turn.error)
         log.warning("turn %s: %s", turn.response_id, turn.error)
@@ -455,6 +419,3 @@ class PipelineMode:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-
-class LLMUnavailable(Exception):
-    """The LLM is not asked at all (auth backoff in force); the turn fails at once."""
