@@ -19,7 +19,10 @@ being synthesized and plays after it; a turn waits for a running announcement th
 being produced or played): `Flush` first (silence within one device period), then `Cancel` the
 current turn and whatever is being produced; a queued turn is dropped. A new turn cuts off a turn
 still in progress the same way without counting a barge-in (normally the user's speech already
-did). Announcements waiting in the queue are never cut off by a turn.
+did). Announcements are not cut off by a turn: one queued stays queued and plays, and a turn
+asked while one is speaking waits for it. (The exception, unchanged from before: when a turn is
+still in progress, superseding it flushes the output and cancels whatever is being produced, an
+announcement included.)
 
 **History** holds what was actually said: the text sent to synthesis, or, when the answer was cut
 off, an estimate of the part that was heard (`spoken_prefix`) marked with "…". A turn in which
