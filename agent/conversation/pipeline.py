@@ -202,6 +202,7 @@ class Response:
     audio_bytes: int = 0  # audio handed to the player
     complete: bool = False  # synthesis ended normally: all text sent was spoken
     interrupted: bool = False
+    cancelling: bool = False  # `Cancel` was asked for: its audio from now on is late
     failed: bool = False
     text_sent: str = ""  # everything handed to synthesis
     latency_ms: float | None = None
@@ -279,7 +280,7 @@ class PipelineConversation:
     def audio(self, rid: str, pcm: bytes) -> list[Action]:
         """Synthesized audio of `rid` arrived; the first chunk opens it in the player."""
         r = self.responses.get(rid)
-        if r is None or r.phase is not Phase.PRODUCING or r.interrupted:
+        if r is None or r.phase is not Phase.PRODUCING or r.cancelling:
             return []  # late audio of a cut-off response
         actions: list[Action] = []
         if r.audio_bytes == 0:
@@ -385,7 +386,8 @@ class PipelineConversation:
         for r in (turn, self.responses.get(self._lane) if self._lane else None):
             if r is None:
                 continue
-            if r.phase is Phase.PRODUCING and Cancel(r.rid) not in actions:
+            if r.phase is Phase.PRODUCING and not r.cancelling:
+                r.cancelling = True
                 actions.append(Cancel(r.rid))
             elif r.phase is Phase.QUEUED:  # never produced: over at once, nothing to play
                 self._queue.remove(r.rid)

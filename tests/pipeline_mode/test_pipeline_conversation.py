@@ -269,6 +269,7 @@ def test_late_audio_of_a_cut_off_response_is_dropped() -> None:
     rid = rid_of(c.ask("hi", 1.0))
     c.audio(rid, pcm(100))
     c.speech_started(1.2, playing=True)
+    assert c.audio(rid, pcm(100)) == []  # cancelled, the producer has not stopped yet
     c.produced(rid, "cancelled", "Hi.")
     assert c.audio(rid, pcm(100)) == []
 
