@@ -31,8 +31,8 @@ from agent.config import Settings
 from agent.endpoints import Endpoints
 from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, is_cosyvoice_voice
 from agent.status import Status
-from agent.tts.connection import SynthesisManager
 from agent.tts.errors import SynthesisError
+from agent.tts.manager import SynthesisManager
 
 log = logging.getLogger("voice-agent.say")
 

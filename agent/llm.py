@@ -31,204 +31,25 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from agent.backoff import Backoff
-from agent.secrets import redact
+from agent.llm_errors import (
+    AuthError,
+    LLMError,
+    RequestError,
+    ThrottledError,
+    TransientError,
+    error_for,
+)
+from agent.llm_history import Conversation, Turn
+from agent.llm_sse import SSEEvent, SSEParser, delta_of
 
 log = logging.getLogger("agent.llm")
 
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class LLMError(Exception):
-    """Base of every LLM failure; the message never contains the API key."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        status: int | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(redact(message))
-        self.code = code
-        self.status = status
-        self.request_id = request_id
-
-
-class AuthError(LLMError):
-    """401/403: the key (or workspace/region) is wrong. Retrying will not help."""
-
-
-class ThrottledError(LLMError):
-    """429: rate or quota limit. Retry later (`retry_after` seconds when the server said)."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.retry_after = retry_after
-
-
-class TransientError(LLMError):
-    """5xx, timeouts, dropped or truncated streams: worth retrying soon."""
-
-
-class RequestError(LLMError):
-    """Other 4xx (bad model name, bad parameters, content inspection): a configuration problem."""
-
-
-_TRANSIENT_CODES = ("InternalError", "SystemError", "ServiceUnavailable", "ModelUnavailable",
-                    "RequestTimeOut", "ModelServiceFailed")
-
-
-def error_for(
-    status: int | None, code: str | None, message: str, request_id: str | None = None,
-    retry_after: float | None = None,
-) -> LLMError:
-    """Map an HTTP status (or, lacking one, the error code) to the typed error."""
-    kw: dict[str, Any] = {"code": code, "status": status, "request_id": request_id}
-    text = f"LLM request failed: {status or '-'} {code or ''} {message}".strip()
-    code_s = code or ""
-    if status in (401, 403) or (status is None and code_s in ("InvalidApiKey", "AccessDenied")):
-        return AuthError(text, **kw)
-    if status == 429 or (status is None and code_s.startswith("Throttling")):
-        return ThrottledError(text, retry_after=retry_after, **kw)
-    if status is None or status >= 500 or status == 408 or code_s.startswith(_TRANSIENT_CODES):
-        return TransientError(text, **kw)
-    return RequestError(text, **kw)
-
-
-# --- conversation history ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Turn:
-    user: str
-    assistant: str
-
-
-class Conversation:
-    """System prompt plus the last `history_turns` (user, assistant) turns; older ones drop out.
-
-    Bounded so an always-on device's context (and cost) stays flat. An answer cut short by a
-    barge-in should be recorded as what was actually spoken, so the model knows what the user
-    heard; an empty answer is left out of the messages.
-    """
-
-    def __init__(self, system_prompt: str, history_turns: int = 8) -> None:
-        self.system_prompt = system_prompt
-        self._turns: deque[Turn] = deque(maxlen=max(0, history_turns))
-
-    @property
-    def turns(self) -> tuple[Turn, ...]:
-        return tuple(self._turns)
-
-    def add(self, user: str, assistant: str) -> None:
-        if self._turns.maxlen:
-            self._turns.append(Turn(user, assistant))
-
-    def clear(self) -> None:
-        self._turns.clear()
-
-    def messages(self, user_text: str) -> list[dict[str, str]]:
-        msgs = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        for t in self._turns:
-            msgs.append({"role": "user", "content": t.user})
-            if t.assistant:
-                msgs.append({"role": "assistant", "content": t.assistant})
-        msgs.append({"role": "user", "content": user_text})
-        return msgs
-
-
-# --- SSE (Sans-I/O) ----------------------------------------------------------------------------
-
-
-@dataclass
-class SSEEvent:
-    event: str = "message"
-    data: str = ""
-    id: str | None = None
-    status: int | None = None  # from the ":HTTP_STATUS/429" comment or a "status:" field
-
-
-class SSEParser:
-    """Line-oriented server-sent-events parser, DashScope flavour (status in a comment line)."""
-
-    def __init__(self) -> None:
-        self._cur = SSEEvent()
-        self._data: list[str] = []
-        self._seen = False
-
-    def feed_line(self, line: str) -> SSEEvent | None:
-        """Feed one line (without its newline); returns an event when a blank line ends one."""
-        if line == "":
-            return self._dispatch()
-        self._seen = True
-        if line.startswith(":"):
-            comment = line[1:].strip()
-            if comment.startswith("HTTP_STATUS/"):
-                self._cur.status = _int(comment[len("HTTP_STATUS/") :])
-            return None
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._cur.event = value
-        elif name == "id":
-            self._cur.id = value
-        elif name == "status":
-            self._cur.status = _int(value)
-        return None
-
-    def finish(self) -> SSEEvent | None:
-        """End of stream: an event not terminated by a blank line still counts."""
-        return self._dispatch()
-
-    def _dispatch(self) -> SSEEvent | None:
-        if not self._seen:
-            return None
-        ev, self._cur = self._cur, SSEEvent()
-        ev.data = "\n".join(self._data)
-        self._data, self._seen = [], False
-        return ev if ev.data or ev.event == "error" else None
-
-
-def _int(text: str) -> int | None:
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
-
-
-def _delta_of(msg: Mapping[str, Any]) -> tuple[str, str | None]:
-    """(content delta, finish_reason or None) of one native result event."""
-    output = msg.get("output") if isinstance(msg.get("output"), dict) else {}
-    finish = None
-    text = ""
-    choices = output.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        choice = choices[0]
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
-        content = message.get("content")
-        text = content if isinstance(content, str) else ""
-        finish = choice.get("finish_reason")
-    elif isinstance(output.get("text"), str):
-        text, finish = output["text"], output.get("finish_reason")
-    if not isinstance(finish, str) or finish in ("null", ""):
-        finish = None
-    return text, finish
-
-
-# --- the client --------------------------------------------------------------------------------
 
 
 class LLMStream:
@@ -384,7 +205,7 @@ class LLMStream:
         return [text] if text else []
 
     def _consume(self, msg: Mapping[str, Any]) -> str:
-        text, finish = _delta_of(msg)
+        text, finish = delta_of(msg)
         if isinstance(msg.get("usage"), dict):
             self.usage = dict(msg["usage"])
         if finish:
@@ -513,3 +334,20 @@ class LLMClient:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
+
+
+__all__ = [  # the error, history and SSE names are re-exported: `agent.llm` stays their import path
+    "AuthError",
+    "Conversation",
+    "LLMClient",
+    "LLMError",
+    "LLMStream",
+    "RequestError",
+    "SSEEvent",
+    "SSEParser",
+    "ThrottledError",
+    "TransientError",
+    "Turn",
+    "delta_of",
+    "error_for",
+]

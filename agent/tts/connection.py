@@ -1,8 +1,9 @@
 """CosyVoice synthesis over a reused WebSocket: connect ahead, one task at a time, recover.
 
-`SynthesisManager` keeps one warm socket to `/api-ws/v1/inference` so a turn never waits for a
-TLS handshake (200–1000 ms in mainland China, seconds cross-border). All protocol rules live in
-`agent.tts.protocol`; this module only does I/O, timing and recovery:
+`SocketPool` (with `begin()`: `agent.tts.manager.SynthesisManager`) keeps one warm socket to
+`/api-ws/v1/inference` so a turn never waits for a TLS handshake (200–1000 ms in mainland
+China, seconds cross-border). All protocol rules live in `agent.tts.protocol`; this module only
+does I/O, timing and recovery:
 
 - **Connect ahead**: `start()` opens a socket in the background; `begin()` uses it.
 - **Reuse**: one task per socket at a time, a fresh task_id per task. The server closes a socket
@@ -37,25 +38,18 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import fields
-from typing import Any
+from collections.abc import Callable
+from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from agent.backoff import Backoff
-from agent.config import Settings
-from agent.endpoints import resolve_endpoints
 from agent.secrets import redact
 from agent.tts.errors import SynthesisAuthError, SynthesisError
-from agent.tts.protocol import SynthesisParams, SynthesisTask
-from agent.tts.stream import SynthesisStream
+from agent.tts.protocol import SynthesisTask
 
 log = logging.getLogger("agent.tts")
-
-_PARAM_FIELDS = {f.name for f in fields(SynthesisParams)} - {"model", "voice", "extra"}
-
 
 class RateLimiter:
     """At most `limit` acquisitions in any window of `per_s` seconds (sliding window)."""
@@ -80,14 +74,36 @@ class RateLimiter:
         self.history.append(self.clock())
 
 
-class _Connection:
-    """One WebSocket, its reader task and who owns it right now."""
+class FrameSink(Protocol):
+    """Who receives a socket's frames while it runs a task on it (a `SynthesisStream`)."""
 
-    def __init__(self, ws: ClientConnection, mgr: SynthesisManager) -> None:
+    async def on_frame(self, conn: Connection, frame: str | bytes) -> None:
+        """A frame arrived on `conn` (in order; the reader waits for this)."""
+
+    def on_closed(self, conn: Connection) -> None:
+        """`conn` closed (for `conn.close_reason`) while this sink owned it."""
+
+
+class Leaseholder(Protocol):
+    """Who holds the synthesis lane (a `SynthesisStream`): `close()` cancels it."""
+
+    ended: bool
+
+    async def cancel(self) -> None: ...
+
+
+class Connection:
+    """One WebSocket, its reader task and the sink its frames go to right now.
+
+    The connection knows nothing about streams: it delivers frames to `sink` (`FrameSink`) and
+    tells the pool when it closed; the stream claims and gives back sockets through the pool.
+    """
+
+    def __init__(self, ws: ClientConnection, pool: SocketPool) -> None:
         self.ws = ws
-        self.mgr = mgr
-        self.owner: SynthesisStream | None = None
-        self.idle_since = mgr.clock()
+        self.pool = pool
+        self.sink: FrameSink | None = None
+        self.idle_since = pool.clock()
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.planned_close = False  # we closed it on purpose: reconnect without backoff
@@ -117,12 +133,12 @@ class _Connection:
     async def _read(self) -> None:
         try:
             async for frame in self.ws:
-                owner = self.owner
-                if owner is None:
+                sink = self.sink
+                if sink is None:
                     self.stray_frames += 1
                     log.debug("cosyvoice: frame with no task on the socket, ignored")
                     continue
-                await owner._on_frame(self, frame)
+                await sink.on_frame(self, frame)
         except ConnectionClosed as e:
             code = e.rcvd.code if e.rcvd is not None else "no close frame"
             self.close_reason = self.close_reason or f"closed ({code})"
@@ -133,14 +149,19 @@ class _Connection:
         finally:
             self.close_reason = self.close_reason or "closed by the server"
             self.closed.set()
-            owner = self.owner
-            if owner is not None:
-                owner._on_conn_closed(self)
-            self.mgr._poke.set()
+            sink = self.sink
+            if sink is not None:
+                sink.on_closed(self)
+            self.pool.poke()
 
 
-class SynthesisManager:
-    """Owns the synthesis socket; `begin()` starts a `SynthesisStream` (one task, or a chain)."""
+class SocketPool:
+    """Owns the synthesis socket (connect ahead, refresh, recover) and the one synthesis lane.
+
+    Public API for the streams: `lease()` / `release()` the lane (one synthesis at a time),
+    `socket()` for an idle socket, `claim()` / `give_back()` a socket for a task, `poke()` the
+    maintainer. `agent.tts.manager.SynthesisManager` adds `begin()`.
+    """
 
     def __init__(
         self,
@@ -179,19 +200,14 @@ class SynthesisManager:
         if workspace:
             self._headers["X-DashScope-WorkSpace"] = workspace
         self._proxy = proxy
-        self._conn: _Connection | None = None
-        self._attempt: asyncio.Future[_Connection] | None = None
+        self._conn: Connection | None = None
+        self._attempt: asyncio.Future[Connection] | None = None
         self._wake = asyncio.Event()
         self._poke = asyncio.Event()
-        self._lease = asyncio.Lock()
-        self._active: SynthesisStream | None = None
+        self._lane = asyncio.Lock()
+        self.holder: Leaseholder | None = None  # who holds the lane (set by whoever leased it)
         self._runner: asyncio.Task[None] | None = None
         self._closing = False
-
-    @classmethod
-    def from_settings(cls, settings: Settings, api_key: str, **kw: Any) -> SynthesisManager:
-        ep = resolve_endpoints(settings.dashscope)
-        return cls(ep.inference_ws, api_key, workspace=settings.dashscope.workspace, **kw)
 
     @property
     def connected(self) -> bool:
@@ -208,8 +224,8 @@ class SynthesisManager:
     async def close(self) -> None:
         """Finish politely: cancel a running stream, close the socket, stop reconnecting."""
         self._closing = True
-        if self._active is not None:
-            await self._active.cancel()
+        if self.holder is not None:
+            await self.holder.cancel()
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -229,7 +245,7 @@ class SynthesisManager:
         delay = 0.0
         while not self._closing:
             conn = self._conn
-            if conn is None or conn.closed.is_set() or (conn.owner is None and not conn.usable):
+            if conn is None or conn.closed.is_set() or (conn.sink is None and not conn.usable):
                 if conn is not None:
                     delay = self._after_close(conn)
                     self._conn = None
@@ -239,7 +255,7 @@ class SynthesisManager:
                 delay = await self._connect_once()
                 continue
             timeout: float | None = None
-            if conn.owner is None:
+            if conn.sink is None:
                 timeout = conn.idle_since + self.idle_refresh_s - self.clock()
                 if timeout <= 0:
                     log.debug("cosyvoice: refreshing idle socket before the server's 60 s close")
@@ -255,7 +271,7 @@ class SynthesisManager:
                 for w in waiters:
                     w.cancel()
 
-    def _after_close(self, conn: _Connection) -> float:
+    def _after_close(self, conn: Connection) -> float:
         """Delay before the next connect after `conn` closed."""
         if conn.planned_close and not conn.failed:
             return 0.0
@@ -291,7 +307,7 @@ class SynthesisManager:
             fut.set_result(conn)
         return 0.0
 
-    async def _open(self) -> _Connection:
+    async def _open(self) -> Connection:
         try:
             ws = await connect(
                 self.url,
@@ -315,15 +331,44 @@ class SynthesisManager:
             log.warning("cosyvoice: unexpected connect error: %s", redact(repr(e)))
             raise SynthesisError("ConnectFailed", f"{type(e).__name__}: {e}") from None
         log.debug("cosyvoice: connected to %s", self.url)
-        return _Connection(ws, self)
+        return Connection(ws, self)
 
-    async def _get_conn(self) -> _Connection:
+    # -- the lane and the socket, for streams ---------------------------------------------------
+
+    async def lease(self) -> None:
+        """Wait for the synthesis lane (FIFO): one task on the socket at a time."""
+        await self._lane.acquire()
+
+    def release(self, holder: Leaseholder) -> None:
+        """`holder` is done with the lane (call once per `lease()`)."""
+        if self.holder is holder:
+            self.holder = None
+        self._lane.release()
+        self.poke()
+
+    def poke(self) -> None:
+        """Wake the maintainer: a socket was claimed, given back or closed."""
+        self._poke.set()
+
+    def claim(self, conn: Connection, sink: FrameSink) -> None:
+        """`conn` runs a task for `sink`: its frames go there from now on."""
+        conn.sink = sink
+        self.poke()
+
+    def give_back(self, conn: Connection, sink: FrameSink) -> None:
+        """`sink`'s task on `conn` is over: the socket is idle from now (if still `sink`'s)."""
+        if conn.sink is sink:
+            conn.sink = None
+            conn.idle_since = self.clock()
+            self.poke()
+
+    async def socket(self) -> Connection:
         """A usable idle socket, connecting now if needed (raises that attempt's error)."""
         await self.start()
         deadline = self.clock() + self.connect_timeout_s + 1.0
         while True:
             conn = self._conn
-            if conn is not None and conn.usable and conn.owner is None:
+            if conn is not None and conn.usable and conn.sink is None:
                 return conn
             if self._closing or self._attempt is None:
                 raise SynthesisError("Closed", "synthesis manager closed")
@@ -338,37 +383,5 @@ class SynthesisManager:
             except asyncio.TimeoutError:
                 raise SynthesisError("ConnectTimeout", "no synthesis socket in time") from None
 
-    # -- tasks ----------------------------------------------------------------------------------
 
-    async def begin(
-        self, voice: str, model: str, params: Mapping[str, Any] | None = None
-    ) -> SynthesisStream:
-        """Start a synthesis task (run-task sent; text may follow at once).
-
-        A stream still running from an earlier `begin()` is cancelled first: a new utterance
-        supersedes the old one, as a new run-task does on the server.
-        `params`: volume, rate, pitch, format, sample_rate, or any extra run-task parameter.
-        """
-        extra = {k: v for k, v in (params or {}).items() if k not in _PARAM_FIELDS}
-        known = {k: v for k, v in (params or {}).items() if k in _PARAM_FIELDS}
-        sp = SynthesisParams(model=model, voice=voice, extra=extra, **known)
-        if self._active is not None and not self._active.ended:
-            await self._active.cancel()
-        await self._lease.acquire()
-        stream = SynthesisStream(self, sp)
-        self._active = stream
-        try:
-            await stream._start_task()
-        except BaseException:
-            stream._end()
-            raise
-        return stream
-
-
-__all__ = [
-    "RateLimiter",
-    "SynthesisAuthError",
-    "SynthesisError",
-    "SynthesisManager",
-    "SynthesisStream",
-]
+__all__ = ["Connection", "FrameSink", "Leaseholder", "RateLimiter", "SocketPool"]

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
+from agent.tts.connection import Connection, SocketPool
 from agent.tts.errors import SynthesisError
 from agent.tts.protocol import (
     InvalidState,
@@ -30,22 +31,20 @@ from agent.tts.protocol import (
     UnknownEvent,
 )
 
-if TYPE_CHECKING:
-    from agent.tts.connection import SynthesisManager, _Connection
-
 log = logging.getLogger("agent.tts")
 
 
 class SynthesisStream:
     """The caller's handle for one utterance: `send_text`, `finish`/`cancel`, `audio()`."""
 
-    def __init__(self, mgr: SynthesisManager, params: SynthesisParams) -> None:
-        self._mgr = mgr
+    def __init__(self, pool: SocketPool, params: SynthesisParams) -> None:
+        """A stream for the holder of `pool`'s lane (`SynthesisManager.begin()`); `start()` next."""
+        self._pool = pool
         self.params = params
-        self._clock = mgr.clock
+        self._clock = pool.clock
         self._queue: asyncio.Queue[bytes | SynthesisError | None] = asyncio.Queue()
         self._task: SynthesisTask | None = None
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self._task_done = asyncio.Event()
         self._text_event = asyncio.Event()
         self._start_lock = asyncio.Lock()
@@ -166,13 +165,21 @@ class SynthesisStream:
 
     # -- task plumbing --------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Start the first task (the lane is ours); `abort()` if this raises."""
+        await self._start_task()
+
+    def abort(self) -> None:
+        """The first task could not start: end the stream and give the lane back."""
+        self._end()
+
     async def _start_task(self) -> None:
-        """A new task on an idle socket (caller holds `_start_lock`, or is begin())."""
-        mgr = self._mgr
-        conn = await mgr._get_conn()
-        await mgr.limiter.acquire()
-        if not conn.usable or conn.owner is not None:
-            conn = await mgr._get_conn()
+        """A new task on an idle socket (caller holds `_start_lock`, or is `start()`)."""
+        pool = self._pool
+        conn = await pool.socket()
+        await pool.limiter.acquire()
+        if not conn.usable or conn.sink is not None:
+            conn = await pool.socket()
         if self._cancelled or self.ended:  # cancelled while we waited for a socket
             raise SynthesisError("Cancelled", "the synthesis stream was cancelled")
         task = SynthesisTask(self.params)
@@ -184,10 +191,9 @@ class SynthesisStream:
             task.finish()
         self._task, self._conn = task, conn
         self._task_done.clear()
-        conn.owner = self
-        mgr._poke.set()
+        pool.claim(conn, self)
         self.task_ids.append(task.task_id)
-        mgr.tasks_started += 1
+        pool.tasks_started += 1
         self._last_text_at = self._clock()
         self._text_event.set()
         await self._flush()
@@ -207,7 +213,7 @@ class SynthesisStream:
 
     async def _watch_stall(self) -> None:
         """A finishing task whose socket stays silent for `stall_timeout_s` is declared dead."""
-        limit = self._mgr.stall_timeout_s
+        limit = self._pool.stall_timeout_s
         while not self.ended and not self._cancelled:
             task, conn = self._task, self._conn
             if task is not None and conn is not None and task.state is TaskState.FINISHING:
@@ -221,7 +227,8 @@ class SynthesisStream:
             else:
                 await asyncio.sleep(limit / 2)
 
-    async def _on_frame(self, conn: _Connection, frame: str | bytes) -> None:
+    async def on_frame(self, conn: Connection, frame: str | bytes) -> None:
+        """`FrameSink`: a frame of our task (frames of an earlier owner are counted as stray)."""
         task = self._task
         if conn is not self._conn or task is None:
             conn.stray_frames += 1
@@ -270,18 +277,17 @@ class SynthesisStream:
             self._fail(error)
         elif self._cancelled or self._finished:
             if not self._cancelled:
-                self._mgr.backoff.reset()  # a whole task worked: the link is healthy
+                self._pool.backoff.reset()  # a whole task worked: the link is healthy
             self._end()
 
     def _detach(self) -> None:
         """Give the socket back to the manager (idle from now)."""
         conn, self._conn = self._conn, None
-        if conn is not None and conn.owner is self:
-            conn.owner = None
-            conn.idle_since = self._clock()
-            self._mgr._poke.set()
+        if conn is not None:
+            self._pool.give_back(conn, self)
 
-    def _on_conn_closed(self, conn: _Connection) -> None:
+    def on_closed(self, conn: Connection) -> None:
+        """`FrameSink`: our socket closed: restart a task that never started, else fail."""
         task = self._task
         if conn is not self._conn or task is None or task.done:
             return
@@ -312,27 +318,27 @@ class SynthesisStream:
                 self._task_done.set()
                 self._fail(e)
 
-    async def _watch_start(self, task: SynthesisTask, conn: _Connection) -> None:
-        await asyncio.sleep(self._mgr.start_timeout_s)
+    async def _watch_start(self, task: SynthesisTask, conn: Connection) -> None:
+        await asyncio.sleep(self._pool.start_timeout_s)
         if self._task is task and task.state is TaskState.CREATED and not self._cancelled:
             log.warning("cosyvoice: no task-started within %.1f s; replacing the socket",
-                        self._mgr.start_timeout_s)
+                        self._pool.start_timeout_s)
             conn.close("start timeout", planned=False)
 
-    async def _cancel_cleanup(self, task: SynthesisTask, conn: _Connection) -> None:
+    async def _cancel_cleanup(self, task: SynthesisTask, conn: Connection) -> None:
         """Wait briefly for task-finished after cancel; otherwise replace the socket."""
         try:
-            await asyncio.wait_for(self._task_done.wait(), self._mgr.cancel_grace_s)
+            await asyncio.wait_for(self._task_done.wait(), self._pool.cancel_grace_s)
         except asyncio.TimeoutError:
             log.info("cosyvoice: no task-finished %.1f s after cancel; replacing the socket",
-                     self._mgr.cancel_grace_s)
+                     self._pool.cancel_grace_s)
             conn.close("cancel not acknowledged")
             self._detach()
         self._end()
 
     async def _watch_gap(self) -> None:
         """Keep every task under the server's 23 s text-gap limit (see module docstring)."""
-        gap = self._mgr.text_gap_s
+        gap = self._pool.text_gap_s
         while not (self._finished or self._cancelled or self.ended):
             task, conn = self._task, self._conn
             remaining = self._last_text_at + gap - self._clock()
@@ -360,7 +366,7 @@ class SynthesisStream:
         if self.ended:
             return
         self.error = error
-        self._mgr.last_error = str(error)
+        self._pool.last_error = str(error)
         log.warning("cosyvoice: %s", error)
         self._queue.put_nowait(error)
         self._end()
@@ -378,7 +384,4 @@ class SynthesisStream:
     def _release(self) -> None:
         if not self._released:
             self._released = True
-            if self._mgr._active is self:
-                self._mgr._active = None
-            self._mgr._lease.release()
-            self._mgr._poke.set()
+            self._pool.release(self)

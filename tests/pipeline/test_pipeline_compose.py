@@ -10,7 +10,7 @@ from agent.backoff import Backoff
 from agent.emulator.answers import answer_for
 from agent.llm import Conversation, LLMClient
 from agent.textsplit import speech_pieces
-from agent.tts.connection import SynthesisManager
+from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
 
 QUESTION = "tell me a joke"

@@ -13,14 +13,11 @@ from agent.backoff import Backoff
 from agent.config import settings_from_dict
 from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator
-from agent.tts.connection import (
-    RateLimiter,
-    SynthesisAuthError,
-    SynthesisError,
-    SynthesisManager,
-    SynthesisStream,
-)
+from agent.tts.connection import RateLimiter
+from agent.tts.errors import SynthesisAuthError, SynthesisError
+from agent.tts.manager import SynthesisManager
 from agent.tts.protocol import InvalidState
+from agent.tts.stream import SynthesisStream
 
 VOICE, MODEL = "longanyang", "cosyvoice-v3-flash"
 QUICK = {"cosyvoice_speed": 40.0}  # audio 40× faster than real time

@@ -50,7 +50,7 @@ from relkit import (
 from agent import daemon, pipeline
 from agent.backoff import Backoff
 from agent.realtime import connection, sessionloop
-from agent.tts.connection import SynthesisManager
+from agent.tts.manager import SynthesisManager
 
 HOLD_S = 1.0  # how long a `hold` fault stays after the status reported it
 FAKE_HOST = "dashscope.reliability.invalid"
