@@ -59,7 +59,6 @@ from agent.daemon import Daemon
 from agent.emulator.speech import synthesize
 from agent.logs import TextFormatter
 
-MIC_RATE = 16000
 QUESTIONS = (
     "Tell me a joke.",
     "What's the weather like today?",

@@ -7,19 +7,31 @@ the daemon or the emulator cannot silently break `bench/`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
-sys.path.insert(0, str(BENCH))
 
-import benchkit  # noqa: E402
+
+def _load_benchkit() -> ModuleType:
+    """bench/ holds scripts, not a package: load its shared module from its file."""
+    spec = importlib.util.spec_from_file_location("benchkit", BENCH / "benchkit.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["benchkit"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+benchkit = _load_benchkit()
 
 
 def _run(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:

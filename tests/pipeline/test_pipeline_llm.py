@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pipeline_helpers import API_KEY, MakeEmulator
 
 from agent.emulator.answers import answer_for
 from agent.emulator.server import Emulator
@@ -19,6 +18,7 @@ from agent.llm import (
     TransientError,
     error_for,
 )
+from tests.support.emulator import API_KEY, MakeEmulator
 
 QUESTION = "what is the weather like"
 ANSWER = answer_for(QUESTION)

@@ -7,7 +7,6 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from pipeline_helpers import API_KEY, FAST, MakeEmulator
 
 from agent.backoff import Backoff
 from agent.config import settings_from_dict
@@ -21,6 +20,8 @@ from agent.tts.connection import (
     SynthesisStream,
 )
 from agent.tts.protocol import InvalidState
+from tests.support.emulator import API_KEY, MakeEmulator
+from tests.support.emulator import PIPELINE_FAST as FAST
 
 VOICE, MODEL = "longanyang", "cosyvoice-v3-flash"
 QUICK = {"cosyvoice_speed": 40.0}  # audio 40× faster than real time

@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 import yaml
-from relkit import API_KEY, write_voice_sample
 
 from agent.controlclient import NotRunning, request
 from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator
+from tests.support.emulator import API_KEY
+from tests.support.samples import write_voice_sample
 
 
 def config(work: Path, base_url: str, family: str) -> Path:

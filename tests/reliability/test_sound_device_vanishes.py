@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 import yaml
-from relkit import API_KEY, BYE, RECOVERY, RecoveryRow
 
 from agent.controlclient import NotRunning, request
 from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "realaudio"))
-from pulse import PulseServer, missing_requirements  # noqa: E402
+from tests.realaudio.pulse import PulseServer, missing_requirements
+from tests.support.emulator import API_KEY
+from tests.support.recovery import RECOVERY, RecoveryRow
+from tests.support.rig import BYE
 
 pytestmark = pytest.mark.realaudio
 EX_WEDGED = 75

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from voicekit import API_KEY, creates, fast_options, make_settings, run, speech, store, write_wav
 
 from agent.emulator.server import Emulator
 from agent.endpoints import resolve_endpoints
@@ -28,6 +27,10 @@ from agent.voices import (
     ensure_voice,
 )
 from agent.voices.cache import PENDING, READY, VoiceCache
+from tests.support.emulator import API_KEY
+from tests.support.samples import speech
+from tests.support.samples import write_sample as write_wav
+from tests.support.voices import creates, fast_options, make_settings, run, store
 
 QWEN_MODEL = "qwen3.5-omni-flash-realtime"
 COSY_MODEL = "cosyvoice-v3-flash"

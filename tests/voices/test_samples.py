@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from voicekit import m4a_bytes, mp3_bytes, speech, wav_bytes, write_wav
 
 from agent.config import ConfigError
 from agent.voices import audioformats as af
 from agent.voices import samples
 from agent.voices.errors import SampleError
+from tests.support.samples import m4a_bytes, mp3_bytes, speech, wav_bytes
+from tests.support.samples import write_sample as write_wav
 
 
 def _decode(data: bytes) -> af.WavAudio:
