@@ -16,6 +16,8 @@ from agent.emulator.answers import answer_for
 from agent.emulator.speech import synthesize
 from tests.echo.room import MIC_RATE, Room, room_response
 
+pytestmark = pytest.mark.unit
+
 ANSWER = "weather"  # ~9.8 s
 USER = "stop please, what time is it"
 needs_aec = pytest.mark.skipif(

@@ -10,6 +10,8 @@ from agent.emulator.answers import answer_for
 from agent.emulator.speech import synthesize
 from tests.echo.room import MIC_RATE, Room
 
+pytestmark = pytest.mark.unit
+
 
 def test_clock_map_finds_the_offset_despite_callback_phase_and_latency_jitter() -> None:
     rng = np.random.default_rng(2)

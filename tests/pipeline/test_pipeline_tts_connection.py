@@ -10,7 +10,6 @@ import pytest
 
 from agent.backoff import Backoff
 from agent.config import settings_from_dict
-from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator
 from agent.tts.connection import (
     RateLimiter,
@@ -20,7 +19,7 @@ from agent.tts.connection import (
     SynthesisStream,
 )
 from agent.tts.protocol import InvalidState
-from tests.support.emulator import API_KEY, MakeEmulator
+from tests.support.emulator import API_KEY, MakeEmulator, options
 from tests.support.emulator import PIPELINE_FAST as FAST
 
 VOICE, MODEL = "longanyang", "cosyvoice-v3-flash"
@@ -233,7 +232,7 @@ async def test_server_down_then_up(make_emulator: MakeEmulator) -> None:
         with pytest.raises(SynthesisError) as ei:
             await mgr.begin(VOICE, MODEL)
         assert ei.value.code == "ConnectFailed"
-        emu = Emulator(options=EmulatorOptions(**{**FAST, **QUICK}))  # type: ignore[arg-type]
+        emu = Emulator(options=options(**{**FAST, **QUICK}))
         await emu.start(port=port)
         try:
             await wait_for(lambda: mgr.connected, 3)  # reconnected in the background

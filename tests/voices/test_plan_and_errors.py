@@ -25,6 +25,8 @@ from agent.voices.errors import (
 from agent.voices.plan import cosy_prefix, plan_voice, voice_matches
 from tests.support.emulator import API_KEY
 
+pytestmark = pytest.mark.unit
+
 
 def _settings(**raw: object):
     return settings_from_dict(raw, "cfg.yaml")
