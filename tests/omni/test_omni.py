@@ -130,14 +130,12 @@ async def test_sigterm_finishes_the_session_and_exits_0_within_5_s_with_a_valid_
 
     import yaml
 
-    from agent.emulator.context import EmulatorOptions
-    from agent.emulator.server import Emulator
     from tests.support.audio import script
-    from tests.support.emulator import API_KEY
+    from tests.support.emulator import API_KEY, start_emulator
     from tests.support.settings import build_settings
 
-    emulator = Emulator(options=EmulatorOptions(api_key=API_KEY))
-    base = await emulator.start()
+    emulator = await start_emulator()
+    base = emulator.base_url
     try:
         script(tmp_path / "user.wav", [(0.3, QUESTION)])
         s = build_settings("omni", base_url=base, work=tmp_path)

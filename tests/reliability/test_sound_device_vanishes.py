@@ -24,10 +24,8 @@ import pytest
 import yaml
 
 from agent.controlclient import NotRunning, request
-from agent.emulator.context import EmulatorOptions
-from agent.emulator.server import Emulator
 from tests.realaudio.pulse import PulseServer, missing_requirements
-from tests.support.emulator import API_KEY
+from tests.support.emulator import API_KEY, start_emulator
 from tests.support.recovery import RECOVERY, RecoveryRow
 from tests.support.rig import BYE
 
@@ -76,8 +74,8 @@ async def until(sock: Path, pred: Any, timeout: float, what: str,
 async def test_the_daemon_survives_the_sound_server_dying_and_plays_again(
     pulse: Any, tmp_path: Path
 ) -> None:
-    emulator = Emulator(options=EmulatorOptions(api_key=API_KEY))
-    base = await emulator.start()
+    emulator = await start_emulator()
+    base = emulator.base_url
     cfg = tmp_path / "config.yaml"
     sock = tmp_path / "control.sock"
     cfg.write_text(yaml.safe_dump({

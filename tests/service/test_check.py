@@ -19,6 +19,7 @@ from agent.check import KEY_REJECTED_FIX, CheckResult, check_command, format_che
 from agent.config import Settings, settings_from_dict
 from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator, EmulatorThread
+from tests.support.emulator import start_emulator
 
 KEY = "sk-checktest5f3a9c0d2e7b41aa"
 WRONG_KEY = "sk-wrongwrong0123456789abcd"
@@ -32,8 +33,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def emulator():
-    emu = Emulator(options=EmulatorOptions(api_key=KEY))
-    await emu.start()
+    emu = await start_emulator(api_key=KEY)
     try:
         yield emu
     finally:
