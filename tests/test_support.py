@@ -1,4 +1,4 @@
-"""The unit tier's guard and the one settings builder, specified (both pure logic)."""
+"""The fixture layer's own rules: the unit tier's guard, the settings builder, emulator options."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.emulator import FAST
 from tests.support.settings import build_settings
 from tests.support.unit import UnitTierViolation, io_forbidden
 
@@ -55,3 +57,9 @@ def test_null_audio_settings_keep_no_files(tmp_path: Path) -> None:
     s = build_settings("omni", base_url="http://127.0.0.1:9", work=tmp_path, audio="null")
     assert s.audio.input.backend == "null" and s.audio.output.backend == "null"
     assert s.voice.preset == "Tina"
+
+
+@pytest.mark.emulator(realtime_speed=8.0)
+def test_an_emulator_marker_overrides_the_folder_preset(emulator_options: dict[str, Any]) -> None:
+    assert emulator_options["realtime_speed"] == 8.0
+    assert emulator_options["realtime_first_delta_s"] == FAST["realtime_first_delta_s"]
