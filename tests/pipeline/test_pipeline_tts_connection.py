@@ -69,6 +69,7 @@ async def wait_for(cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyp
 # --- pure helpers ------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_rate_limiter_sliding_window() -> None:
     now = [0.0]
     lim = RateLimiter(3, 1.0, clock=lambda: now[0])
@@ -81,6 +82,7 @@ def test_rate_limiter_sliding_window() -> None:
     assert lim.delay() == 0
 
 
+@pytest.mark.unit
 def test_manager_from_settings_uses_ws_override_and_workspace() -> None:
     s = settings_from_dict({"dashscope": {"http_url": "http://127.0.0.1:8700", "workspace": "ws-1"}})
     m = SynthesisManager.from_settings(s, "k")

@@ -238,6 +238,7 @@ def test_check_command_exit_codes_and_output(tmp_path: Path, capsys, caplog) -> 
     assert_no_key(out_ok, err_ok, out_bad, err_bad, caplog.text)
 
 
+@pytest.mark.unit
 def test_ascii_fallback() -> None:
     class Latin1:
         encoding = "ascii"

@@ -345,6 +345,7 @@ async def test_no_network_uses_the_cache_unverified_or_the_preset(emulator: Emul
     assert (fb.voice_id, fb.outcome, fb.verified) == ("Tina", "fallback-preset", False)
 
 
+@pytest.mark.unit
 async def test_preset_family_needs_no_service(tmp_path: Path) -> None:
     settings = make_settings("http://127.0.0.1:9", tmp_path / "state", family="preset", preset="Tina")
     res = await ensure_voice(settings, API_KEY, resolve_endpoints(settings.dashscope), tmp_path / "state",
