@@ -44,9 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,12 +53,12 @@ from typing import Any
 import numpy as np
 
 from agent.audio.engine import AudioEngine
+from agent.audio.virtual import ScriptedMic
 from agent.config import Settings, settings_from_dict
 from agent.daemon import Daemon
 from agent.emulator.speech import synthesize
 from agent.logs import TextFormatter
 
-MIC_RATE = 16000
 QUESTIONS = (
     "Tell me a joke.",
     "What's the weather like today?",
@@ -82,71 +80,6 @@ from agent.emulator.server import run
 sys.exit(run(port=0, api_key=sys.argv[1],
              options=EmulatorOptions(realtime_session_max_s=float(sys.argv[2]))))
 """
-
-
-# --- the scripted user -------------------------------------------------------------------------
-
-
-class ScriptedMic:
-    """Speech on demand through the daemon's real microphone path.
-
-    Wraps `engine.mic.capture` (the device callback the input backend calls every period)
-    before the engine starts: while an utterance is queued, its samples replace the silent
-    block the null (or file) input delivers; otherwise the block passes through untouched. So
-    the uplink, the echo handling, the pre-roll and the server's VAD all see ordinary
-    microphone audio, at real-time pace, whenever the test decides the user speaks.
-    """
-
-    def __init__(self) -> None:
-        self._queue: deque[np.ndarray] = deque()
-        self._pos = 0
-        self._lock = threading.Lock()
-        self.spoken_s = 0.0
-
-    def install(self, engine: AudioEngine) -> None:
-        """Hook the microphone callback; call before `engine.start()` (the daemon starts it)."""
-        original = engine.mic.capture
-
-        def capture(block: np.ndarray, t_end: float, overflow: bool = False) -> None:
-            original(self._next(block), t_end, overflow)
-
-        engine.mic.capture = capture  # type: ignore[method-assign]
-
-    def _next(self, block: np.ndarray) -> np.ndarray:
-        with self._lock:
-            if not self._queue:
-                return block
-            out = np.zeros(len(block), dtype=np.int16)
-            filled = 0
-            while filled < len(out) and self._queue:
-                head = self._queue[0]
-                take = min(len(out) - filled, len(head) - self._pos)
-                out[filled : filled + take] = head[self._pos : self._pos + take]
-                filled += take
-                self._pos += take
-                if self._pos >= len(head):
-                    self._queue.popleft()
-                    self._pos = 0
-            return out
-
-    @property
-    def speaking(self) -> bool:
-        with self._lock:
-            return bool(self._queue)
-
-    def say(self, text: str) -> float:
-        """Queue `text` as speech; returns its duration in seconds."""
-        pcm = synthesize(text, MIC_RATE)
-        with self._lock:
-            self._queue.append(pcm)
-        self.spoken_s += len(pcm) / MIC_RATE
-        return len(pcm) / MIC_RATE
-
-    async def say_and_wait(self, text: str) -> None:
-        """Speak `text` and return once the microphone has delivered all of it."""
-        self.say(text)
-        while self.speaking:
-            await asyncio.sleep(0.02)
 
 
 # --- process meters ----------------------------------------------------------------------------
@@ -427,7 +360,7 @@ async def run_soak(cfg: SoakConfig) -> SoakReport:
     emulator, base_url = await start_emulator(api_key, cfg.session_max_s, work / "emulator.log")
     settings = daemon_settings(cfg.mode, base_url, api_key, work)
     engine = AudioEngine(settings.audio)
-    mic = ScriptedMic()
+    mic = ScriptedMic(synthesize)
     mic.install(engine)
     daemon = Daemon(settings, api_key=api_key, engine=engine)
     task = asyncio.create_task(daemon.run(), name="soak-daemon")

@@ -1,1 +1,8 @@
-"""Shared test setup: this file puts `tests/` on sys.path, so `daemonkit` imports from any folder."""
+"""The test suite's fixture layer is the `tests.support` plugin (see tests/support/__init__.py)."""
+
+pytest_plugins = [
+    "tests.support.unit",
+    "tests.support.emulator",
+    "tests.support.settings",
+    "tests.support.daemon",
+]

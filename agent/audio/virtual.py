@@ -1,15 +1,25 @@
-"""A virtual clock and a virtual sound card for deterministic player tests and benchmarks.
+"""A virtual clock, a virtual sound card and a scripted microphone, for tests and benchmarks.
 
 `VirtualOutput` calls `Player.render()` exactly like PortAudio would — fixed-size blocks every
 period, with a reported output latency — but on a virtual timeline, so gap, latency and flush
 measurements are exact and bit-reproducible (reference/playout-buffering.md §5.3, "Mode V").
 Every block is recorded on a "DAC tape": tape sample i is heard at `dac_time(i)`.
+
+`ScriptedMic` is the input side: speech on demand through a real engine's microphone path, used
+by the reliability tests and the soak benchmark alike.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
 import numpy as np
 
+from agent.audio.microphone import MIC_RATE
 from agent.audio.playout import Player
 
 
@@ -78,3 +88,73 @@ class VirtualOutput:
     def tape_index(self, t: float) -> int:
         """The first tape sample heard at or after time `t`."""
         return max(0, int(np.ceil((t - self.start - self.latency) * self.rate - 1e-9)))
+
+
+class _Capture(Protocol):
+    def __call__(self, block: np.ndarray, t_end: float, overflow: bool = False) -> None: ...
+
+
+class ScriptedMic:
+    """Speech on demand through the daemon's real microphone path.
+
+    Wraps `engine.mic.capture` (the device callback the input backend calls every period)
+    before the engine starts: while an utterance is queued, its samples replace the silent
+    block the null (or file) input delivers; otherwise the block passes through untouched. So
+    the uplink, the echo handling, the pre-roll and the server's VAD all see ordinary
+    microphone audio, at real-time pace, whenever the caller decides the user speaks.
+
+    `voice(text, rate)` renders the speech (int16 mono); the callers pass the emulator's
+    synthesizer, so the server side recognises what was said.
+    """
+
+    def __init__(self, voice: Callable[[str, int], np.ndarray]) -> None:
+        self._voice = voice
+        self._queue: deque[np.ndarray] = deque()
+        self._pos = 0
+        self._lock = threading.Lock()
+        self.spoken_s = 0.0
+
+    def install(self, engine: Any) -> None:
+        """Hook `engine.mic.capture`; call before `engine.start()` (the daemon starts it)."""
+        original: _Capture = engine.mic.capture
+
+        def capture(block: np.ndarray, t_end: float, overflow: bool = False) -> None:
+            original(self._next(block), t_end, overflow)
+
+        engine.mic.capture = capture
+
+    def _next(self, block: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if not self._queue:
+                return block
+            out = np.zeros(len(block), dtype=np.int16)
+            filled = 0
+            while filled < len(out) and self._queue:
+                head = self._queue[0]
+                take = min(len(out) - filled, len(head) - self._pos)
+                out[filled : filled + take] = head[self._pos : self._pos + take]
+                filled += take
+                self._pos += take
+                if self._pos >= len(head):
+                    self._queue.popleft()
+                    self._pos = 0
+            return out
+
+    @property
+    def speaking(self) -> bool:
+        with self._lock:
+            return bool(self._queue)
+
+    def say(self, text: str) -> float:
+        """Queue `text` as speech; returns its duration in seconds."""
+        pcm = self._voice(text, MIC_RATE)
+        with self._lock:
+            self._queue.append(pcm)
+        self.spoken_s += len(pcm) / MIC_RATE
+        return len(pcm) / MIC_RATE
+
+    async def say_and_wait(self, text: str) -> None:
+        """Speak `text` and return once the microphone has delivered all of it."""
+        self.say(text)
+        while self.speaking:
+            await asyncio.sleep(0.02)

@@ -8,6 +8,8 @@ import pytest
 from agent.audio.jitter import AdaptiveTarget, LatenessTracker
 from agent.audio.ring import SampleRing
 
+pytestmark = pytest.mark.unit
+
 
 def test_ring_bounded_write_and_wraparound_copy():
     r = SampleRing(10)

@@ -20,18 +20,21 @@ ROWS = [
 ]
 
 
+@pytest.mark.unit
 def test_resolve_by_default_index_and_numeric_string():
     assert resolve_device(None, "output", ROWS) is None
     assert resolve_device(0, "output", ROWS) == 0
     assert resolve_device("2", "input", ROWS) == 2
 
 
+@pytest.mark.unit
 def test_resolve_by_substring_respects_direction_and_prefers_exact():
     assert resolve_device("usb", "input", ROWS) == 1
     assert resolve_device("PULSE", "output", ROWS) == 2  # exact name beats "Speaker Pulse Out"
     assert resolve_device("speaker", "output", ROWS) == 3
 
 
+@pytest.mark.unit
 def test_no_match_lists_devices_and_is_a_config_error():
     with pytest.raises(DeviceNotFoundError) as e:
         resolve_device("usb", "output", ROWS)  # the USB device has no output channels
@@ -45,6 +48,7 @@ def test_no_match_lists_devices_and_is_a_config_error():
         resolve_device(3, "input", ROWS)
 
 
+@pytest.mark.unit
 def test_format_devices_table():
     text = format_devices(ROWS)
     lines = text.splitlines()
@@ -54,6 +58,7 @@ def test_format_devices_table():
     assert "no audio devices" in format_devices([])
 
 
+@pytest.mark.unit
 def test_devices_command_exit_status(monkeypatch):
     monkeypatch.setattr(devmod, "list_devices", lambda: ROWS)
     out = io.StringIO()

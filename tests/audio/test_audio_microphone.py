@@ -17,6 +17,7 @@ def blocks(x: np.ndarray, n: int):
         yield x[i : i + n]
 
 
+@pytest.mark.unit
 def test_chunks_are_exact_16k_slices():
     mic = Microphone(chunk_ms=40)
     sig = (np.arange(16000) % 30000).astype(np.int16)
@@ -30,6 +31,7 @@ def test_chunks_are_exact_16k_slices():
     assert mic.stats().dropped_chunks == 0
 
 
+@pytest.mark.unit
 def test_lagging_consumer_drops_oldest_and_counts():
     mic = Microphone(chunk_ms=40, backlog_ms=200)
     sig = (np.arange(32000) % 30000).astype(np.int16)  # 2 s, nobody reading
@@ -46,6 +48,7 @@ def test_lagging_consumer_drops_oldest_and_counts():
     assert mic._ring.capacity < 16000  # memory stays bounded by the ring, whatever the lag
 
 
+@pytest.mark.unit
 def test_resamples_device_rate_to_16k():
     mic = Microphone(chunk_ms=20, device_rate=48000)
     t = np.arange(48000) / 48000
@@ -64,6 +67,7 @@ def test_resamples_device_rate_to_16k():
     assert best > 0.999
 
 
+@pytest.mark.unit
 def test_mute_delivers_silence_and_keeps_timeline():
     mic = Microphone(chunk_ms=40)
     mic.muted = True
@@ -74,6 +78,7 @@ def test_mute_delivers_silence_and_keeps_timeline():
     assert np.frombuffer(mic.read_nowait(), "<i2").tolist() == [1234] * 640
 
 
+@pytest.mark.unit
 def test_chunk_capture_time_is_reported():
     mic = Microphone(chunk_ms=40)
     mic.capture(np.ones(640, np.int16), 5.0)

@@ -13,6 +13,8 @@ from agent.audio.stats import PlayState
 from agent.audio.virtual import VirtualClock, VirtualOutput
 from agent.config import JitterSettings
 
+pytestmark = pytest.mark.unit
+
 RATE = 24000
 BLOCK = 240  # 10 ms device period
 PERIOD = BLOCK / RATE

@@ -10,6 +10,8 @@ import pytest
 
 from agent.audio.wav import WavError, WavWriter, read_wav_mono
 
+pytestmark = pytest.mark.unit
+
 
 def riff(path, tag, channels, rate, bits, payload: bytes, extensible=False):
     block = channels * bits // 8

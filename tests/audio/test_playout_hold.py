@@ -7,6 +7,8 @@ import pytest
 from agent.audio.hold import StartHold
 from tests.audio.test_audio_player import LAT, PERIOD, feed_at, make, ramp
 
+pytestmark = pytest.mark.unit
+
 
 def _response(p, dev, clk, rid: str, t0: float, arrivals: list[float], chunk_ms: float = 100.0) -> None:
     for j, dt in enumerate(arrivals):

@@ -7,19 +7,33 @@ the daemon or the emulator cannot silently break `bench/`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
-sys.path.insert(0, str(BENCH))
 
-import benchkit  # noqa: E402
+
+def bench_module(name: str) -> ModuleType:
+    """bench/ holds scripts, not a package: load one of its modules from its file (once)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses, and the scripts' own imports, look it up there
+    spec.loader.exec_module(module)
+    return module
+
+
+benchkit = bench_module("benchkit")
 
 
 def _run(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -113,8 +127,8 @@ def test_startup_smoke(tmp_path: Path) -> None:
 def test_playout_bench_reports_the_online_bound_where_zero_gaps_is_out_of_reach() -> None:
     """bench/playout.py on small traces: the online bound (d) is gap-free, never starts before
     the oracle, and the report says why the oracle target is out of reach for those traces."""
-    import playout
-    import traces
+    traces = bench_module("traces")  # before playout, which imports it by name
+    playout = bench_module("playout")
 
     small = [traces.steady(n=3), traces.bursty(n=4), traces.slow(n=3)]
     res = playout.bench(small)

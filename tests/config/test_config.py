@@ -17,6 +17,7 @@ from agent.secrets import redact, resolve_api_key
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.unit
 def test_example_config_lists_every_key_with_its_default() -> None:
     example = load_settings(ROOT / "config" / "voice-agent.yaml")
     defaults = Settings()
@@ -24,6 +25,7 @@ def test_example_config_lists_every_key_with_its_default() -> None:
     assert dataclasses.asdict(example) == dataclasses.asdict(defaults)
 
 
+@pytest.mark.unit
 def test_empty_file_means_all_defaults() -> None:
     s = parse_settings("", "empty.yaml")
     assert s.mode == "omni"
@@ -31,6 +33,7 @@ def test_empty_file_means_all_defaults() -> None:
     assert s.omni.turn_detection.silence_duration_ms == 800
 
 
+@pytest.mark.unit
 def test_unknown_key_is_named_with_the_closest_valid_one() -> None:
     with pytest.raises(ConfigError) as e:
         parse_settings("audio:\n  jiter: {target_ms: 60}\n", "my.yaml")
@@ -39,11 +42,13 @@ def test_unknown_key_is_named_with_the_closest_valid_one() -> None:
     assert "did you mean 'audio.jitter'" in str(e.value)
 
 
+@pytest.mark.unit
 def test_unknown_top_level_key() -> None:
     with pytest.raises(ConfigError, match=r"unknown key 'mdoe'; did you mean 'mode'"):
         parse_settings("mdoe: omni\n", "x.yaml")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "key"),
     [
@@ -66,11 +71,13 @@ def test_invalid_values_name_the_key(text: str, key: str) -> None:
     assert str(e.value).startswith("bad.yaml")
 
 
+@pytest.mark.unit
 def test_malformed_yaml_names_file_and_line() -> None:
     with pytest.raises(ConfigError, match=r"broken.yaml: invalid YAML \(line 3, column 1\): found"):
         parse_settings("mode: omni\nlog:\n\tlevel: info\n", "broken.yaml")
 
 
+@pytest.mark.unit
 def test_env_references_are_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VA_TEST_URL", "http://127.0.0.1:9999")
     monkeypatch.setenv("VA_TEST_CHUNK", "60")
@@ -83,17 +90,20 @@ def test_env_references_are_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.voice.name == "lobby"
 
 
+@pytest.mark.unit
 def test_unset_env_reference_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VA_NOPE", raising=False)
     with pytest.raises(ConfigError, match=r"dashscope.workspace.*\$\{VA_NOPE\} is not set"):
         parse_settings("dashscope:\n  workspace: ${VA_NOPE}\n")
 
 
+@pytest.mark.unit
 def test_device_accepts_index_or_name() -> None:
     assert parse_settings("audio:\n  output: {device: 3}\n").audio.output.device == 3
     assert parse_settings("audio:\n  output: {device: USB}\n").audio.output.device == "USB"
 
 
+@pytest.mark.unit
 def test_region_selects_base_urls_and_overrides_win() -> None:
     intl = resolve_endpoints(parse_settings("").dashscope)
     assert intl.http_base == "https://dashscope-intl.aliyuncs.com"
@@ -105,6 +115,7 @@ def test_region_selects_base_urls_and_overrides_win() -> None:
     assert emu.customization == "http://127.0.0.1:8700/api/v1/services/audio/tts/customization"
 
 
+@pytest.mark.unit
 class TestSecrets:
     @pytest.fixture(autouse=True)
     def _clean_env(self, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -72,6 +72,7 @@ def test_the_near_end_passes_when_nothing_plays(installed) -> None:
     assert 0.7 < ratio < 1.2
 
 
+@pytest.mark.unit
 def test_erle_accounting(installed) -> None:
     c = Canceller(640)
     assert c.erle_db is None
@@ -80,6 +81,7 @@ def test_erle_accounting(installed) -> None:
     assert c.erle_db == pytest.approx(20.0, abs=0.01)
 
 
+@pytest.mark.unit
 def test_aec_without_the_extra_is_a_configuration_error(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pywebrtc_audio", None)  # import fails as if not installed
     settings = settings_from_dict({"audio": {"echo": "aec"}}, "/etc/voice-agent/config.yaml")
@@ -90,6 +92,7 @@ def test_aec_without_the_extra_is_a_configuration_error(monkeypatch) -> None:
     preflight(settings_from_dict({"audio": {"echo": "gate"}}, "<test>"))  # gate needs nothing
 
 
+@pytest.mark.unit
 def test_check_reports_whether_aec_can_run(monkeypatch) -> None:
     from agent.check import check_echo
 

@@ -9,6 +9,8 @@ from agent.echo.gate import EchoGate
 from agent.emulator.answers import answer_for
 from agent.emulator.speech import synthesize
 
+pytestmark = pytest.mark.unit
+
 RATE = 16000
 CHUNK = 640  # 40 ms
 

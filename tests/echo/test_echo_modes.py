@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from room import MIC_RATE, Room, room_response
 
 from agent.echo import WARMUP_S, aec_problem, make_echo_filter
 from agent.echo.filters import HALF_DUPLEX_TAIL_S
 from agent.emulator.answers import answer_for
 from agent.emulator.speech import synthesize
+from tests.echo.room import MIC_RATE, Room, room_response
+
+pytestmark = pytest.mark.unit
 
 ANSWER = "weather"  # ~9.8 s
 USER = "stop please, what time is it"

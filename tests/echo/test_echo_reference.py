@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from room import MIC_RATE, Room
 
 from agent.echo.reference import REF_LEAD_S, ClockMap, ReferenceTap
 from agent.emulator.answers import answer_for
 from agent.emulator.speech import synthesize
+from tests.echo.room import MIC_RATE, Room
+
+pytestmark = pytest.mark.unit
 
 
 def test_clock_map_finds_the_offset_despite_callback_phase_and_latency_jitter() -> None:

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import websockets
-from ws_testkit import closed, connect, recv, send, start_emulator
 
 from agent.emulator.cosyvoice_text import billing_characters
 from agent.emulator.server import Emulator
 from agent.emulator.speech import synthesize
+from tests.support.ws import closed, connect, recv, send, start_emulator
 
 PATH = "/api-ws/v1/inference"
 MODEL = "cosyvoice-v3-flash"

@@ -25,6 +25,7 @@ class FakeRequest:
         self.query = query or {}
 
 
+@pytest.mark.unit
 def test_full_example_parses() -> None:
     plan = FaultPlan(FULL)
     rt = plan.for_connection("realtime")
@@ -37,6 +38,7 @@ def test_full_example_parses() -> None:
     assert plan.http_status_for("uploads") == 429
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -58,11 +60,13 @@ def test_bad_specs_are_rejected_clearly(spec: str, message: str) -> None:
         parse_spec(spec)
 
 
+@pytest.mark.unit
 def test_empty_and_none_specs() -> None:
     assert parse_spec(None) == parse_spec("") == parse_spec("none") == parse_spec("  ") == []
     assert not FaultPlan().for_connection("llm").active
 
 
+@pytest.mark.unit
 def test_scopes_and_aliases() -> None:
     plan = FaultPlan("drop_after=3@ws,http=503@http,stall=1s@inference")
     rt, inf, llm = (plan.for_connection(k) for k in ("realtime", "inference", "llm"))
@@ -73,6 +77,7 @@ def test_scopes_and_aliases() -> None:
         plan.for_connection("carrier-pigeon")
 
 
+@pytest.mark.unit
 def test_counted_faults_apply_to_first_connections_then_stop() -> None:
     plan = FaultPlan("drop_after=2@realtime*once,latency=10ms@realtime*2,stall=1s@realtime")
     first, second, third = (plan.for_connection("realtime") for _ in range(3))
@@ -83,6 +88,7 @@ def test_counted_faults_apply_to_first_connections_then_stop() -> None:
     assert [r["remaining"] for r in plan.describe()["rules"]] == [0, 0, None]
 
 
+@pytest.mark.unit
 def test_override_header_or_query_replaces_plan_without_consuming() -> None:
     plan = FaultPlan("drop_after=1*once")
     cf = plan.for_connection("realtime", FakeRequest(headers={"X-Emulator-Faults": "stall=2s"}))
@@ -94,6 +100,7 @@ def test_override_header_or_query_replaces_plan_without_consuming() -> None:
         plan.for_connection("realtime", FakeRequest(query={"faults": "nope"}))
 
 
+@pytest.mark.unit
 def test_set_validates_before_replacing() -> None:
     plan = FaultPlan("latency=5ms")
     with pytest.raises(FaultSpecError):
@@ -103,6 +110,7 @@ def test_set_validates_before_replacing() -> None:
     assert plan.describe() == {"spec": "", "rules": []}
 
 
+@pytest.mark.unit
 def test_connection_counters() -> None:
     cf = FaultPlan("drop_after=3,half_open=2,error_event=5,oversized=4096").for_connection(
         "realtime"

@@ -125,6 +125,7 @@ def test_emulator_thread_serves_sync_clients() -> None:
         requests.get(url + "/_emulator/health", timeout=2)
 
 
+@pytest.mark.unit
 def test_api_key_resolution(monkeypatch) -> None:
     monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-env")
     assert resolve_api_key("sk-flag") == "sk-flag"

@@ -12,7 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 import websockets
-from ws_testkit import (
+
+from agent.emulator.answers import answer_for
+from agent.emulator.server import Emulator
+from agent.emulator.speech import resample, synthesize, user_utterance
+from tests.support.emulator import API_KEY
+from tests.support.ws import (
     ASR,
     OMNI,
     append_audio,
@@ -25,10 +30,6 @@ from ws_testkit import (
     types,
     until,
 )
-
-from agent.emulator.answers import answer_for
-from agent.emulator.server import Emulator
-from agent.emulator.speech import resample, synthesize, user_utterance
 
 PATH = "/api-ws/v1/realtime?model="
 QUESTION = "What's the weather like today?"
@@ -358,7 +359,7 @@ async def test_session_time_limit_closes_the_socket() -> None:
 
 async def test_missing_model_and_wrong_key_are_refused(em: Emulator) -> None:
     for url, key in (
-        (em.ws_url + "/api-ws/v1/realtime", "sk-emulator-ws-test"),
+        (em.ws_url + "/api-ws/v1/realtime", API_KEY),
         (em.ws_url + PATH + OMNI, "bad"),
     ):
         with pytest.raises(websockets.InvalidStatus) as info:

@@ -33,6 +33,7 @@ def degrade(x: np.ndarray, gain: float, snr_db: float | None, seed: int) -> np.n
     return np.clip(y, -32768, 32767).astype(np.int16)
 
 
+@pytest.mark.unit
 def test_phrasebook_is_a_dozen_distinct_phrases() -> None:
     book = phrasebook()
     assert 8 <= len(book) <= 12 and len(set(book)) == len(book)
@@ -79,6 +80,7 @@ def test_long_segments_are_not_matched_and_cost_little() -> None:
     assert time.perf_counter() - t0 < 1.0
 
 
+@pytest.mark.unit
 def test_recognizer_works_with_the_fallback_voice() -> None:
     rec = Recognizer(synth=speech.synthetic_voice)
     for i, text in enumerate(phrasebook()):

@@ -24,19 +24,20 @@ from dashscope.audio.qwen_omni.omni_realtime import AudioFormat as OmniFormat
 from dashscope.audio.qwen_omni.omni_realtime import TranscriptionParams
 from dashscope.audio.tts_v2 import AudioFormat, ResultCallback, SpeechSynthesizer
 from dashscope.common.error import RequestFailure
-from ws_testkit import API_KEY, ASR, FAST, OMNI
 
 from agent.emulator.answers import answer_for
-from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import EmulatorThread
 from agent.emulator.speech import synthesize, user_utterance
+from tests.support.emulator import API_KEY, options
+from tests.support.emulator import WS_FAST as FAST
+from tests.support.ws import ASR, OMNI
 
 pytestmark = pytest.mark.sdk
 
 
 @pytest.fixture
 def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorThread]:
-    with EmulatorThread(options=EmulatorOptions(**FAST)) as et:
+    with EmulatorThread(options=options(**FAST)) as et:
         monkeypatch.setattr(dashscope, "api_key", API_KEY)
         monkeypatch.setattr(dashscope, "base_websocket_api_url", et.ws_url + "/api-ws/v1/inference")
         yield et

@@ -88,6 +88,7 @@ def test_resample_round_trip_keeps_length_and_shape() -> None:
     assert corr > 0.95
 
 
+@pytest.mark.unit
 def test_fallback_voice_without_espeak(no_espeak: None) -> None:
     assert speech.backend() == "synthetic"
     a = speech.synthesize("What time is it?", 16000)
@@ -98,6 +99,7 @@ def test_fallback_voice_without_espeak(no_espeak: None) -> None:
     assert not np.array_equal(a, speech.synthetic_voice("What time was it?", 16000))
 
 
+@pytest.mark.unit
 def test_fallback_voice_pauses_between_words() -> None:
     one = speech.synthetic_voice("hello", 16000)
     three = speech.synthetic_voice("hello hello hello", 16000)
@@ -106,5 +108,6 @@ def test_fallback_voice_pauses_between_words() -> None:
     assert (db < -60).sum() >= 8  # ≥ 2 × 40 ms of near silence between the words
 
 
+@pytest.mark.unit
 def test_empty_text_is_empty_audio(no_espeak: None) -> None:
     assert speech.synthesize("", 24000).size == 0

@@ -8,6 +8,8 @@ import pytest
 from agent.emulator import speech
 from agent.emulator.vad import FRAME_MS, EnergyVad, VadEvent
 
+pytestmark = pytest.mark.unit
+
 RATE = 16000
 
 

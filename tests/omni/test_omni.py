@@ -8,24 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omnikit import (
-    OUT_RATE,
-    answer_audio,
-    locate,
-    read_wav,
-    realtime_connects,
-    rms,
-    running_agent,
-)
 
 from agent.status import AgentState
+from tests.support.audio import OUT_RATE, locate, read_wav, rms
+from tests.support.daemon import RunDaemon
+from tests.support.modes import answer_audio, realtime_connects
 
 QUESTION = "Thank you very much."
 SECOND = "Goodbye."
 
 
-async def test_the_answer_lands_in_the_speaker_file_in_order_without_gaps(tmp_path: Path) -> None:
-    async with running_agent(tmp_path, [(0.5, QUESTION)]) as run:
+async def test_the_answer_lands_in_the_speaker_file_in_order_without_gaps(daemon: RunDaemon, tmp_path: Path) -> None:
+    async with daemon([(0.5, QUESTION)]) as run:
         turn = await run.next_turn()
         assert turn.heard == QUESTION
         assert turn.answered.startswith("You are very welcome.")
@@ -47,10 +41,10 @@ async def test_the_answer_lands_in_the_speaker_file_in_order_without_gaps(tmp_pa
     assert status["latency_ms"]["last"] == pytest.approx(turn.latency_ms, abs=0.1)
 
 
-async def test_barge_in_silences_the_speaker_within_a_device_period(tmp_path: Path) -> None:
+async def test_barge_in_silences_the_speaker_within_a_device_period(daemon: RunDaemon, tmp_path: Path) -> None:
     # The user asks, then talks over the answer 1.5 s after it starts.
     answer_s = len(answer_audio(QUESTION)) / OUT_RATE
-    async with running_agent(tmp_path, [(0.5, QUESTION), (4.5, SECOND)]) as run:
+    async with daemon([(0.5, QUESTION), (4.5, SECOND)]) as run:
         first = await run.next_turn()
         second = await run.next_turn()
         t0 = run.timeline_start()
@@ -82,11 +76,10 @@ async def test_barge_in_silences_the_speaker_within_a_device_period(tmp_path: Pa
 
 
 async def test_a_dropped_connection_mid_answer_reconnects_and_the_next_turn_is_answered(
-    tmp_path: Path,
+    daemon: RunDaemon, tmp_path: Path,
 ) -> None:
     # The first session dies after a few events (mid-answer); the user asks again later.
-    async with running_agent(
-        tmp_path, [(0.5, QUESTION), (9.0, SECOND)], faults="drop_after=12@realtime*once"
+    async with daemon([(0.5, QUESTION), (9.0, SECOND)], faults="drop_after=12@realtime*once"
     ) as run:
         turn = await run.next_turn(timeout=40)
         while turn.heard != SECOND:
@@ -98,14 +91,13 @@ async def test_a_dropped_connection_mid_answer_reconnects_and_the_next_turn_is_a
 
 
 async def test_a_half_open_connection_is_detected_and_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    daemon: RunDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from agent.realtime import connection
 
     monkeypatch.setattr(connection, "PING_INTERVAL", 0.5)
     monkeypatch.setattr(connection, "PING_TIMEOUT", 1.0)
-    async with running_agent(
-        tmp_path, [(5.0, QUESTION)], faults="half_open=2@realtime*once"
+    async with daemon([(5.0, QUESTION)], faults="half_open=2@realtime*once"
     ) as run:
         turn = await run.next_turn(timeout=30)
         assert turn.heard == QUESTION
@@ -113,8 +105,8 @@ async def test_a_half_open_connection_is_detected_and_replaced(
         await run.stop()
 
 
-async def test_a_refused_key_backs_off_for_minutes_and_says_so(tmp_path: Path) -> None:
-    async with running_agent(tmp_path, [], api_key="sk-wrong-key-0123456") as run:
+async def test_a_refused_key_backs_off_for_minutes_and_says_so(daemon: RunDaemon, tmp_path: Path) -> None:
+    async with daemon([], api_key="sk-wrong-key-0123456") as run:
         await asyncio.sleep(3.0)
         status = run.daemon.status.as_dict()
         assert realtime_connects(run.emulator) == 1, "no tight retry loop"
@@ -137,16 +129,16 @@ async def test_sigterm_finishes_the_session_and_exits_0_within_5_s_with_a_valid_
     import wave
 
     import yaml
-    from omnikit import API_KEY, agent_settings, script
 
-    from agent.emulator.context import EmulatorOptions
-    from agent.emulator.server import Emulator
+    from tests.support.audio import script
+    from tests.support.emulator import API_KEY, start_emulator
+    from tests.support.settings import build_settings
 
-    emulator = Emulator(options=EmulatorOptions(api_key=API_KEY))
-    base = await emulator.start()
+    emulator = await start_emulator()
+    base = emulator.base_url
     try:
         script(tmp_path / "user.wav", [(0.3, QUESTION)])
-        s = agent_settings(base, tmp_path)
+        s = build_settings("omni", base_url=base, work=tmp_path)
         cfg = {
             "mode": "omni",
             "dashscope": {"http_url": base, "api_key": API_KEY},

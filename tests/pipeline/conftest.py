@@ -1,34 +1,14 @@
-"""Pipeline fixtures: a fast in-loop emulator factory (real loopback sockets, shrunk timings)."""
+"""Pipeline client tests: the emulator quick at LLM tokens and first synthesis audio."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from pipeline_helpers import FAST, MakeEmulator
 
-from agent.emulator.context import EmulatorOptions
-from agent.emulator.server import Emulator
+from tests.support.emulator import PIPELINE_FAST, marked
 
 
 @pytest.fixture
-async def make_emulator() -> AsyncIterator[MakeEmulator]:
-    """`await make_emulator(faults=..., **option_overrides)` → a started Emulator."""
-    started: list[Emulator] = []
-
-    async def make(faults: str | None = None, **overrides: object) -> Emulator:
-        emu = Emulator(options=EmulatorOptions(**{**FAST, **overrides}), faults=faults)  # type: ignore[arg-type]
-        await emu.start()
-        started.append(emu)
-        return emu
-
-    try:
-        yield make
-    finally:
-        for emu in started:
-            await emu.stop()
-
-
-@pytest.fixture
-async def emulator(make_emulator: MakeEmulator) -> Emulator:
-    return await make_emulator()
+def emulator_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return marked(request, PIPELINE_FAST)

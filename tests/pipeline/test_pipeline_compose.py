@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline_helpers import API_KEY, MakeEmulator
-
 from agent.backoff import Backoff
 from agent.emulator.answers import answer_for
 from agent.llm import Conversation, LLMClient
 from agent.textsplit import speech_pieces
 from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
+from tests.support.emulator import API_KEY, MakeEmulator
 
 QUESTION = "tell me a joke"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pipeline_helpers import API_KEY, MakeEmulator
 
 from agent.emulator.answers import answer_for
 from agent.emulator.server import Emulator
@@ -19,6 +18,7 @@ from agent.llm import (
     TransientError,
     error_for,
 )
+from tests.support.emulator import API_KEY, MakeEmulator
 
 QUESTION = "what is the weather like"
 ANSWER = answer_for(QUESTION)
@@ -36,6 +36,7 @@ def ask(text: str = QUESTION) -> list[dict[str, str]]:
 # --- pure parts --------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_sse_parser_dashscope_framing() -> None:
     p = SSEParser()
     lines = ["id:1", "event:result", ":HTTP_STATUS/200", 'data:{"a":1}', "",
@@ -46,6 +47,7 @@ def test_sse_parser_dashscope_framing() -> None:
     ]
 
 
+@pytest.mark.unit
 def test_sse_parser_standard_framing_and_edge_cases() -> None:
     p = SSEParser()
     assert p.feed_line(": keep-alive") is None
@@ -60,6 +62,7 @@ def test_sse_parser_standard_framing_and_edge_cases() -> None:
     assert p.finish() is None
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("status", "code", "kind"),
     [
@@ -81,6 +84,7 @@ def test_error_mapping(status: int | None, code: str | None, kind: type) -> None
     assert type(err) is kind and err.status == status and err.code == code
 
 
+@pytest.mark.unit
 def test_error_messages_never_contain_the_key() -> None:
     from agent.secrets import register_secret
 
@@ -89,6 +93,7 @@ def test_error_messages_never_contain_the_key() -> None:
     assert "supersecret" not in str(err)
 
 
+@pytest.mark.unit
 def test_conversation_is_bounded_and_ordered() -> None:
     conv = Conversation("SYS", history_turns=2)
     for i in range(4):
@@ -108,6 +113,7 @@ def test_conversation_is_bounded_and_ordered() -> None:
     assert len(conv.messages("y")) == 2
 
 
+@pytest.mark.unit
 def test_request_body_is_native_incremental_message_format() -> None:
     c = LLMClient("http://x/gen", "k", "qwen-plus", workspace="ws1", parameters={"temperature": 0.3})
     body = c.request_body([{"role": "user", "content": "hi"}])

@@ -40,6 +40,7 @@ class FakeClock:
 # --- markdown ----------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("md", "spoken"),
     [
@@ -68,35 +69,42 @@ def test_inline_markdown(md: str, spoken: str) -> None:
     assert strip(md) == spoken
 
 
+@pytest.mark.unit
 def test_headings_lists_quotes_get_markers_removed_and_sentence_breaks() -> None:
     md = "# Title\n## Sub title\nSome text here\n\n- apples\n* pears:\n+ plums!\n1. first\n2) second\n> quoted line\n"
     assert strip(md) == "Title.\nSub title.\nSome text here.\napples.\npears:\nplums!\nfirst.\nsecond.\nquoted line."
 
 
+@pytest.mark.unit
 def test_plain_lines_wrapped_mid_sentence_get_no_period() -> None:
     assert strip("The answer is\nforty two.") == "The answer is\nforty two."
     assert strip("Paragraph one\n\nParagraph two") == "Paragraph one.\nParagraph two"
 
 
+@pytest.mark.unit
 def test_code_fences_are_skipped_entirely() -> None:
     md = "Run this:\n```python\nprint('hi **not bold**')\n# not a heading\n```\nThen relax.\n~~~\nmore code\n~~~\nDone."
     assert strip(md) == "Run this:\nThen relax.\nDone."
 
 
+@pytest.mark.unit
 def test_unclosed_fence_swallows_the_rest() -> None:
     assert strip("Before.\n```\ncode until the end\nstill code") == "Before.\n"
 
 
+@pytest.mark.unit
 def test_tables_and_rules() -> None:
     md = "| Name | Age |\n|------|:---:|\n| Ann | 31 |\n\n---\n***\nAfter"
     assert strip(md) == "Name, Age.\nAnn, 31.\nAfter"
 
 
+@pytest.mark.unit
 def test_emphasis_at_line_start_is_not_a_bullet() -> None:
     assert strip("**Note**: be careful") == "Note: be careful"
     assert strip("*a* b") == "a b"
 
 
+@pytest.mark.unit
 def test_unclosed_constructs_become_plain_text_at_line_end() -> None:
     assert strip("a [bracket without close\nnext") == "a [bracket without close\nnext"
     assert strip("odd `tick here") == "odd tick here"
@@ -111,6 +119,7 @@ COMPLEX = (
 )
 
 
+@pytest.mark.unit
 def test_streaming_equals_whole_text_for_any_split() -> None:
     whole = strip(COMPLEX)
     assert strip(list(COMPLEX)) == whole  # one character at a time
@@ -119,6 +128,7 @@ def test_streaming_equals_whole_text_for_any_split() -> None:
         assert strip(random_splits(COMPLEX, rng, rng.randint(1, 40))) == whole
 
 
+@pytest.mark.unit
 def test_streaming_holds_back_only_ambiguous_text() -> None:
     s = MarkdownStripper()
     assert s.feed("Hello **wor") == "Hello wor"
@@ -130,6 +140,7 @@ def test_streaming_holds_back_only_ambiguous_text() -> None:
     assert s.feed("``\nafter") == "after"
 
 
+@pytest.mark.unit
 def test_finish_resets_for_the_next_answer() -> None:
     s = MarkdownStripper()
     s.feed("```\ncode")
@@ -137,6 +148,7 @@ def test_finish_resets_for_the_next_answer() -> None:
     assert s.feed("fresh **start**") == "fresh start"
 
 
+@pytest.mark.unit
 def test_strip_emoji_keeps_text_symbols() -> None:
     assert strip_emoji("© 2024 ™ → ok 👍🏽") == "© 2024 ™ → ok "
     assert split_all(strip("Great job 😀! Thanks 🙏🏻.")) == ["Great job! ", "Thanks."]
@@ -150,12 +162,14 @@ def split_all(text: str, **kw: object) -> list[str]:
     return sp.feed(text) + sp.flush()
 
 
+@pytest.mark.unit
 def test_sentence_boundaries() -> None:
     pieces = split_all("Hi! How are you? I am fine. Thanks")
     assert pieces == ["Hi! ", "How are you? ", "I am fine. ", "Thanks"]
     assert "".join(pieces) == "Hi! How are you? I am fine. Thanks"
 
 
+@pytest.mark.unit
 def test_sentence_end_needs_following_space() -> None:
     sp = SpeechSplitter()
     assert sp.feed("Pi is 3.") == []  # could be 3.14
@@ -163,14 +177,17 @@ def test_sentence_end_needs_following_space() -> None:
     assert sp.flush() == ["Next"]
 
 
+@pytest.mark.unit
 def test_cjk_sentence_punctuation_cuts_immediately() -> None:
     assert split_all("床前明月光。疑是地上霜！举头望明月？低头") == ["床前明月光。", "疑是地上霜！", "举头望明月？", "低头"]
 
 
+@pytest.mark.unit
 def test_closing_quotes_stay_with_their_sentence() -> None:
     assert split_all('He said "stop." Then left.') == ['He said "stop." ', "Then left."]
 
 
+@pytest.mark.unit
 def test_clause_punctuation_only_once_the_piece_is_long_enough() -> None:
     assert split_all("Yes, sure, fine.") == ["Yes, sure, fine."]
     pieces = split_all("When the weather is nice, we walk; otherwise we read: books mostly")
@@ -178,6 +195,7 @@ def test_clause_punctuation_only_once_the_piece_is_long_enough() -> None:
     assert split_all("这是一个比较长的中文句子内容测试用的文字，后面还有") == ["这是一个比较长的中文句子内容测试用的文字，", "后面还有"]
 
 
+@pytest.mark.unit
 def test_size_bound_cuts_at_a_word_boundary() -> None:
     text = " ".join(["word"] * 60)  # 299 chars, no punctuation
     pieces = split_all(text, max_chars=50)
@@ -188,11 +206,13 @@ def test_size_bound_cuts_at_a_word_boundary() -> None:
     assert [len(p) for p in split_all(cjk, max_chars=60)] == [60, 60, 10]
 
 
+@pytest.mark.unit
 def test_newlines_cut_and_become_spaces() -> None:
     assert split_all("Title.\nfirst item.\nlast") == ["Title. ", "first item. ", "last"]
     assert split_all("a\n\n\nb") == ["a ", "b"]
 
 
+@pytest.mark.unit
 def test_punctuation_only_piece_merges_with_the_next() -> None:
     sp = SpeechSplitter()
     assert sp.feed("Summary") == []
@@ -206,6 +226,7 @@ def test_punctuation_only_piece_merges_with_the_next() -> None:
     assert sp3.flush() == []  # nothing speakable at all
 
 
+@pytest.mark.unit
 def test_time_bound_flushes_at_last_word_boundary() -> None:
     clock = FakeClock()
     sp = SpeechSplitter(max_wait_s=0.3, clock=clock)
@@ -223,6 +244,7 @@ def test_time_bound_flushes_at_last_word_boundary() -> None:
     assert sp.deadline() is None
 
 
+@pytest.mark.unit
 def test_time_bound_never_cuts_a_single_word() -> None:
     clock = FakeClock()
     sp = SpeechSplitter(clock=clock)
@@ -232,6 +254,7 @@ def test_time_bound_never_cuts_a_single_word() -> None:
     assert sp.flush() == ["Supercalifragilistic"]
 
 
+@pytest.mark.unit
 def test_time_bound_flushes_cjk_without_spaces() -> None:
     clock = FakeClock()
     sp = SpeechSplitter(clock=clock)
@@ -241,6 +264,7 @@ def test_time_bound_flushes_cjk_without_spaces() -> None:
     assert sp.deadline() is None
 
 
+@pytest.mark.unit
 def test_pieces_concatenate_to_the_normalized_text() -> None:
     text = "One.  Two,   three;\tfour: five six seven eight nine ten eleven twelve. " * 5
     rng = random.Random(7)
@@ -254,6 +278,7 @@ def test_pieces_concatenate_to_the_normalized_text() -> None:
         assert all(p.strip() for p in pieces)
 
 
+@pytest.mark.unit
 def test_chunker_first_piece_comes_before_the_answer_ends() -> None:
     ch = SpeechChunker()
     assert ch.feed("**Sure!** Here") == ["Sure! "]
@@ -262,6 +287,7 @@ def test_chunker_first_piece_comes_before_the_answer_ends() -> None:
     assert ch.flush() == ["two."]
 
 
+@pytest.mark.unit
 def test_chunker_skips_code_blocks_in_stream() -> None:
     ch = SpeechChunker()
     pieces: list[str] = []

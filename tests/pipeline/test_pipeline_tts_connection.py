@@ -7,17 +7,17 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from pipeline_helpers import API_KEY, FAST, MakeEmulator
 
 from agent.backoff import Backoff
 from agent.config import settings_from_dict
-from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator
 from agent.tts.connection import RateLimiter
 from agent.tts.errors import SynthesisAuthError, SynthesisError
 from agent.tts.manager import SynthesisManager
 from agent.tts.protocol import InvalidState
 from agent.tts.stream import SynthesisStream
+from tests.support.emulator import API_KEY, MakeEmulator, options
+from tests.support.emulator import PIPELINE_FAST as FAST
 
 VOICE, MODEL = "longanyang", "cosyvoice-v3-flash"
 QUICK = {"cosyvoice_speed": 40.0}  # audio 40× faster than real time
@@ -66,6 +66,7 @@ async def wait_for(cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyp
 # --- pure helpers ------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_rate_limiter_sliding_window() -> None:
     now = [0.0]
     lim = RateLimiter(3, 1.0, clock=lambda: now[0])
@@ -78,6 +79,7 @@ def test_rate_limiter_sliding_window() -> None:
     assert lim.delay() == 0
 
 
+@pytest.mark.unit
 def test_manager_from_settings_uses_ws_override_and_workspace() -> None:
     s = settings_from_dict({"dashscope": {"http_url": "http://127.0.0.1:8700", "workspace": "ws-1"}})
     m = SynthesisManager.from_settings(s, "k")
@@ -229,7 +231,7 @@ async def test_server_down_then_up(make_emulator: MakeEmulator) -> None:
         with pytest.raises(SynthesisError) as ei:
             await mgr.begin(VOICE, MODEL)
         assert ei.value.code == "ConnectFailed"
-        emu = Emulator(options=EmulatorOptions(**{**FAST, **QUICK}))  # type: ignore[arg-type]
+        emu = Emulator(options=options(**{**FAST, **QUICK}))
         await emu.start(port=port)
         try:
             await wait_for(lambda: mgr.connected, 3)  # reconnected in the background

@@ -35,6 +35,8 @@ from agent.tts.protocol import (
     text_weight,
 )
 
+pytestmark = pytest.mark.unit
+
 PARAMS = SynthesisParams(model="cosyvoice-v3-flash", voice="cosyvoice-v3-flash-kiosk-abc")
 
 

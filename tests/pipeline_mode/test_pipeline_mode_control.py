@@ -12,20 +12,15 @@ import wave
 from pathlib import Path
 
 import pytest
-from pipekit import (
-    GENERATION,
-    INFERENCE,
-    OUT_RATE,
-    locate,
-    read_wav,
-    running_pipeline,
-    sentence_audio,
-)
 
 from agent.controlclient import request
 from agent.emulator.answers import answer_for
 from agent.emulator.speech import synthesize
 from agent.status import AgentState
+from tests.support.audio import OUT_RATE, locate, read_wav
+from tests.support.daemon import RunDaemon
+from tests.support.emulator import GENERATION, INFERENCE
+from tests.support.modes import sentence_audio
 
 BYE = "Goodbye."
 THANKS = "Thank you very much."
@@ -45,8 +40,8 @@ async def wait_quiet(player: object, timeout: float = 20.0) -> None:
     await asyncio.wait_for(quiet(), timeout)
 
 
-async def test_ask_and_say_through_the_control_socket(tmp_path: Path) -> None:
-    async with running_pipeline(tmp_path, pipeline__input="text") as run:
+async def test_ask_and_say_through_the_control_socket(daemon: RunDaemon, tmp_path: Path) -> None:
+    async with daemon(pipeline__input="text") as run:
         mode = await run.serving()
         mode.llm.parameters["max_tokens"] = 6
         assert await control(tmp_path, "ask", BYE) == {"ok": True}
@@ -78,9 +73,8 @@ async def test_ask_and_say_through_the_control_socket(tmp_path: Path) -> None:
     assert corr > 0.99 and start == say_start + len(notice[0])
 
 
-async def test_say_in_omni_mode_uses_cosyvoice_and_waits_for_the_answer(tmp_path: Path) -> None:
-    async with running_pipeline(
-        tmp_path, [(0.5, THANKS)], mode="omni", voice={"family": "preset", "preset": "Tina"},
+async def test_say_in_omni_mode_uses_cosyvoice_and_waits_for_the_answer(daemon: RunDaemon, tmp_path: Path) -> None:
+    async with daemon([(0.5, THANKS)], mode="omni", voice={"family": "preset", "preset": "Tina"},
     ) as run:
         async def speaking() -> None:
             while run.daemon.status.state is not AgentState.SPEAKING:
@@ -121,10 +115,10 @@ def test_the_pipeline_demo_runs_offline_and_prints_its_turns(tmp_path: Path) -> 
 
 
 async def test_stop_mid_answer_ends_the_sessions_politely_and_fast(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    daemon: RunDaemon, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with running_pipeline(tmp_path, [(0.5, THANKS)]) as run:
+    async with daemon([(0.5, THANKS)]) as run:
         async def speaking() -> None:
             while run.daemon.status.state is not AgentState.SPEAKING:
                 await asyncio.sleep(0.02)

@@ -6,18 +6,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from pipekit import (
-    GENERATION,
-    INFERENCE,
-    REALTIME,
-    answer_sentences,
-    locate,
-    read_wav,
-    running_pipeline,
-)
 
 from agent import pipeline
 from agent.emulator.answers import answer_for
+from tests.support.audio import locate, read_wav
+from tests.support.daemon import RunDaemon
+from tests.support.emulator import GENERATION, INFERENCE, REALTIME
+from tests.support.modes import answer_sentences
 
 JOKE = "Tell me a joke."
 BYE = "Goodbye."
@@ -28,9 +23,9 @@ def first_words(question: str, n: int) -> str:
     return " ".join(answer_for(question).split()[:n])
 
 
-async def test_task_failed_mid_answer_ends_the_turn_and_the_next_turn_works(tmp_path: Path) -> None:
+async def test_task_failed_mid_answer_ends_the_turn_and_the_next_turn_works(daemon: RunDaemon, tmp_path: Path) -> None:
     # The first synthesis socket fails its task after ~1.4 s of audio (20 frames).
-    async with running_pipeline(tmp_path, pipeline__input="text",
+    async with daemon(pipeline__input="text",
                                 faults="error_event=20@inference*once") as run:
         mode = await run.serving()
         first = await mode.ask(JOKE)
@@ -55,13 +50,12 @@ async def test_task_failed_mid_answer_ends_the_turn_and_the_next_turn_works(tmp_
 
 
 async def test_a_slow_llm_never_lets_the_server_fail_the_task_on_a_text_gap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    daemon: RunDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Scaled down: the server fails a task after 0.8 s without text (the cloud: 23 s); the LLM
     # writes a word every 1.5 s; the synthesis manager finishes a task after 0.4 s without text.
     monkeypatch.setattr(pipeline, "TEXT_GAP_S", 0.4)
-    async with running_pipeline(
-        tmp_path, pipeline__input="text",
+    async with daemon(pipeline__input="text",
         emulator_options={"cosyvoice_text_gap_s": 0.8, "llm_token_s": 1.5},
     ) as run:
         mode = await run.serving()
@@ -80,11 +74,11 @@ async def test_a_slow_llm_never_lets_the_server_fail_the_task_on_a_text_gap(
 
 
 async def test_the_synthesis_socket_closed_between_turns_is_reopened(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    daemon: RunDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The server closes an idle socket after 1 s; our own refresh (50 s) would come much later.
     monkeypatch.setattr(pipeline, "IDLE_REFRESH_S", 30.0)
-    async with running_pipeline(tmp_path, pipeline__input="text",
+    async with daemon(pipeline__input="text",
                                 emulator_options={"cosyvoice_idle_close_s": 1.0}) as run:
         mode = await run.serving()
         mode.llm.parameters["max_tokens"] = 5
@@ -100,8 +94,8 @@ async def test_the_synthesis_socket_closed_between_turns_is_reopened(
     assert connects >= 2
 
 
-async def test_llm_errors_fail_only_their_turn(tmp_path: Path) -> None:
-    async with running_pipeline(tmp_path, pipeline__input="text") as run:
+async def test_llm_errors_fail_only_their_turn(daemon: RunDaemon, tmp_path: Path) -> None:
+    async with daemon(pipeline__input="text") as run:
         mode = await run.serving()
         mode.llm.parameters["max_tokens"] = 4
         results = []
@@ -121,8 +115,8 @@ async def test_llm_errors_fail_only_their_turn(tmp_path: Path) -> None:
     assert status["turns"] == 1 and status["state"] == "idle"
 
 
-async def test_a_refused_llm_key_backs_off_and_says_so(tmp_path: Path) -> None:
-    async with running_pipeline(tmp_path, pipeline__input="text", faults="http=401@llm") as run:
+async def test_a_refused_llm_key_backs_off_and_says_so(daemon: RunDaemon, tmp_path: Path) -> None:
+    async with daemon(pipeline__input="text", faults="http=401@llm") as run:
         mode = await run.serving()
         first = await mode.ask(BYE)
         await asyncio.wait_for(first.done.wait(), 10)
@@ -138,9 +132,9 @@ async def test_a_refused_llm_key_backs_off_and_says_so(tmp_path: Path) -> None:
     assert "sk-emulator" not in repr(status)
 
 
-async def test_a_dropped_asr_session_reconnects_and_hears_the_next_question(tmp_path: Path) -> None:
+async def test_a_dropped_asr_session_reconnects_and_hears_the_next_question(daemon: RunDaemon, tmp_path: Path) -> None:
     # The first ASR session dies right after session.updated; the user speaks after the reconnect.
-    async with running_pipeline(tmp_path, [(2.0, BYE)], faults="drop_after=2@realtime*once") as run:
+    async with daemon([(2.0, BYE)], faults="drop_after=2@realtime*once") as run:
         mode = await run.serving()
         mode.llm.parameters["max_tokens"] = 4
         turn = await run.next_turn()

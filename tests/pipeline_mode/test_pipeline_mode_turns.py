@@ -7,25 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pipekit import (
-    OUT_RATE,
-    REALTIME,
-    answer_sentences,
-    locate,
-    read_wav,
-    rms,
-    running_pipeline,
-)
 
 from agent.emulator.answers import answer_for
+from tests.support.audio import OUT_RATE, locate, read_wav, rms
+from tests.support.daemon import RunDaemon
+from tests.support.emulator import REALTIME
+from tests.support.modes import answer_sentences
 
 JOKE = "Tell me a joke."
 BYE = "Goodbye."
 
 
-async def test_text_reaches_synthesis_while_the_llm_streams_and_plays_in_order(tmp_path: Path) -> None:
+async def test_text_reaches_synthesis_while_the_llm_streams_and_plays_in_order(daemon: RunDaemon, tmp_path: Path) -> None:
     # A slow LLM (0.15 s per word: the joke takes ~3.5 s to write) makes the overlap measurable.
-    async with running_pipeline(tmp_path, [(0.5, JOKE)], emulator_options={"llm_token_s": 0.15}) as run:
+    async with daemon([(0.5, JOKE)], emulator_options={"llm_token_s": 0.15}) as run:
         turn = await run.next_turn()
         status = run.daemon.status.as_dict()
         asr = [r for r in run.emulator.context.request_log.records() if r.path == REALTIME]
@@ -60,10 +55,10 @@ async def test_text_reaches_synthesis_while_the_llm_streams_and_plays_in_order(t
 
 
 async def test_barge_in_mid_answer_silences_the_speaker_and_the_next_turn_is_clean(
-    tmp_path: Path,
+    daemon: RunDaemon, tmp_path: Path,
 ) -> None:
     # The user asks, then talks over the answer about two seconds into it.
-    async with running_pipeline(tmp_path, [(0.5, JOKE), (5.0, BYE)]) as run:
+    async with daemon([(0.5, JOKE), (5.0, BYE)]) as run:
         first = await run.next_turn()
         barge_at = run.mode.last_speech_started_at
         run.mode.llm.parameters["max_tokens"] = 5  # a short second answer keeps the test fast
@@ -102,9 +97,9 @@ async def test_barge_in_mid_answer_silences_the_speaker_and_the_next_turn_is_cle
     assert history[1].assistant == second.answered
 
 
-async def test_half_duplex_keeps_the_assistant_from_being_interrupted(tmp_path: Path) -> None:
+async def test_half_duplex_keeps_the_assistant_from_being_interrupted(daemon: RunDaemon, tmp_path: Path) -> None:
     # The same talk-over as above, but the microphone is closed while the assistant speaks.
-    async with running_pipeline(tmp_path, [(0.5, JOKE), (5.0, BYE)], audio__echo="half_duplex") as run:
+    async with daemon([(0.5, JOKE), (5.0, BYE)], audio__echo="half_duplex") as run:
         turn = await run.next_turn()
         with pytest.raises(asyncio.TimeoutError):
             await run.next_turn(timeout=1.5)  # the talk-over never became a turn

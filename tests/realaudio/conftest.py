@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from pulse import PulseServer, missing_requirements  # noqa: E402
+from tests.realaudio.pulse import PulseServer, missing_requirements
 
 
 def pytest_collection_modifyitems(config, items):

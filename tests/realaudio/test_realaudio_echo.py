@@ -49,12 +49,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pulse import terminate
 
 from agent.echo import aec_problem
 from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator
 from agent.emulator.speech import synthesize
+from tests.realaudio.pulse import terminate
 
 API_KEY = "sk-emulator-echo-test"
 ANSWERS = int(os.environ.get("VOICE_AGENT_ECHO_ANSWERS", "20"))

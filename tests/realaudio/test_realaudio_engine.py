@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
-from pulse import locate
 
 from agent.audio import AudioEngine
 from agent.config import AudioSettings, StreamSettings
+from tests.realaudio.pulse import locate
 
 REPO = Path(__file__).resolve().parents[2]
 

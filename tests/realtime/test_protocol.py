@@ -10,6 +10,8 @@ import pytest
 from agent.config import OmniSettings, TurnDetection
 from agent.realtime import protocol as p
 
+pytestmark = pytest.mark.unit
+
 PCM = b"\x01\x00\x02\x00" * 10
 B64 = base64.b64encode(PCM).decode()
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis.configuration import set_hypothesis_home_dir
-from relkit import RECOVERY, RETRIES, recovery_table, retry_table
+
+from tests.support.recovery import RECOVERY, RETRIES, recovery_table, retry_table
 
 # Fuzzing stays a few seconds of the suite: modest example counts, no per-example deadline (CI
 # machines are slow and shared), no example database written into the repository. `dev` digs

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
-from relkit import API_KEY, write_voice_sample
 
 from agent.controlclient import NotRunning, request
-from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator
+from tests.support.emulator import API_KEY, start_emulator
+from tests.support.samples import write_voice_sample
 
 
 def config(work: Path, base_url: str, family: str) -> Path:
@@ -84,8 +84,8 @@ async def wait_for(pred: Any, timeout: float, what: str) -> None:
 async def test_kill_9_during_enrollment_then_restart_creates_exactly_one_voice(
     tmp_path: Path, family: str, moment: str
 ) -> None:
-    emulator = Emulator(options=EmulatorOptions(api_key=API_KEY, enroll_delay_s=1.5))
-    base = await emulator.start()
+    emulator = await start_emulator(enroll_delay_s=1.5)
+    base = emulator.base_url
     log = tmp_path / "daemon.log"
     cfg = config(tmp_path, base, family)
     action = "create" if family == "qwen" else "create_voice"

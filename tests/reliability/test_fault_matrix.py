@@ -35,22 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from relkit import (
-    BYE,
-    JOKE,
-    RECOVERY,
-    RecoveryRow,
-    Rig,
-    free_port,
-    rig,
-    settings_for,
-    write_voice_sample,
-)
 
 from agent import daemon, pipeline
 from agent.backoff import Backoff
 from agent.realtime import connection, sessionloop
 from agent.tts.manager import SynthesisManager
+from tests.support.recovery import RECOVERY, RecoveryRow
+from tests.support.rig import BYE, JOKE, Rig, free_port, rig, settings_for
+from tests.support.samples import write_voice_sample
 
 HOLD_S = 1.0  # how long a `hold` fault stays after the status reported it
 FAKE_HOST = "dashscope.reliability.invalid"

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from agent.config import ConfigError, Settings, load_settings, parse_settings
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE: dict[str, Any] = yaml.safe_load((ROOT / "config" / "voice-agent.yaml").read_text())
 SOURCE = "fuzz.yaml"

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from agent.realtime import protocol as rp
 from agent.tts import protocol as tp
 
+pytestmark = pytest.mark.unit
+
 PCM = base64.b64encode(b"\x01\x00\x02\x00" * 8).decode()
 
 # Recorded realtime events (reference §5.5 order), the seeds of the mutations.

@@ -31,23 +31,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from relkit import (
-    BYE,
-    CUSTOMIZATION,
-    GENERATION,
-    INFERENCE,
-    REALTIME,
-    RETRIES,
-    RetryRow,
-    Rig,
-    free_port,
-    rig,
-    settings_for,
-    write_voice_sample,
-)
 
 from agent.realtime import connection as realtime_connection
 from agent.tts import connection as tts_connection
+from tests.support.emulator import CUSTOMIZATION, GENERATION, INFERENCE, REALTIME
+from tests.support.recovery import RETRIES, RetryRow
+from tests.support.rig import BYE, Rig, free_port, rig, settings_for
+from tests.support.samples import write_voice_sample
 
 WINDOW_S = 20.0
 MIN_GAP_S = 0.2  # the shortest first retry the policies allow is 0.25 s (0.5 s with jitter)

@@ -14,7 +14,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from relkit import REALTIME, rig, settings_for
+
+from tests.support.emulator import REALTIME
+from tests.support.rig import rig, settings_for
 
 
 async def test_a_quiet_omni_session_is_rotated_on_time_without_waiting_for_an_event(

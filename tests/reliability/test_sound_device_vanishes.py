@@ -22,14 +22,12 @@ from typing import Any
 
 import pytest
 import yaml
-from relkit import API_KEY, BYE, RECOVERY, RecoveryRow
 
 from agent.controlclient import NotRunning, request
-from agent.emulator.context import EmulatorOptions
-from agent.emulator.server import Emulator
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "realaudio"))
-from pulse import PulseServer, missing_requirements  # noqa: E402
+from tests.realaudio.pulse import PulseServer, missing_requirements
+from tests.support.emulator import API_KEY, start_emulator
+from tests.support.recovery import RECOVERY, RecoveryRow
+from tests.support.rig import BYE
 
 pytestmark = pytest.mark.realaudio
 EX_WEDGED = 75
@@ -76,8 +74,8 @@ async def until(sock: Path, pred: Any, timeout: float, what: str,
 async def test_the_daemon_survives_the_sound_server_dying_and_plays_again(
     pulse: Any, tmp_path: Path
 ) -> None:
-    emulator = Emulator(options=EmulatorOptions(api_key=API_KEY))
-    base = await emulator.start()
+    emulator = await start_emulator()
+    base = emulator.base_url
     cfg = tmp_path / "config.yaml"
     sock = tmp_path / "control.sock"
     cfg.write_text(yaml.safe_dump({

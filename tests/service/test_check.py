@@ -19,6 +19,7 @@ from agent.check import KEY_REJECTED_FIX, CheckResult, check_command, format_che
 from agent.config import Settings, settings_from_dict
 from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator, EmulatorThread
+from tests.support.emulator import start_emulator
 
 KEY = "sk-checktest5f3a9c0d2e7b41aa"
 WRONG_KEY = "sk-wrongwrong0123456789abcd"
@@ -32,8 +33,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def emulator():
-    emu = Emulator(options=EmulatorOptions(api_key=KEY))
-    await emu.start()
+    emu = await start_emulator(api_key=KEY)
     try:
         yield emu
     finally:
@@ -238,6 +238,7 @@ def test_check_command_exit_codes_and_output(tmp_path: Path, capsys, caplog) -> 
     assert_no_key(out_ok, err_ok, out_bad, err_bad, caplog.text)
 
 
+@pytest.mark.unit
 def test_ascii_fallback() -> None:
     class Latin1:
         encoding = "ascii"

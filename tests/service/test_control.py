@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from control_fakes import Client, FakeHandler
 
 from agent.config import ConfigError, Settings, settings_from_dict
 from agent.control import ControlHandler, ControlServer, resolve_socket_path
 from agent.secrets import register_secret
+from tests.service.control_fakes import Client, FakeHandler
 
 SECRET = "sk-controltest0123456789abcdef"
 

@@ -8,11 +8,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from control_fakes import FakeHandler
 
 from agent.config import Settings
 from agent.control import ControlServer
 from agent.controlclient import candidate_socket_paths, control_command, find_socket
+from tests.service.control_fakes import FakeHandler
 
 
 @pytest.fixture(autouse=True)

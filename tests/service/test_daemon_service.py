@@ -14,8 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from agent.emulator.context import EmulatorOptions
-from agent.emulator.server import Emulator
+from tests.support.emulator import start_emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 WRONG_KEY = "sk-not-the-right-key-4711"
@@ -32,8 +31,8 @@ def _silence_wav(path: Path) -> None:
 
 
 async def test_ready_after_audio_status_lines_sigint_and_no_key_anywhere(tmp_path: Path) -> None:
-    emulator = Emulator(options=EmulatorOptions(api_key="sk-emulator-service-test"))
-    base = await emulator.start()
+    emulator = await start_emulator(api_key="sk-emulator-service-test")
+    base = emulator.base_url
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify_path = tmp_path / "notify.sock"
     notify.bind(str(notify_path))

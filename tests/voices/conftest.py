@@ -1,4 +1,4 @@
-"""Fixtures for the enrollment tests: an emulator on loopback (with its request log).
+"""Enrollment tests: the emulator (with its request log) deploys voices after 0.3 s.
 
 The emulator's app records every request on arrival (`agent.emulator.requestlog`, wired in
 `server.build_app`), which is what "exactly one create reached the server" is asserted on.
@@ -6,26 +6,13 @@ The emulator's app records every request on arrival (`agent.emulator.requestlog`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
-from voicekit import emulator_options
 
-from agent.emulator.server import Emulator, EmulatorThread
-
-
-@pytest.fixture
-async def emulator() -> AsyncIterator[Emulator]:
-    em = Emulator(options=emulator_options())
-    await em.start()
-    assert em.context.request_log is not None  # type: ignore[attr-defined]
-    try:
-        yield em
-    finally:
-        await em.stop()
+from tests.support.emulator import ENROLL_FAST, marked
 
 
 @pytest.fixture
-def emulator_thread() -> Iterator[EmulatorThread]:
-    with EmulatorThread(options=emulator_options()) as et:
-        yield et
+def emulator_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return marked(request, ENROLL_FAST)

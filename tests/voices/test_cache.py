@@ -19,6 +19,7 @@ def _entry(digest: str = "sha256:aa", voice_id: str | None = "v-1", state: str =
     return CacheEntry("qwen", "qwen3.5-omni-flash-realtime", "kiosk", digest, state, voice_id)
 
 
+@pytest.mark.unit
 def test_round_trip_and_mode(tmp_path: Path) -> None:
     c = VoiceCache(tmp_path)
     assert c.load() == []
@@ -34,6 +35,7 @@ def test_round_trip_and_mode(tmp_path: Path) -> None:
     assert doc["schema"] == "voice-agent/voices" and doc["version"] == 1
 
 
+@pytest.mark.unit
 def test_put_replaces_the_same_key(tmp_path: Path) -> None:
     c = VoiceCache(tmp_path)
     c.put(_entry(voice_id=None, state=PENDING))
@@ -41,6 +43,7 @@ def test_put_replaces_the_same_key(tmp_path: Path) -> None:
     assert [(e.state, e.voice_id) for e in VoiceCache(tmp_path).load()] == [(READY, "v-2")]
 
 
+@pytest.mark.unit
 def test_claims_by_other_samples(tmp_path: Path) -> None:
     c = VoiceCache(tmp_path)
     c.put(_entry("sha256:old", "v-old"))
@@ -51,6 +54,7 @@ def test_claims_by_other_samples(tmp_path: Path) -> None:
     assert c.ids_claimed_elsewhere(other_model) == set()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("content", "why"),
     [
@@ -77,6 +81,7 @@ def test_corrupt_or_foreign_file_is_moved_aside(tmp_path: Path, caplog: pytest.L
     assert len(VoiceCache(tmp_path).load()) == 1
 
 
+@pytest.mark.unit
 def test_two_corrupt_files_in_the_same_second_are_both_kept(tmp_path: Path) -> None:
     for n in range(2):
         (tmp_path / "voices.json").write_text(f"bad {n}")
@@ -84,6 +89,7 @@ def test_two_corrupt_files_in_the_same_second_are_both_kept(tmp_path: Path) -> N
     assert sorted(p.read_text() for p in tmp_path.glob("voices.json.corrupt-*")) == ["bad 0", "bad 1"]
 
 
+@pytest.mark.unit
 def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     c = VoiceCache(tmp_path)
     c.put(_entry(voice_id="v-1"))
@@ -99,6 +105,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path: Path, mo
     assert [p.name for p in tmp_path.iterdir()] == ["voices.json"]  # no temp file left behind
 
 
+@pytest.mark.unit
 def test_atomic_write_syncs_file_then_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     events: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
@@ -144,6 +151,7 @@ def test_a_killed_writer_leaves_the_old_or_the_new_file(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("voices.json.corrupt-*"))
 
 
+@pytest.mark.unit
 async def test_the_lock_holder_removes_temp_files_of_killed_writers(tmp_path: Path) -> None:
     VoiceCache(tmp_path).put(_entry())
     (tmp_path / ".voices.json.abc123.tmp").write_text("half a fi")
@@ -165,6 +173,7 @@ async def test_lock_serialises_two_holders(tmp_path: Path) -> None:
     assert order in (["a-in", "a-out", "b-in", "b-out"], ["b-in", "b-out", "a-in", "a-out"])
 
 
+@pytest.mark.unit
 async def test_lock_times_out(tmp_path: Path) -> None:
     async with VoiceCache(tmp_path).locked():
         with pytest.raises(cache_mod.CacheLocked):

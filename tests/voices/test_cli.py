@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from voicekit import API_KEY, emulator_options, fast_options, speech, write_wav
 
 from agent.cli import build_parser
 from agent.emulator.server import EmulatorThread
 from agent.voices.cache import VoiceCache
 from agent.voices.cli import main_voices
+from tests.support.emulator import API_KEY, ENROLL_FAST, options
+from tests.support.samples import speech
+from tests.support.samples import write_sample as write_wav
+from tests.support.voices import fast_options
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +132,7 @@ def test_wrong_key_exits_78_and_never_prints_a_key(emulator_thread: EmulatorThre
 
 
 def test_unverified_ensure_prints_the_cached_id_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with EmulatorThread(options=emulator_options()) as et:
+    with EmulatorThread(options=options(**ENROLL_FAST)) as et:
         cfg = config(tmp_path, et.base_url)
         assert voices("ensure", "--config", cfg) == 0
         voice_id = capsys.readouterr().out.strip()

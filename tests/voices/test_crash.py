@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from voicekit import API_KEY, creates, fast_options, run, speech, store, write_wav
 
 from agent.emulator.server import Emulator
 from agent.voices.cache import PENDING, READY, VoiceCache
+from tests.support.emulator import API_KEY
+from tests.support.samples import speech
+from tests.support.samples import write_sample as write_wav
+from tests.support.voices import creates, fast_options, run, store
 
 SCRIPT = """
 import asyncio, logging, sys

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from voicekit import API_KEY, creates, fast_options, make_settings, run, speech, store, write_wav
 
 from agent.emulator.server import Emulator
 from agent.endpoints import resolve_endpoints
@@ -28,6 +27,10 @@ from agent.voices import (
     ensure_voice,
 )
 from agent.voices.cache import PENDING, READY, VoiceCache
+from tests.support.emulator import API_KEY
+from tests.support.samples import speech
+from tests.support.samples import write_sample as write_wav
+from tests.support.voices import creates, fast_options, make_settings, run, store
 
 QWEN_MODEL = "qwen3.5-omni-flash-realtime"
 COSY_MODEL = "cosyvoice-v3-flash"
@@ -342,6 +345,7 @@ async def test_no_network_uses_the_cache_unverified_or_the_preset(emulator: Emul
     assert (fb.voice_id, fb.outcome, fb.verified) == ("Tina", "fallback-preset", False)
 
 
+@pytest.mark.unit
 async def test_preset_family_needs_no_service(tmp_path: Path) -> None:
     settings = make_settings("http://127.0.0.1:9", tmp_path / "state", family="preset", preset="Tina")
     res = await ensure_voice(settings, API_KEY, resolve_endpoints(settings.dashscope), tmp_path / "state",

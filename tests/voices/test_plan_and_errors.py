@@ -7,7 +7,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from voicekit import API_KEY
 
 from agent.config import ConfigError, settings_from_dict
 from agent.secrets import register_secret
@@ -24,6 +23,9 @@ from agent.voices.errors import (
     classify,
 )
 from agent.voices.plan import cosy_prefix, plan_voice, voice_matches
+from tests.support.emulator import API_KEY
+
+pytestmark = pytest.mark.unit
 
 
 def _settings(**raw: object):

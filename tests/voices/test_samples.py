@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from voicekit import m4a_bytes, mp3_bytes, speech, wav_bytes, write_wav
 
 from agent.config import ConfigError
 from agent.voices import audioformats as af
 from agent.voices import samples
 from agent.voices.errors import SampleError
+from tests.support.samples import m4a_bytes, mp3_bytes, speech, wav_bytes
+from tests.support.samples import write_sample as write_wav
 
 
 def _decode(data: bytes) -> af.WavAudio:
@@ -93,6 +94,7 @@ def test_too_large(tmp_path: Path) -> None:
         samples.prepare_sample(path, "qwen")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("content", "looks_like"),
     [
@@ -112,6 +114,7 @@ def test_not_audio_is_rejected_by_content(tmp_path: Path, content: bytes, looks_
     assert "sox" in str(e.value)  # says how to convert
 
 
+@pytest.mark.unit
 def test_empty_and_missing(tmp_path: Path) -> None:
     (tmp_path / "empty.wav").write_bytes(b"")
     with pytest.raises(SampleError, match="the file is empty"):
@@ -167,6 +170,7 @@ def test_streamed_wav_with_unknown_data_size(tmp_path: Path) -> None:
     assert abs(p.original.duration_s - 12.0) < 0.01
 
 
+@pytest.mark.unit
 def test_silence_is_rejected(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "silence.wav", np.zeros(24000 * 12), 24000)
     with pytest.raises(SampleError, match="nearly silent.*muted or wrong microphone"):
@@ -199,6 +203,7 @@ def test_mp3_is_detected_by_content_and_measured(tmp_path: Path) -> None:
     assert af.detect_format(mp3_bytes(12.0, id3=False)) == "mp3"
 
 
+@pytest.mark.unit
 def test_mp3_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(samples, "decode_external", lambda path, rate: None)
     path = tmp_path / "a.mp3"
@@ -226,6 +231,7 @@ def test_mp3_is_converted_when_a_decoder_is_available(tmp_path: Path, monkeypatc
     assert _decode(p.data).info.channels == 1
 
 
+@pytest.mark.unit
 def test_decoded_mp3_content_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(samples, "decode_external", lambda path, rate: np.zeros(rate * 12, np.float32))
     path = tmp_path / "a.mp3"
@@ -234,6 +240,7 @@ def test_decoded_mp3_content_is_checked(tmp_path: Path, monkeypatch: pytest.Monk
         samples.prepare_sample(path, "qwen")
 
 
+@pytest.mark.unit
 def test_m4a(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(samples, "decode_external", lambda path, rate: None)
     path = tmp_path / "memo.m4a"

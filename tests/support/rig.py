@@ -1,14 +1,12 @@
 """A rig for reliability tests: the real daemon, null audio, a scripted user, the emulator.
 
-Imported by the reliability tests (pytest puts this directory on sys.path). Everything is real
-except the sound card: the daemon runs in this event loop with the null audio backends (which
-still pace playout in real time), its microphone speaks on demand (`ScriptedMic`, shared with
-the soak benchmark), and the emulator serves on loopback. A status sampler polls
-`daemon.status.as_dict()` every few milliseconds, so a test can ask what the status said *while*
-a fault was in force, not only after it.
+Everything is real except the sound card: the daemon runs in this event loop with the null audio
+backends (which still pace playout in real time), its microphone speaks on demand
+(`agent.audio.virtual.ScriptedMic`, shared with the soak benchmark), and the emulator serves on
+loopback. A status sampler polls `daemon.status.as_dict()` every few milliseconds, so a test can
+ask what the status said *while* a fault was in force, not only after it.
 
-`RECOVERY` collects one `RecoveryRow` per fault-matrix case; `conftest.py` prints them as a
-table at the end of the run (the numbers docs/reliability.md quotes).
+This is the `daemon` layer with null audio and a `ScriptedMic` instead of file audio.
 """
 
 from __future__ import annotations
@@ -16,47 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import sys
 import time
-import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agent.audio.engine import AudioEngine
-from agent.config import Settings, settings_from_dict
+from agent.audio.virtual import ScriptedMic
+from agent.config import Settings
 from agent.daemon import Daemon
-from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator
 from agent.emulator.speech import synthesize
 from agent.modes import Turn
 from agent.voices.client import ClientOptions
 from agent.voices.ensure import EnsureOptions
+from tests.support.emulator import API_KEY, RELIABILITY_FAST, new_emulator
+from tests.support.settings import build_settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from soak import ScriptedMic  # noqa: E402
-
-API_KEY = "sk-reliability-0123456789"
-REALTIME = "/api-ws/v1/realtime"
-INFERENCE = "/api-ws/v1/inference"
-GENERATION = "/api/v1/services/aigc/text-generation/generation"
-CUSTOMIZATION = "/api/v1/services/audio/tts/customization"
 BYE = "Goodbye."
 JOKE = "Tell me a joke."
 
-# Fast but realistic: the protocols and pacing are the cloud's, only the waits are shorter.
-FAST_EMULATOR = {
-    "realtime_first_delta_s": 0.05,
-    "realtime_speed": 8.0,
-    "llm_first_token_s": 0.02,
-    "llm_token_s": 0.005,
-    "cosyvoice_first_audio_s": 0.03,
-    "cosyvoice_speed": 8.0,
-    "enroll_delay_s": 0.2,
-}
 # Enrollment gives up quickly, so the daemon's own retry loop (and its status) take over.
 FAST_ENSURE = EnsureOptions(
     client=ClientOptions(request_timeout_s=5.0, create_timeout_s=5.0, upload_timeout_s=5.0,
@@ -64,88 +42,6 @@ FAST_ENSURE = EnsureOptions(
     poll_initial_s=0.05, poll_factor=1.5, poll_max_s=0.2, deploy_timeout_s=5.0,
     settle_delays_s=(0.1,), lock_timeout_s=10.0,
 )
-
-
-# --- the recovery table ------------------------------------------------------------------------
-
-
-@dataclass
-class RecoveryRow:
-    """One fault-matrix case, for the table printed at the end of the run.
-
-    detect_s: fault in force → the status first reported it.
-    recover_s: fault cleared → the service is connected again (or the first request worked).
-    answer_s: fault cleared → the first sample of the next answer was audible.
-    """
-
-    mode: str
-    fault: str
-    status: str  # what the status said (state / connected / last_error excerpt)
-    detect_s: float | None
-    recover_s: float | None
-    answer_s: float | None
-    note: str = ""
-
-
-RECOVERY: list[RecoveryRow] = []
-
-
-@dataclass
-class RetryRow:
-    """One retry-discipline case: connection attempts during the measuring window."""
-
-    service: str
-    fault: str
-    attempts: int
-    window_s: float
-    min_gap_s: float | None
-    note: str = ""
-
-
-RETRIES: list[RetryRow] = []
-
-
-def retry_table(rows: list[RetryRow]) -> str:
-    out = ["| service | persistent fault | attempts | per minute (extrapolated) | shortest gap (s) | note |",
-           "|---|---|---:|---:|---:|---|"]
-    for r in rows:
-        gap = "—" if r.min_gap_s is None else f"{r.min_gap_s:.2f}"
-        out.append(f"| {r.service} | {r.fault} | {r.attempts} in {r.window_s:.0f} s | "
-                   f"{r.attempts * 60.0 / r.window_s:.0f} | {gap} | {r.note} |")
-    return "\n".join(out)
-
-
-def recovery_table(rows: list[RecoveryRow]) -> str:
-    """Markdown table of the rows (also what docs/reliability.md reproduces)."""
-
-    def s(v: float | None) -> str:
-        return "—" if v is None else f"{v:.2f}"
-
-    out = ["| mode | fault | status while faulty | detect (s) | recover (s) | next answer (s) | note |",
-           "|---|---|---|---:|---:|---:|---|"]
-    for r in rows:
-        out.append(f"| {r.mode} | {r.fault} | {r.status} | {s(r.detect_s)} | {s(r.recover_s)} | "
-                   f"{s(r.answer_s)} | {r.note} |")
-    return "\n".join(out)
-
-
-# --- samples and settings ----------------------------------------------------------------------
-
-SAMPLE_TEXT = ("The quick brown fox jumps over the lazy dog while the kiosk greets every visitor "
-               "with a warm and friendly voice that sounds natural and clear in every room.")
-
-
-def write_voice_sample(path: Path, seconds: float = 12.0, rate: int = 24000) -> Path:
-    """A speech WAV the emulator accepts for cloning (continuous speech, 24 kHz, 16-bit mono)."""
-    pcm = synthesize(SAMPLE_TEXT, rate)
-    reps = int(np.ceil(seconds * rate / len(pcm)))
-    pcm = np.tile(pcm, reps)[: int(seconds * rate)]
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.astype("<i2").tobytes())
-    return path
 
 
 def settings_for(mode: str, base_url: str, work: Path, *, input: str = "text",
@@ -156,16 +52,8 @@ def settings_for(mode: str, base_url: str, work: Path, *, input: str = "text",
         voice["preset"] = "Tina" if mode == "omni" else "longanyang"
     else:
         voice["sample"] = str(sample)
-    return settings_from_dict({
-        "mode": mode,
-        "dashscope": {"http_url": base_url, "api_key": API_KEY},
-        "voice": voice,
-        "pipeline": {"input": input},
-        "audio": {"input": {"backend": "null"}, "output": {"backend": "null"}, "echo": "none"},
-        "state_dir": str(work / "state"),
-        "control": {"socket": str(work / "control.sock")},
-        "log": {"level": "info", "transcripts": False},
-    }, "<reliability>")
+    return build_settings(mode, base_url=base_url, work=work, audio="null", voice=voice,
+                          origin="<reliability>", pipeline__input=input, log__transcripts=False)
 
 
 def free_port() -> int:
@@ -357,8 +245,7 @@ async def rig(
     `max_tokens` keeps pipeline answers to a few words (the LLM is asked for that many tokens),
     so a turn plays in about a second.
     """
-    options = EmulatorOptions(api_key=API_KEY, **{**FAST_EMULATOR, **(emulator_options or {})})
-    emulator = Emulator(options=options, faults=faults)
+    emulator = new_emulator(faults, **{**RELIABILITY_FAST, **(emulator_options or {})})
     if start_emulator:
         base = await emulator.start(port=port or 0)
     else:
@@ -366,7 +253,7 @@ async def rig(
         base = f"http://127.0.0.1:{port}"
     s = settings(base)
     engine = AudioEngine(s.audio)
-    mic = ScriptedMic()
+    mic = ScriptedMic(synthesize)
     mic.install(engine)
     turns: asyncio.Queue[Turn] = asyncio.Queue()
     daemon = Daemon(s, api_key=API_KEY, engine=engine, control=False, turn_listener=turns,

@@ -1,8 +1,4 @@
-"""Helpers for the emulator's WebSocket tests: start emulators with test timings, talk JSON.
-
-Imported by test modules in this directory (pytest puts it on sys.path); kept apart from
-conftest.py so it can be imported by name.
-"""
+"""Talking to the emulator's WebSocket endpoints as JSON: connect, send, receive until."""
 
 from __future__ import annotations
 
@@ -14,29 +10,19 @@ from typing import Any
 import numpy as np
 import websockets
 
-from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator
+from tests.support import emulator as emu
 
-API_KEY = "sk-emulator-ws-test"
 OMNI = "qwen3.5-omni-flash-realtime"
 ASR = "qwen3-asr-flash-realtime"
 
-FAST: dict[str, Any] = {
-    "api_key": API_KEY,
-    "realtime_first_delta_s": 0.01,
-    "realtime_speed": 50.0,
-    "cosyvoice_first_audio_s": 0.01,
-    "cosyvoice_speed": 50.0,
-}
-
 
 async def start_emulator(faults: str | None = None, **overrides: Any) -> Emulator:
-    em = Emulator(options=EmulatorOptions(**{**FAST, **overrides}), faults=faults)
-    await em.start()
-    return em
+    """An emulator with `WS_FAST` timings (the test stops it)."""
+    return await emu.start_emulator(faults, **{**emu.WS_FAST, **overrides})
 
 
-def headers(faults: str | None = None, key: str = API_KEY) -> dict[str, str]:
+def headers(faults: str | None = None, key: str = emu.API_KEY) -> dict[str, str]:
     h = {"Authorization": f"Bearer {key}"}
     if faults:
         h["X-Emulator-Faults"] = faults

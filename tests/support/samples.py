@@ -1,27 +1,24 @@
-"""Builders for voice-enrollment tests: speech samples in every container, settings, fast options.
+"""Sample builders: speech, WAVs in every encoding the readers accept (and some they refuse),
+MP3/M4A headers, data URIs.
 
 Samples are generated here (espeak-ng through the emulator's synthesizer when installed, else its
-formant voice), never read from checked-in files. MP3 and M4A are built structurally (valid frame
-headers / MP4 boxes around empty payloads): the local checks only read headers.
+formant voice), never read from checked-in files. `wav_bytes` is an encoder *with variants*
+(24-bit, float, WAVE_FORMAT_EXTENSIBLE, a lying data size), so the product's one reader,
+`agent.audio.wav`, is tested against files it did not write itself. MP3 and M4A are built
+structurally (valid frame headers / MP4 boxes around empty payloads): the local checks only read
+headers.
 """
 
 from __future__ import annotations
 
-import logging
+import base64
 import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from agent.config import Settings, settings_from_dict
-from agent.emulator.context import EmulatorOptions
 from agent.emulator.speech import synthesize
-from agent.endpoints import resolve_endpoints
-from agent.voices.client import ClientOptions
-from agent.voices.ensure import EnsureOptions, VoiceResult, ensure_voice
-
-API_KEY = "sk-voicetest-0123456789abcdef"
 
 TEXTS = (
     "The quick brown fox jumps over the lazy dog while the kiosk greets every visitor "
@@ -47,21 +44,25 @@ def speech(seconds: float = 12.0, rate: int = 24000, variant: int = 0) -> np.nda
 
 def wav_bytes(samples: np.ndarray, rate: int, *, bits: int = 16, fmt: str = "pcm",
               extensible: bool = False, data_size: int | None = None) -> bytes:
-    """WAV of float samples (frames,) or (frames, channels): PCM 16/24 or float32, plain or
-    WAVE_FORMAT_EXTENSIBLE; `data_size` overrides the data chunk's size field."""
-    x = np.asarray(samples, dtype=np.float64)
+    """WAV of samples (frames,) or (frames, channels): float in [-1, 1], or int16 written as is.
+
+    PCM 16/24 or float32, plain or WAVE_FORMAT_EXTENSIBLE; `data_size` overrides the data
+    chunk's size field."""
+    x = np.asarray(samples)
     if x.ndim == 1:
         x = x[:, None]
     channels = x.shape[1]
-    if fmt == "float":
+    if x.dtype == np.int16 and bits == 16 and fmt == "pcm":
+        body, tag = x.astype("<i2").tobytes(), 1
+    elif fmt == "float":
         body = x.astype("<f4").tobytes()
         bits, tag = 32, 3
     elif bits == 16:
-        body = np.clip(np.round(x * 32767), -32768, 32767).astype("<i2").tobytes()
+        body = np.clip(np.round(x.astype(np.float64) * 32767), -32768, 32767).astype("<i2").tobytes()
         tag = 1
     elif bits == 24:
-        v = np.clip(np.round(x * 8388607), -8388608, 8388607).astype(np.int32).reshape(-1)
-        b = v.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
+        v = np.clip(np.round(x.astype(np.float64) * 8388607), -8388608, 8388607)
+        b = v.astype(np.int32).reshape(-1).astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
         body = b.tobytes()
         tag = 1
     else:
@@ -79,9 +80,36 @@ def wav_bytes(samples: np.ndarray, rate: int, *, bits: int = 16, fmt: str = "pcm
     return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
 
 
-def write_wav(path: Path, samples: np.ndarray, rate: int, **kw: Any) -> Path:
+def write_sample(path: Path, samples: np.ndarray, rate: int, **kw: Any) -> Path:
+    """`wav_bytes` written to `path` (the variants included)."""
     path.write_bytes(wav_bytes(samples, rate, **kw))
     return path
+
+
+def speech_wav(seconds: float = 6.0, rate: int = 24000, amplitude: float = 0.3) -> bytes:
+    """A WAV of a voiced, syllable-modulated tone: 'speech' to the emulator's energy checks."""
+    t = np.arange(int(rate * seconds)) / rate
+    envelope = 0.6 + 0.4 * np.abs(np.sin(2 * np.pi * 2.5 * t))
+    signal = amplitude * envelope * np.sin(2 * np.pi * 160 * t)
+    return wav_bytes((signal * 32767).astype(np.int16), rate)
+
+
+def silence_wav(seconds: float = 6.0, rate: int = 24000) -> bytes:
+    return wav_bytes(np.zeros(int(rate * seconds), dtype=np.int16), rate)
+
+
+def data_uri(data: bytes, mime: str = "audio/wav") -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+SAMPLE_TEXT = TEXTS[0]
+
+
+def write_voice_sample(path: Path, seconds: float = 12.0, rate: int = 24000) -> Path:
+    """A speech WAV the emulator accepts for cloning (continuous speech, 24 kHz, 16-bit mono)."""
+    pcm = synthesize(SAMPLE_TEXT, rate)
+    reps = int(np.ceil(seconds * rate / len(pcm)))
+    return write_sample(path, np.tile(pcm, reps)[: int(seconds * rate)].astype(np.int16), rate)
 
 
 def mp3_bytes(seconds: float, rate: int = 44100, channels: int = 1, bitrate_kbps: int = 64,
@@ -125,56 +153,3 @@ def m4a_bytes(seconds: float, rate: int = 44100, channels: int = 1, codec: bytes
     moov = _box(b"moov", mvhd + trak)
     ftyp = _box(b"ftyp", b"M4A " + b"\x00\x00\x00\x00" + b"M4A isom")
     return ftyp + moov + _box(b"mdat", b"\x00" * 64)
-
-
-def make_settings(base_url: str, state_dir: Path, *, family: str = "qwen", api_key: str = API_KEY,
-                  **voice: Any) -> Settings:
-    mode = {"qwen": "omni", "cosyvoice": "pipeline", "preset": "omni"}[family]
-    raw: dict[str, Any] = {
-        "mode": mode,
-        "dashscope": {"api_key": api_key, "http_url": base_url},
-        "voice": {"family": family, "name": "kiosk", **voice},
-        "state_dir": str(state_dir),
-    }
-    return settings_from_dict(raw, "test.yaml")
-
-
-def emulator_options(**overrides: Any) -> EmulatorOptions:
-    values: dict[str, Any] = {"api_key": API_KEY, "enroll_delay_s": 0.3}
-    values.update(overrides)
-    return EmulatorOptions(**values)
-
-
-def fast_options(**overrides: Any) -> EnsureOptions:
-    client = ClientOptions(
-        request_timeout_s=5.0, create_timeout_s=5.0, upload_timeout_s=5.0, retries=3,
-        backoff_initial_s=0.02, backoff_max_s=0.1,
-    )
-    values: dict[str, Any] = {
-        "client": client, "poll_initial_s": 0.05, "poll_factor": 1.5, "poll_max_s": 0.2,
-        "deploy_timeout_s": 5.0, "settle_delays_s": (0.1, 0.3), "lock_timeout_s": 10.0,
-    }
-    values.update(overrides)
-    return EnsureOptions(**values)
-
-
-# --- running ensure against an emulator -------------------------------------------------------
-
-
-def creates(em: Any) -> list:
-    """Create requests that reached the emulator (its request log)."""
-    return [r for r in em.context.request_log.records() if r.action in ("create", "create_voice")]
-
-
-def store(em: Any, family: str) -> dict:
-    return em.context.stores.qwen_voices if family == "qwen" else em.context.stores.cosy_voices
-
-
-async def run(em: Any, tmp_path: Path, family: str = "qwen", *, options: EnsureOptions | None = None,
-              log: logging.Logger | None = None, **voice: Any) -> VoiceResult:
-    """ensure_voice with settings for `family` pointed at the emulator; state in tmp_path/state."""
-    settings = make_settings(em.base_url, tmp_path / "state", family=family, **voice)
-    return await ensure_voice(
-        settings, API_KEY, resolve_endpoints(settings.dashscope), tmp_path / "state",
-        log=log or logging.getLogger("test.voices"), options=options or fast_options(),
-    )

@@ -1,0 +1,1 @@
+"""The test suite: a package, so `tests.support` (the fixture plugin) imports by name."""
