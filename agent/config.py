@@ -330,8 +330,28 @@ def validate(s: Settings) -> None:
         schemes = ("http://", "https://") if key == "http_url" else ("ws://", "wss://")
         if url and not url.startswith(schemes):
             raise bad(f"dashscope.{key}", f"must start with {' or '.join(schemes)}, got {url!r}")
-    # The voice section depends on the mode (which families fit) and on files; it lives with
-    # the enrollment code. Imported here, not at the top: agent.voices imports this module.
-    from agent.voices.plan import check_voice_config
+    check_family_fits_mode(s)
 
-    check_voice_config(s)
+
+# A voice is bound to the model that speaks with it, so the family must fit the mode. This is
+# schema-level data; the checks that read files or know enrollment limits
+# (`agent.voices.plan.check_voice_config`) run at start-up, called by the composition root.
+FAMILIES_FOR_MODE: dict[str, tuple[str, ...]] = {
+    "omni": ("qwen", "preset"),
+    "pipeline": ("cosyvoice", "preset"),
+}
+_WHY_FAMILY = {
+    "omni": "omni speaks through the Qwen-Omni model, which takes qwen voices",
+    "pipeline": "pipeline speaks through CosyVoice, which takes cosyvoice voices",
+}
+
+
+def check_family_fits_mode(s: Settings) -> None:
+    """ConfigError (exit 78) naming `voice.family` when the family cannot speak in `s.mode`."""
+    fits = FAMILIES_FOR_MODE[s.mode]
+    if s.voice.family not in fits:
+        raise ConfigError(
+            f"{s.source}: voice.family: '{s.voice.family}' does not fit mode '{s.mode}': "
+            f"{_WHY_FAMILY[s.mode]}; use voice.family {' or '.join(fits)} "
+            "(preset = a system voice in voice.preset)"
+        )

@@ -29,6 +29,7 @@ from agent.statedir import open_state_dir
 from agent.status import AgentState, Status
 from agent.voices.ensure import EnsureOptions, VoiceResult, ensure_voice
 from agent.voices.errors import AuthError, QuotaError, VoiceError
+from agent.voices.plan import check_voice_config
 from agent.watchdog import Watchdog
 
 log = logging.getLogger("voice-agent")
@@ -41,6 +42,7 @@ AUTH_RETRY = (60.0, 900.0)
 
 def preflight(settings: Settings) -> None:
     """What cannot run on this machine, refused with exit 78 before touching anything."""
+    check_voice_config(settings)  # sample file, design prompt: start-up checks, not schema
     if settings.audio.echo == "aec":
         why = aec_problem()  # the canceller is an optional extra: say how to get it
         if why is not None:

@@ -17,8 +17,7 @@ import time
 
 import sounddevice as sd
 
-from agent.audio.backend import CaptureFn, RenderFn, Stream
-from agent.audio.devices import DeviceInfo
+from agent.audio.backend import CaptureFn, DeviceInfo, RenderFn, Stream
 
 DEFAULT_LATENCY_S = 0.04
 
