@@ -80,6 +80,16 @@ def negotiate_rate(device: int | None, kind: str, preferred: int) -> int:
         return int(info["default_samplerate"])
 
 
+def open_problem(device: int | None, kind: str, rate: int) -> str | None:
+    """Why a mono int16 stream at `rate` would not open on `device` (None: it would)."""
+    check = sd.check_output_settings if kind == "output" else sd.check_input_settings
+    try:
+        check(device=device, samplerate=rate, channels=1, dtype="int16")
+    except (sd.PortAudioError, ValueError) as e:
+        return str(e) or type(e).__name__
+    return None
+
+
 class _PortAudioStream(Stream):
     """What input and output streams share: open, describe, start, notice a stop, close."""
 
