@@ -80,3 +80,14 @@ def test_the_cli_exits_78_naming_a_missing_sample(tmp_path: Path, command: list[
     assert r.stderr.strip().splitlines() == [
         f"voice-agent: configuration error: {cfg}: voice.sample: file not found: {tmp_path / 'gone.wav'}"
     ]
+
+
+def test_the_cli_exits_78_naming_voice_family_when_it_does_not_fit_the_mode(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("mode: pipeline\nvoice: {family: qwen}\n")
+    env = {k: v for k, v in os.environ.items() if k != "VOICE_AGENT_CONFIG"}
+    r = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert r.returncode == 78, r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith(f"voice-agent: configuration error: {cfg}: voice.family: 'qwen' does not fit mode 'pipeline'")
