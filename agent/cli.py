@@ -201,9 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in CONFIG_FIRST:
             # Parse → validate before anything else, so a bad config always exits 78 at once.
+            # The config schema, then the start-up checks of the voice section (sample file,
+            # design prompt), which belong to enrollment rather than to the schema.
             from agent.config import load_settings
+            from agent.voices.plan import check_voice_config
 
             args.settings = load_settings(args.config)
+            check_voice_config(args.settings)
         return COMMANDS[args.command](args)
     except ConfigError as e:
         from agent.secrets import redact

@@ -3,6 +3,8 @@
 Every key of SPEC §4 has a default here. Validation is strict because a device running unattended
 must fail at start with one clear line (exit 78) rather than misbehave later: unknown keys are
 rejected with the closest valid name, wrong types and out-of-range values name the key and file.
+The sections are frozen: a component can keep the section it was given without another one
+changing it underneath (tests derive variants with `dataclasses.replace`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class ConfigError(Exception):
 # --- settings ---------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class DashScopeSettings:
     region: Literal["intl", "cn"] = "intl"
     api_key: str | None = None
@@ -39,7 +41,7 @@ class DashScopeSettings:
     ws_url: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class VoiceSettings:
     family: Literal["qwen", "cosyvoice", "preset"] = "qwen"
     name: str = "kiosk"
@@ -50,7 +52,7 @@ class VoiceSettings:
     language: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class TurnDetection:
     type: Literal["server_vad", "semantic_vad", "none"] = "server_vad"
     threshold: float = 0.5
@@ -58,7 +60,7 @@ class TurnDetection:
     prefix_padding_ms: int = 300
 
 
-@dataclass
+@dataclass(frozen=True)
 class OmniSettings:
     model: str = "qwen3.5-omni-flash-realtime"
     instructions: str = "You are a helpful voice assistant."
@@ -66,7 +68,7 @@ class OmniSettings:
     session_max_minutes: float = 100
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineSettings:
     input: Literal["mic", "text"] = "mic"
     asr_model: str = "qwen3-asr-flash-realtime"
@@ -76,21 +78,21 @@ class PipelineSettings:
     history_turns: int = 8
 
 
-@dataclass
+@dataclass(frozen=True)
 class StreamSettings:
     backend: Literal["sounddevice", "file", "null"] = "sounddevice"
     device: int | str | None = None
     path: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class JitterSettings:
     target_ms: int = 80
     min_ms: int = 40
     max_ms: int = 400
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioSettings:
     input: StreamSettings = field(default_factory=StreamSettings)
     output: StreamSettings = field(default_factory=StreamSettings)
@@ -99,19 +101,19 @@ class AudioSettings:
     echo: Literal["none", "half_duplex", "gate", "aec"] = "half_duplex"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ControlSettings:
     socket: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class LogSettings:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
     transcripts: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     mode: Literal["omni", "pipeline"] = "omni"
     dashscope: DashScopeSettings = field(default_factory=DashScopeSettings)
@@ -122,7 +124,7 @@ class Settings:
     state_dir: str | None = None
     control: ControlSettings = field(default_factory=ControlSettings)
     log: LogSettings = field(default_factory=LogSettings)
-    # Where the settings came from, for messages; not a config key.
+    # Where the settings came from, for messages; not a config key (set at construction).
     source: str = field(default="<defaults>", repr=False, compare=False, metadata={"internal": True})
 
 
@@ -186,8 +188,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
 
 
 def settings_from_dict(raw: Any, source: str = "<dict>") -> Settings:
-    settings = _build(Settings, raw, "", source)
-    settings.source = source
+    settings = _build(Settings, raw, "", source, internal={"source": source})
     validate(settings)
     return settings
 
@@ -196,7 +197,10 @@ def _public_fields(cls: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
 
-def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+def _build(
+    cls: type, raw: Any, prefix: str, source: str, internal: dict[str, Any] | None = None
+) -> Any:
+    """`cls` from a mapping; `internal` sets fields that are not config keys (`Settings.source`)."""
     where = prefix.rstrip(".") or "top level"
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {where}: expected a mapping, got {_type_name(raw)}")
@@ -211,7 +215,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
             hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys here: {', '.join(fields)}"
             raise ConfigError(f"{source}: unknown key '{prefix}{key_s}'{hint}")
         kwargs[key_s] = _coerce(hints[key_s], value, prefix + key_s, source)
-    return cls(**kwargs)
+    return cls(**kwargs, **(internal or {}))
 
 
 def _type_name(v: Any) -> str:
@@ -330,8 +334,28 @@ def validate(s: Settings) -> None:
         schemes = ("http://", "https://") if key == "http_url" else ("ws://", "wss://")
         if url and not url.startswith(schemes):
             raise bad(f"dashscope.{key}", f"must start with {' or '.join(schemes)}, got {url!r}")
-    # The voice section depends on the mode (which families fit) and on files; it lives with
-    # the enrollment code. Imported here, not at the top: agent.voices imports this module.
-    from agent.voices.plan import check_voice_config
+    check_family_fits_mode(s)
 
-    check_voice_config(s)
+
+# A voice is bound to the model that speaks with it, so the family must fit the mode. This is
+# schema-level data; the checks that read files or know enrollment limits
+# (`agent.voices.plan.check_voice_config`) run at start-up, called by the composition root.
+FAMILIES_FOR_MODE: dict[str, tuple[str, ...]] = {
+    "omni": ("qwen", "preset"),
+    "pipeline": ("cosyvoice", "preset"),
+}
+_WHY_FAMILY = {
+    "omni": "omni speaks through the Qwen-Omni model, which takes qwen voices",
+    "pipeline": "pipeline speaks through CosyVoice, which takes cosyvoice voices",
+}
+
+
+def check_family_fits_mode(s: Settings) -> None:
+    """ConfigError (exit 78) naming `voice.family` when the family cannot speak in `s.mode`."""
+    fits = FAMILIES_FOR_MODE[s.mode]
+    if s.voice.family not in fits:
+        raise ConfigError(
+            f"{s.source}: voice.family: '{s.voice.family}' does not fit mode '{s.mode}': "
+            f"{_WHY_FAMILY[s.mode]}; use voice.family {' or '.join(fits)} "
+            "(preset = a system voice in voice.preset)"
+        )

@@ -36,6 +36,7 @@ from typing import Any
 
 import aiohttp
 
+from agent.account import DashScopeAccount
 from agent.backoff import Backoff
 from agent.llm_errors import (
     AuthError,
@@ -291,16 +292,12 @@ class LLMClient:
         return self.last_stream.first_token_latency if self.last_stream else None
 
     def headers(self) -> dict[str, str]:
-        h = {
-            "Authorization": f"Bearer {self._api_key}",
+        return DashScopeAccount(self._api_key, self._workspace).headers({
             "Content-Type": "application/json; charset=utf-8",
             "Accept": "text/event-stream",
             "X-DashScope-SSE": "enable",
             "X-Accel-Buffering": "no",
-        }
-        if self._workspace:
-            h["X-DashScope-WorkSpace"] = self._workspace
-        return h
+        })
 
     def request_body(self, messages: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         return {

@@ -4,18 +4,12 @@
 
 Prints the base URL on the first stdout line (like `voice-agent emulator`) and serves until
 SIGTERM. Why a probe: the end-to-end metric starts at "the first audio delta leaving the
-server", and only the server knows that instant. The emulator does not record it, so instead of
-editing emulator files this module observes it from outside, opt-in and only in this process:
-
-* The three handlers whose output matters — `realtime_ws.handle_realtime` and
-  `cosyvoice_ws.handle_inference` (looked up by name on every upgrade, see `http_api.ws_route`)
-  and `textgen.handle_generation` (looked up when the app is built, after `install()`) — are
-  wrapped to put the connection's identity (endpoint, model, user agent) into a context
-  variable. Every task the handler creates inherits it.
-* aiohttp's public `WebSocketResponse.send_str` / `send_bytes` and `StreamResponse.write` are
-  wrapped: after a frame or SSE chunk has been handed to the transport (written to the socket),
-  the probe stamps it with `time.monotonic()` — CLOCK_MONOTONIC is system-wide on Linux, so
-  the contenders' own stamps compare directly. Frames of unwrapped handlers are not looked at.
+server", and only the server knows that instant. The emulator reports it through its public
+observation hooks (`EmulatorOptions.on_connection` / `on_sent`, see `agent/emulator/observe.py`):
+every WebSocket frame and SSE chunk, stamped with `time.monotonic()` right after it was handed
+to the transport — CLOCK_MONOTONIC is system-wide on Linux, so the contenders' own stamps
+compare directly. The probe looks at three endpoints: the realtime and CosyVoice WebSockets and
+the native text-generation stream; other peers are ignored.
 
 What is recorded: realtime `speech_started`/`speech_stopped`/`response.*` events and every
 response's audio (first delta stamped); CosyVoice `task-started`/`task-finished` and every
@@ -29,37 +23,34 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextvars
 import json
 import logging
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
-from aiohttp import web
-
-from agent.emulator import cosyvoice_ws, realtime_ws, textgen
 from agent.emulator import server as emulator_server
 from agent.emulator.context import EmulatorOptions
+from agent.emulator.observe import Peer, SentFrame
 
-Handler = Callable[[web.Request, Any], Awaitable[web.StreamResponse]]
+# The peers the analysis needs, by path: what the probe records connections of.
+_ENDPOINTS = {
+    "/api-ws/v1/realtime": "realtime",
+    "/api-ws/v1/inference": "inference",
+    "/api-ws/v1/inference/": "inference",
+    "/api/v1/services/aigc/text-generation/generation": "llm",
+}
 
 
 @dataclass
 class _Conn:
     n: int
     endpoint: str  # realtime | inference | llm
-    model: str
-    user_agent: str
     streams: dict[str, int] = field(default_factory=dict)  # response/task id -> bytes recorded
     task: str = ""  # CosyVoice: the task the next binary frame belongs to
     first_token: bool = False  # LLM: the first content chunk was stamped
 
-
-_CONN: contextvars.ContextVar[_Conn | None] = contextvars.ContextVar("bench_probe_conn", default=None)
 
 # Server events the analysis needs (everything else is not recorded).
 _KINDS = {
@@ -83,57 +74,37 @@ class Probe:
         self.max_audio_bytes = int(max_audio_s * 24000 * 2)
         self.max_responses = max_responses
         self._events: IO[str] = open(out_dir / "events.jsonl", "a", buffering=1)  # noqa: SIM115
-        self._conns = 0
+        self._conns: dict[int, _Conn] = {}  # open peers the probe records, by Peer.n
         self._responses = 0
 
-    def install(self) -> None:
-        """Wrap the hook points (this process only; nothing is written to the package)."""
-        realtime_ws.handle_realtime = self._tagged("realtime", realtime_ws.handle_realtime)  # type: ignore[assignment]
-        cosyvoice_ws.handle_inference = self._tagged("inference", cosyvoice_ws.handle_inference)  # type: ignore[assignment]
-        textgen.handle_generation = self._tagged("llm", textgen.handle_generation)  # type: ignore[assignment]
-        send_str, send_bytes = web.WebSocketResponse.send_str, web.WebSocketResponse.send_bytes
-        write = web.StreamResponse.write
-        probe = self
+    def options(self, **kwargs: Any) -> EmulatorOptions:
+        """Emulator options with this probe's hooks set (nothing else is changed)."""
+        return EmulatorOptions(on_connection=self.on_connection, on_sent=self.on_sent, **kwargs)
 
-        async def send_str_(ws: web.WebSocketResponse, data: str, *args: Any, **kwargs: Any) -> None:
-            await send_str(ws, data, *args, **kwargs)
-            conn = _CONN.get()
-            if conn is not None:
-                probe._text(conn, data, time.monotonic())
+    def on_connection(self, peer: Peer, event: Literal["open", "close"], t: float) -> None:
+        endpoint = _ENDPOINTS.get(peer.path)
+        if endpoint is None:
+            return
+        if event == "close":
+            if self._conns.pop(peer.n, None) is not None:
+                self._write({"conn": peer.n, "kind": "close", "t": t})
+            return
+        self._conns[peer.n] = _Conn(peer.n, endpoint)
+        self._write({"conn": peer.n, "kind": "open", "t": t, "endpoint": endpoint,
+                     "model": peer.model, "ua": peer.user_agent})
 
-        async def send_bytes_(ws: web.WebSocketResponse, data: bytes, *args: Any, **kwargs: Any) -> None:
-            await send_bytes(ws, data, *args, **kwargs)
-            conn = _CONN.get()
-            if conn is not None and conn.task:
-                probe._audio(conn, conn.task, bytes(data), time.monotonic(), "tts_first_audio")
-
-        async def write_(resp: web.StreamResponse, data: bytes) -> None:
-            await write(resp, data)
-            conn = _CONN.get()
-            if conn is not None and conn.endpoint == "llm" and not conn.first_token:
-                probe._sse(conn, data, time.monotonic())
-
-        web.WebSocketResponse.send_str = send_str_  # type: ignore[method-assign]
-        web.WebSocketResponse.send_bytes = send_bytes_  # type: ignore[method-assign]
-        web.StreamResponse.write = write_  # type: ignore[method-assign]
-
-    def _tagged(self, endpoint: str, handler: Handler) -> Handler:
-        probe = self
-
-        async def wrapped(request: web.Request, ctx: Any) -> web.StreamResponse:
-            probe._conns += 1
-            conn = _Conn(probe._conns, endpoint, request.query.get("model", ""),
-                         request.headers.get("User-Agent", ""))
-            probe._write({"conn": conn.n, "kind": "open", "t": time.monotonic(), "endpoint": endpoint,
-                          "model": conn.model, "ua": conn.user_agent})
-            token = _CONN.set(conn)
-            try:
-                return await handler(request, ctx)
-            finally:
-                _CONN.reset(token)
-                probe._write({"conn": conn.n, "kind": "close", "t": time.monotonic()})
-
-        return wrapped
+    def on_sent(self, frame: SentFrame, t: float) -> None:
+        conn = self._conns.get(frame.peer.n)
+        if conn is None:
+            return
+        data = frame.data
+        if isinstance(data, str):  # a WebSocket text frame
+            self._text(conn, data, t)
+        elif frame.kind == "binary":
+            if conn.task:
+                self._audio(conn, conn.task, data, t, "tts_first_audio")
+        elif conn.endpoint == "llm" and not conn.first_token:
+            self._sse(conn, data, t)
 
     def _text(self, conn: _Conn, data: str, t: float) -> None:
         try:
@@ -217,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     probe = Probe(args.out, max_audio_s=args.max_audio_s)
-    probe.install()
-    options = EmulatorOptions(
+    options = probe.options(
         api_key=args.api_key,
         realtime_first_delta_s=args.first_delta_s,
         realtime_chunk_ms=args.chunk_ms,

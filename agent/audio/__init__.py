@@ -14,7 +14,7 @@ from agent.audio.devices import (
     list_devices,
     resolve_device,
 )
-from agent.audio.engine import AudioEngine, check_audio
+from agent.audio.engine import AudioEngine
 from agent.audio.microphone import MIC_RATE, MicFrame, Microphone, MicrophoneClosed
 from agent.audio.playout import SOURCE_RATE, Player
 from agent.audio.stats import PlayerStats, PlayState, ResponseStats
@@ -38,7 +38,6 @@ __all__ = [
     "PlayerStats",
     "PlayoutActivity",
     "ResponseStats",
-    "check_audio",
     "devices_command",
     "format_devices",
     "list_devices",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,6 +33,23 @@ class AudioConfigError(ConfigError):
 
     A ConfigError, so the CLI exits 78 with this one-line message.
     """
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """One PortAudio device as `voice-agent devices` lists it."""
+
+    index: int
+    name: str
+    hostapi: str
+    max_input_channels: int
+    max_output_channels: int
+    default_samplerate: float
+    default_input: bool = False
+    default_output: bool = False
+
+    def channels(self, kind: str) -> int:
+        return self.max_output_channels if kind == "output" else self.max_input_channels
 
 
 class Stream(abc.ABC):

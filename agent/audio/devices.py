@@ -11,31 +11,20 @@ Selection rules for `StreamSettings.device`:
 
 No match is a configuration error whose message lists the devices, so the operator can fix the
 config from the log line alone.
+`DeviceInfo` lives in `backend` (re-exported here) so the PortAudio backend need not import
+this module, which imports it lazily.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TextIO
 
-from agent.audio.backend import AudioConfigError
+from agent.audio.backend import AudioConfigError, DeviceInfo
 
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    index: int
-    name: str
-    hostapi: str
-    max_input_channels: int
-    max_output_channels: int
-    default_samplerate: float
-    default_input: bool = False
-    default_output: bool = False
-
-    def channels(self, kind: str) -> int:
-        return self.max_output_channels if kind == "output" else self.max_input_channels
+__all__ = ["DeviceInfo", "DeviceNotFoundError", "devices_command", "format_devices", "list_devices",
+           "load_portaudio", "resolve_device"]
 
 
 class DeviceNotFoundError(AudioConfigError):

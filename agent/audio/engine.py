@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sys
 import threading
@@ -32,8 +31,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar
 
-from agent.audio.backend import AudioConfigError, AudioError, Stream
-from agent.audio.devices import DeviceNotFoundError, load_portaudio, resolve_device
+from agent.audio.backend import AudioError, Stream
+from agent.audio.devices import load_portaudio, resolve_device
 from agent.audio.filebackend import FileOutput, open_file_input
 from agent.audio.microphone import MIC_RATE, Microphone
 from agent.audio.nullbackend import open_null_input, open_null_output
@@ -441,45 +440,3 @@ class AudioEngine:
 def _describe(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-async def check_audio(settings: AudioSettings) -> list[tuple[str, bool, str]]:
-    """For `voice-agent check`: can each configured direction work? [(item, ok, detail)]."""
-    results: list[tuple[str, bool, str]] = []
-    rows = None
-    for kind in ("output", "input"):
-        st = getattr(settings, kind)
-        item = f"audio {kind} ({st.backend})"
-        if st.backend == "null":
-            results.append((item, True, "null backend"))
-        elif st.backend == "file":
-            if kind == "input":
-                from agent.audio.wav import WavError, read_wav_mono
-
-                try:
-                    pcm = read_wav_mono(st.path or "", MIC_RATE)
-                    results.append((item, True, f"{st.path}: {pcm.shape[0] / MIC_RATE:.1f} s"))
-                except WavError as e:
-                    results.append((item, False, str(e)))
-            else:
-                from pathlib import Path
-
-                parent = Path(st.path or ".").resolve().parent
-                ok = parent.is_dir()
-                results.append((item, ok, f"{st.path}" if ok else f"directory {parent} does not exist"))
-        else:
-            try:
-                pa = load_portaudio()
-                if rows is None:
-                    rows = await off_loop(pa.query, OPEN_TIMEOUT_S, "query")
-                dev = resolve_device(st.device, kind, rows)
-                if not rows:
-                    raise AudioError("no audio devices found")
-                preferred = SOURCE_RATE if kind == "output" else MIC_RATE
-                rate = await off_loop(functools.partial(pa.negotiate_rate, dev, kind, preferred), OPEN_TIMEOUT_S, "query")
-                name = next((r.name for r in rows if r.index == dev), "default device")
-                note = "" if rate == preferred else f" (resampled from {preferred} Hz)"
-                results.append((item, True, f"{name} at {rate} Hz{note}"))
-            except (AudioConfigError, DeviceNotFoundError, AudioError, Exception) as e:
-                results.append((item, False, _describe(e) if not isinstance(e, AudioConfigError) else str(e)))
-    return results

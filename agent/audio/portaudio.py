@@ -17,8 +17,7 @@ import time
 
 import sounddevice as sd
 
-from agent.audio.backend import CaptureFn, RenderFn, Stream
-from agent.audio.devices import DeviceInfo
+from agent.audio.backend import CaptureFn, DeviceInfo, RenderFn, Stream
 
 DEFAULT_LATENCY_S = 0.04
 
@@ -79,6 +78,16 @@ def negotiate_rate(device: int | None, kind: str, preferred: int) -> int:
     except (sd.PortAudioError, ValueError):
         info = sd.query_devices(device, kind)
         return int(info["default_samplerate"])
+
+
+def open_problem(device: int | None, kind: str, rate: int) -> str | None:
+    """Why a mono int16 stream at `rate` would not open on `device` (None: it would)."""
+    check = sd.check_output_settings if kind == "output" else sd.check_input_settings
+    try:
+        check(device=device, samplerate=rate, channels=1, dtype="int16")
+    except (sd.PortAudioError, ValueError) as e:
+        return str(e) or type(e).__name__
+    return None
 
 
 class _PortAudioStream(Stream):

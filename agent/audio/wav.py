@@ -1,8 +1,20 @@
-"""WAV input (any PCM/float layout → mono int16 at a chosen rate) and a crash-tolerant WAV writer.
+"""The one WAV module: one RIFF/RF64 reading policy for the daemon, `check`, enrollment and the
+demo, plus a crash-tolerant writer.
 
 Why our own RIFF reader: the stdlib `wave` module (3.10/3.11) rejects WAVE_FORMAT_EXTENSIBLE and
 IEEE-float files, which are what many recorders and editors write. The file backend promises to
-read "any rate or channel count", so we parse the few chunk types that matter ourselves.
+read "any rate or channel count", so we parse the few chunk types that matter ourselves. Every
+reader here shares `_layout`, so `voice-agent check`, the daemon's file backend and enrollment
+accept exactly the same files:
+
+* `RIFF` and `RF64` containers (RF64's 64-bit data size comes from its `ds64` chunk); big-endian
+  `RIFX` is refused;
+* PCM 8/16/24/32/64-bit and IEEE float 32/64, plain or WAVE_FORMAT_EXTENSIBLE; compressed
+  encodings are refused by name;
+* the `fmt ` chunk may come before or after `data`; unknown chunks are skipped;
+* a data size of 0 or 0xFFFFFFFF (a recorder killed mid-write) means "to the end of the file";
+  a file shorter than its declared size yields the frames that are there; a wrong block_align
+  is ignored (the sample size rules).
 
 Why the writer patches its header periodically: the output file stands in for a speaker, and a
 test or demo reads it after the process ends. A clean stop writes the final sizes; a crash
@@ -12,10 +24,13 @@ test or demo reads it after the process ends. A clean stop writes the final size
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -24,10 +39,124 @@ from agent.audio.resample import resample_once
 _PCM = 1
 _FLOAT = 3
 _EXTENSIBLE = 0xFFFE
+_OTHER_TAGS = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "µ-law", 0x0011: "IMA ADPCM", 0x0055: "MP3"}
+_UNKNOWN_SIZE = (0, 0xFFFFFFFF)
 
 
 class WavError(ValueError):
     """The file is not a WAV we can read; the message says why."""
+
+
+@dataclass(frozen=True)
+class WavLayout:
+    """Where a WAV's samples are and how they are encoded (what the header says, checked)."""
+
+    container: str  # RIFF | RF64
+    float: bool
+    channels: int
+    rate: int
+    bits: int
+    data_offset: int
+    data_bytes: int  # whole frames only
+
+    @property
+    def frames(self) -> int:
+        return self.data_bytes // (self.channels * self.bits // 8)
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.rate
+
+    @property
+    def encoding(self) -> str:
+        return ("float" if self.float else "pcm") + str(self.bits)
+
+
+def _layout(f: BinaryIO, size: int) -> WavLayout:
+    """Walk the chunks of a WAV of `size` bytes (the policy in the module docstring)."""
+    head = f.read(12)
+    if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RF64"):
+        if head[:4] == b"RIFX" and head[8:12] == b"WAVE":
+            raise WavError("unsupported WAV container: big-endian RIFX; convert it to a RIFF WAV")
+        raise WavError("not a WAV file (no RIFF/WAVE header)")
+    fmt: tuple[int, int, int, int] | None = None  # tag, channels, rate, bits
+    data: tuple[int, int] | None = None  # offset, bytes present
+    ds64_data: int | None = None
+    pos = 12
+    while pos + 8 <= size and not (fmt and data):
+        f.seek(pos)
+        cid, declared = f.read(4), struct.unpack("<I", f.read(4))[0]
+        body = pos + 8
+        if cid == b"ds64" and declared >= 16:
+            ds64_data = struct.unpack_from("<Q", f.read(16), 8)[0]
+        elif cid == b"fmt ":
+            raw = f.read(min(declared, 64))
+            if declared < 16 or len(raw) < 16:
+                raise WavError("truncated 'fmt ' chunk")
+            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", raw)
+            if tag == _EXTENSIBLE:
+                if len(raw) < 26:
+                    raise WavError("truncated WAVE_FORMAT_EXTENSIBLE header")
+                tag = struct.unpack_from("<H", raw, 24)[0]  # first two bytes of the SubFormat
+            fmt = (tag, channels, rate, bits)
+        elif cid == b"data":
+            if declared == 0xFFFFFFFF and ds64_data is not None:
+                declared = ds64_data
+            present = size - body
+            n = present if declared in _UNKNOWN_SIZE else min(declared, present)
+            data = (body, n)
+        pos = body + declared + (declared & 1)
+    if fmt is None:
+        raise WavError("missing 'fmt ' chunk")
+    if data is None:
+        raise WavError("missing 'data' chunk")
+    tag, channels, rate, bits = fmt
+    if tag not in (_PCM, _FLOAT):
+        name = _OTHER_TAGS.get(tag, f"format tag 0x{tag:04x}")
+        raise WavError(f"unsupported WAV encoding ({name}); convert it to PCM")
+    if channels < 1 or rate < 1:
+        raise WavError(f"invalid WAV format ({channels} channels, {rate} Hz)")
+    width = bits // 8
+    if bits % 8 or width not in (1, 2, 3, 4, 8) or (tag == _FLOAT and width not in (4, 8)):
+        raise WavError(f"unsupported sample size of {bits} bits")
+    align = width * channels
+    offset, n = data
+    return WavLayout(head[:4].decode("ascii"), tag == _FLOAT, channels, rate, bits, offset, n - n % align)
+
+
+def _decode(raw: bytes, layout: WavLayout) -> np.ndarray:
+    """Samples as float32 in [-1, 1], shape (frames, channels)."""
+    width = layout.bits // 8
+    if layout.float:
+        x = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    elif width == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+        x = v.astype(np.float32) / float(1 << 23)
+    elif width == 4:
+        x = (np.frombuffer(raw, "<i4").astype(np.float64) / float(1 << 31)).astype(np.float32)
+    else:
+        x = (np.frombuffer(raw, "<i8").astype(np.float64) / 2.0**63).astype(np.float32)
+    return x.reshape(-1, layout.channels)
+
+
+def parse_wav(data: bytes) -> tuple[WavLayout, np.ndarray]:
+    """A WAV held in memory → its layout and float32 samples (frames, channels)."""
+    layout = _layout(io.BytesIO(data), len(data))
+    raw = data[layout.data_offset : layout.data_offset + layout.data_bytes]
+    return layout, _decode(raw, layout)
+
+
+def wav_info(path: str | os.PathLike[str]) -> WavLayout:
+    """The layout of a WAV file, reading only its headers (OSError if unreadable)."""
+    with Path(path).open("rb") as f:
+        return _layout(f, os.fstat(f.fileno()).st_size)
 
 
 def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
@@ -37,51 +166,22 @@ def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         raw = p.read_bytes()
     except OSError as e:
         raise WavError(f"{p}: cannot read: {e.strerror or e}") from None
-    if len(raw) < 12 or raw[:4] not in (b"RIFF", b"RF64") or raw[8:12] != b"WAVE":
-        raise WavError(f"{p}: not a WAV file (no RIFF/WAVE header)")
-    fmt = None
-    data = None
-    pos = 12
-    while pos + 8 <= len(raw):
-        cid = raw[pos : pos + 4]
-        size = struct.unpack_from("<I", raw, pos + 4)[0]
-        body = raw[pos + 8 : pos + 8 + size]
-        if cid == b"fmt ":
-            fmt = body
-        elif cid == b"data":
-            data = body  # a truncated file (crash) simply yields fewer frames
-            break
-        pos += 8 + size + (size & 1)
-    if fmt is None or len(fmt) < 16:
-        raise WavError(f"{p}: missing or short 'fmt ' chunk")
-    if data is None:
-        raise WavError(f"{p}: missing 'data' chunk")
-    tag, channels, rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
-    if tag == _EXTENSIBLE and len(fmt) >= 26:
-        tag = struct.unpack_from("<H", fmt, 24)[0]  # first two bytes of the sub-format GUID
-    if channels < 1 or rate < 1 or block_align < 1:
-        raise WavError(f"{p}: invalid format (channels={channels}, rate={rate})")
-    width = block_align // channels
-    usable = len(data) - len(data) % block_align
-    buf = data[:usable]
-    if tag == _PCM and width == 1:
-        x = (np.frombuffer(buf, np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif tag == _PCM and width == 2:
-        x = np.frombuffer(buf, "<i2").astype(np.float32) / 32768.0
-    elif tag == _PCM and width == 3:
-        b = np.frombuffer(buf, np.uint8).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        v = np.where(v >= 1 << 23, v - (1 << 24), v)
-        x = v.astype(np.float32) / float(1 << 23)
-    elif tag == _PCM and width == 4:
-        x = np.frombuffer(buf, "<i4").astype(np.float32) / float(1 << 31)
-    elif tag == _FLOAT and width == 4:
-        x = np.frombuffer(buf, "<f4").astype(np.float32)
-    elif tag == _FLOAT and width == 8:
-        x = np.frombuffer(buf, "<f8").astype(np.float32)
-    else:
-        raise WavError(f"{p}: unsupported WAV encoding (format tag {tag}, {bits} bits)")
-    return x.reshape(-1, channels), int(rate)
+    try:
+        layout, x = parse_wav(raw)
+    except WavError as e:
+        raise WavError(f"{p}: {e}") from None
+    return x, layout.rate
+
+
+def encode_wav(mono: np.ndarray, rate: int) -> bytes:
+    """Float mono in [-1, 1] → 16-bit PCM mono WAV bytes (the format every service accepts)."""
+    pcm = np.clip(np.round(np.asarray(mono, dtype=np.float64) * 32767.0), -32768, 32767)
+    body = pcm.astype("<i2").tobytes()
+    return (
+        b"RIFF" + struct.pack("<I", 36 + len(body)) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, _PCM, 1, rate, rate * 2, 2, 16)
+        + b"data" + struct.pack("<I", len(body)) + body
+    )
 
 
 def read_wav_mono(path: str | os.PathLike[str], rate: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.emulator.faults import FaultPlan
+from agent.emulator.observe import ConnectionHook, Observer, SentHook
 
 DEFAULT_API_KEY = "sk-emulator"
 
@@ -35,6 +36,9 @@ class EmulatorOptions:
     cosyvoice_speed: float = 4.0
     realtime_session_max_s: float = 7200.0
     voice_quota: int = 1000  # per model family, like the per-account cloud quota
+    # Observation hooks (see observe.py): what is sent, and when; None = not observed.
+    on_sent: SentHook | None = field(default=None, repr=False, compare=False)
+    on_connection: ConnectionHook | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -66,6 +70,7 @@ class EmulatorContext:
         self.stores = Stores()
         self.base_url = ""  # set by Emulator.start(); needed for upload_host
         self.log = logging.getLogger("agent.emulator")
+        self.observer = Observer(self.options)
 
     # kept as attributes too so handlers can write ctx.voices / ctx.uploads
     @property

@@ -59,7 +59,9 @@ class CosyConnection:
         self.ws = ws
         self.ctx = ctx
         self.faults = faults
-        self.out = Outbox(ws, request, faults, self._fatal_frames)
+        self.out = Outbox(
+            ws, request, faults, self._fatal_frames, on_sent=ctx.observer.reporter()
+        )
         self.task: Task | None = None
         self.used_ids: set[str] = set()
         self.idle_since = time.monotonic()

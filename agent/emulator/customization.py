@@ -1,275 +1,27 @@
-"""`POST /api/v1/services/audio/tts/customization`: dispatch, input validation, CosyVoice voices.
+"""`POST /api/v1/services/audio/tts/customization`: the envelope check and dispatch by model.
 
 One endpoint serves three model families (`voice-enrollment`, `qwen-voice-enrollment`,
-`qwen-voice-design`) that differ in action words and id fields; this module owns the envelope,
-the shared validators and the CosyVoice (`voice-enrollment`) lifecycle. The Qwen families live in
-`qwen_voices.py`.
+`qwen-voice-design`) that differ in action words and id fields. The CosyVoice family lives in
+`cosy_voices.py`, the Qwen families in `qwen_voices.py`, their shared helpers in
+`customization_common.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import re
-import secrets
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from aiohttp import web
 
-from agent.emulator import audio_io
+from agent.emulator import qwen_voices
 from agent.emulator.context import EmulatorContext
-from agent.emulator.errors import ApiError, invalid, request_id
-from agent.emulator.http_api import json_response, read_json
+from agent.emulator.cosy_voices import COSY_ACTIONS
+from agent.emulator.customization_common import Action
+from agent.emulator.errors import ApiError, invalid
+from agent.emulator.httputil import json_response, read_json
 
-Action = Callable[[web.Request, EmulatorContext, dict[str, Any], dict[str, Any]], Awaitable[dict]]
-
-PREFIX_RE = re.compile(r"^[a-z0-9]{1,10}$")
-COSY_LANGUAGES = {"zh", "en", "fr", "de", "ja", "ko", "ru"}
-PREVIEW_RATES = {8000, 16000, 22050, 24000, 44100, 48000}
-UNDEPLOYED_MARKER = "undeployed"
-QUOTA_MESSAGE = "Maximum voice storage limit exceeded, please delete existing voices."
-COSY_MIN_RATE = 16000
-COSY_MIN_SPEECH_S = 5.0
-
-
-# --- shared helpers -----------------------------------------------------------------------------
-
-
-def gmt(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def get_str(inp: dict[str, Any], key: str, *, required: bool = True, max_len: int = 0) -> str:
-    value = inp.get(key)
-    if value is None:
-        if required:
-            raise invalid(f"Missing required parameter '{key}'.")
-        return ""
-    if not isinstance(value, str):
-        raise invalid(f"Parameter '{key}' must be a string.")
-    if required and not value.strip():
-        raise invalid(f"Parameter '{key}' must not be empty.")
-    if max_len and len(value) > max_len:
-        raise invalid(f"Parameter '{key}' exceeds {max_len} characters.")
-    return value
-
-
-def get_int(inp: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
-    value = inp.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"Parameter '{key}' must be an integer.")
-    if not lo <= value <= hi:
-        raise invalid(f"Parameter '{key}' must be in [{lo}, {hi}].")
-    return value
-
-
-def page(items: list[dict[str, Any]], inp: dict[str, Any]) -> tuple[list[dict], int, int]:
-    index = get_int(inp, "page_index", 0, 0, 1_000_000)
-    size = get_int(inp, "page_size", 10, 0, 1_000_000)
-    return items[index * size : (index + 1) * size], index, size
-
-
-def preview_audio(text: str, parameters: dict[str, Any], formats: set[str]) -> dict[str, Any]:
-    """`preview_audio` for a designed voice, spoken by the emulator's synthesizer."""
-    rate = parameters.get("sample_rate", 24000)
-    if isinstance(rate, bool) or rate not in PREVIEW_RATES:
-        raise invalid(f"parameters.sample_rate must be one of {sorted(PREVIEW_RATES)}.")
-    fmt = parameters.get("response_format", "wav")
-    if fmt not in formats:
-        raise invalid(
-            f"parameters.response_format {fmt!r} is not supported by the emulator "
-            f"(supported: {', '.join(sorted(formats))})."
-        )
-    pcm = audio_io.speech_pcm(text, rate)
-    data = audio_io.wav_bytes(pcm, rate) if fmt == "wav" else pcm.astype("<i2").tobytes()
-    return {
-        "data": base64.b64encode(data).decode("ascii"),
-        "sample_rate": rate,
-        "response_format": fmt,
-    }
-
-
-def envelope(request: web.Request, output: dict[str, Any] | None, count: int = 1) -> dict:
-    body: dict[str, Any] = {"usage": {"count": count}, "request_id": request_id(request)}
-    if output is not None:
-        body["output"] = output
-    return body
-
-
-def check_language_hints(inp: dict[str, Any]) -> list[str] | None:
-    hints = inp.get("language_hints")
-    if hints is None:
-        return None
-    if not isinstance(hints, list) or not all(isinstance(h, str) for h in hints):
-        raise invalid("Parameter 'language_hints' must be an array of strings.")
-    if hints and hints[0] not in COSY_LANGUAGES:
-        raise invalid(f"language_hints[0] must be one of {sorted(COSY_LANGUAGES)}.")
-    return hints
-
-
-# --- CosyVoice: model "voice-enrollment" --------------------------------------------------------
-
-
-def _status(rec: dict[str, Any]) -> str:
-    return "DEPLOYING" if time.time() < rec["ready_at"] else rec["final_status"]
-
-
-def _cosy_voice(ctx: EmulatorContext, inp: dict[str, Any]) -> dict[str, Any]:
-    voice_id = get_str(inp, "voice_id")
-    rec = ctx.stores.cosy_voices.get(voice_id)
-    if rec is None:
-        raise ApiError(400, "BadRequest.ResourceNotExist", "The Required resource not exist.")
-    return rec
-
-
-def _check_cosy_sample(sample: audio_io.AudioSample) -> str:
-    """Synchronous audio errors are raised; problems found in "review" return UNDEPLOYED."""
-    if sample.data is None:
-        return "OK"
-    kind = audio_io.sniff(sample.data)
-    if kind is None:
-        raise ApiError(400, "Audio.DecoderError", "Decoder audio file failed.")
-    if kind != "wav":
-        return "OK"  # MP3/M4A are accepted unchecked: the emulator has no decoder for them
-    try:
-        info = audio_io.analyze_wav(sample.data)
-    except ValueError:
-        raise ApiError(400, "Audio.DecoderError", "Decoder audio file failed.") from None
-    if info.duration_s > audio_io.MAX_DURATION_S:
-        raise ApiError(
-            400, "Audio.DurationLimitError", "Audio duration exceeds maximum allowed limit."
-        )
-    if info.rate < COSY_MIN_RATE:
-        raise ApiError(400, "Audio.AudioRateError", "File sample rate unsupported.")
-    if info.longest_speech_s < 1.0:
-        raise ApiError(500, "InternalError", "request asr failed")
-    return "OK" if info.longest_speech_s >= COSY_MIN_SPEECH_S else "UNDEPLOYED"
-
-
-def _check_target(target_model: str) -> None:
-    if not target_model.startswith(("cosyvoice-", "qwen-audio-")):
-        raise invalid(f"target_model '{target_model}' does not support voice customization.")
-
-
-async def cosy_create(request, ctx, inp, params) -> dict:
-    target_model = get_str(inp, "target_model")
-    _check_target(target_model)
-    prefix = get_str(inp, "prefix")
-    if not PREFIX_RE.match(prefix):
-        raise invalid("Parameter 'prefix' must be 1-10 characters of lowercase letters and digits.")
-    hints = check_language_hints(inp)
-    if len(ctx.stores.cosy_voices) >= ctx.options.voice_quota:
-        raise ApiError(400, "Throttling.AllocationQuota", QUOTA_MESSAGE)
-    output: dict[str, Any] = {}
-    if "voice_prompt" in inp:  # voice design: no sample, a prompt and a preview
-        prompt = get_str(inp, "voice_prompt", max_len=500)
-        preview_text = get_str(inp, "preview_text", max_len=200)
-        voice_id = f"{target_model}-vd-{prefix}-{secrets.token_hex(4)}"
-        output["preview_audio"] = preview_audio(preview_text, params, {"wav", "pcm"})
-        link, final = "", "OK"
-        extra = {"voice_prompt": prompt, "preview_text": preview_text}
-    else:
-        url = get_str(inp, "url")
-        sample = audio_io.resolve_sample(request, ctx, url, "url")
-        final = _check_cosy_sample(sample)
-        voice_id = f"{target_model}-{prefix}-{secrets.token_hex(4)}"
-        link, extra = sample.link, {}
-    if UNDEPLOYED_MARKER in prefix or UNDEPLOYED_MARKER in link:
-        final = "UNDEPLOYED"
-    now = time.time()
-    ctx.stores.cosy_voices[voice_id] = {
-        "voice_id": voice_id,
-        "target_model": target_model,
-        "prefix": prefix,
-        "resource_link": link,
-        "language_hints": hints,
-        "created": now,
-        "modified": now,
-        "ready_at": now + ctx.options.enroll_delay_s,
-        "final_status": final,
-        **extra,
-    }
-    ctx.log.info("voice %s created (%s after review)", voice_id, final)
-    output["voice_id"] = voice_id
-    return envelope(request, output)
-
-
-async def cosy_list(request, ctx, inp, params) -> dict:
-    prefix = get_str(inp, "prefix", required=False)
-    voices = sorted(ctx.stores.cosy_voices.values(), key=lambda r: r["created"], reverse=True)
-    if prefix:
-        voices = [v for v in voices if v["prefix"] == prefix]
-    chunk, _, _ = page(voices, inp)
-    voice_list = [
-        {
-            "gmt_create": gmt(v["created"]),
-            "voice_id": v["voice_id"],
-            "gmt_modified": gmt(v["modified"]),
-            "status": _status(v),
-        }
-        for v in chunk
-    ]
-    return envelope(request, {"voice_list": voice_list})
-
-
-async def cosy_query(request, ctx, inp, params) -> dict:
-    rec = _cosy_voice(ctx, inp)
-    return envelope(
-        request,
-        {
-            "gmt_create": gmt(rec["created"]),
-            "resource_link": rec["resource_link"],
-            "target_model": rec["target_model"],
-            "gmt_modified": gmt(rec["modified"]),
-            "status": _status(rec),
-        },
-    )
-
-
-async def cosy_update(request, ctx, inp, params) -> dict:
-    rec = _cosy_voice(ctx, inp)
-    url = get_str(inp, "url")
-    sample = audio_io.resolve_sample(request, ctx, url, "url")
-    final = _check_cosy_sample(sample)
-    now = time.time()
-    rec.update(
-        resource_link=sample.link,
-        modified=now,
-        ready_at=now + ctx.options.enroll_delay_s,  # a new sample goes through review again
-        final_status="UNDEPLOYED" if UNDEPLOYED_MARKER in sample.link else final,
-    )
-    return envelope(request, {})
-
-
-async def cosy_delete(request, ctx, inp, params) -> dict:
-    rec = _cosy_voice(ctx, inp)
-    del ctx.stores.cosy_voices[rec["voice_id"]]
-    return envelope(request, {})
-
-
-COSY_ACTIONS: dict[str, Action] = {
-    "create_voice": cosy_create,
-    "list_voice": cosy_list,
-    "query_voice": cosy_query,
-    "update_voice": cosy_update,
-    "delete_voice": cosy_delete,
+FAMILIES: dict[str, dict[str, Action]] = {
+    "voice-enrollment": COSY_ACTIONS,
+    "qwen-voice-enrollment": qwen_voices.ENROLLMENT_ACTIONS,
+    "qwen-voice-design": qwen_voices.DESIGN_ACTIONS,
 }
-
-
-# --- dispatch -----------------------------------------------------------------------------------
-
-
-def _families() -> dict[str, dict[str, Action]]:
-    from agent.emulator import qwen_voices
-
-    return {
-        "voice-enrollment": COSY_ACTIONS,
-        "qwen-voice-enrollment": qwen_voices.ENROLLMENT_ACTIONS,
-        "qwen-voice-design": qwen_voices.DESIGN_ACTIONS,
-    }
 
 
 async def handle(request: web.Request, ctx: EmulatorContext) -> web.StreamResponse:
@@ -279,7 +31,7 @@ async def handle(request: web.Request, ctx: EmulatorContext) -> web.StreamRespon
         raise invalid("Missing required parameter 'model'.")
     if not isinstance(model, str):
         raise invalid("Parameter 'model' must be a string.")
-    actions = _families().get(model)
+    actions = FAMILIES.get(model)
     if actions is None:
         raise ApiError(404, "ModelNotFound", f"Model not exist: {model}")
     inp = body.get("input")

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from agent.emulator import audio_io
 from agent.emulator.context import EmulatorContext
-from agent.emulator.customization import (
+from agent.emulator.customization_common import (
     QUOTA_MESSAGE,
     Action,
     envelope,

@@ -79,7 +79,9 @@ class RealtimeSession:
         self.conversation_id = new_id("conv")
         self.ws = ws
         self.faults = faults
-        self.out = Outbox(ws, request, faults, self._fatal_frames)
+        self.out = Outbox(
+            ws, request, faults, self._fatal_frames, on_sent=ctx.observer.reporter()
+        )
         self.audio = InputAudio()
         self.audio.configure(self.session["turn_detection"], 16000)
         self.response: ResponseStream | None = None

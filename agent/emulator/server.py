@@ -26,7 +26,7 @@ from agent.emulator.errors import (
     for_status,
 )
 from agent.emulator.faults import FaultPlan, FaultSpecError
-from agent.emulator.http_api import add_routes
+from agent.emulator.routes import add_routes
 
 log = logging.getLogger("agent.emulator")
 

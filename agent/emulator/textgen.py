@@ -19,7 +19,7 @@ from agent.emulator.answers import answer_for, count_tokens, tokens_of
 from agent.emulator.context import EmulatorContext
 from agent.emulator.errors import compact, for_status, invalid, openai_error_body, request_id
 from agent.emulator.faults import ConnectionFaults
-from agent.emulator.http_api import (
+from agent.emulator.httputil import (
     abort_connection,
     connection_faults,
     json_response,
@@ -143,8 +143,10 @@ class _Streamer:
         return self.cf.malformed and self.sent == after
 
     async def write(self, chunk: str) -> None:
-        await self.response.write(chunk.encode("utf-8"))
+        data = chunk.encode("utf-8")
+        await self.response.write(data)
         self.sent += 1
+        self.ctx.observer.sent(None, data, sse=True)
 
 
 # --- native: /api/v1/services/aigc/text-generation/generation ------------------------------------

@@ -24,7 +24,7 @@ from aiohttp import web
 from agent.emulator.context import EmulatorContext, StoredUpload
 from agent.emulator.errors import invalid, request_id
 from agent.emulator.faults import FAULTS_HEADER, FaultSpecError
-from agent.emulator.http_api import abort_connection, json_response, wait_until_client_leaves
+from agent.emulator.httputil import abort_connection, json_response, wait_until_client_leaves
 
 SINK_PATH = "/_oss/upload"
 BUCKET = "dashscope-emulator"

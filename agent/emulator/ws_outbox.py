@@ -45,12 +45,14 @@ class Outbox:
         faults: ConnectionFaults,
         fatal_frames: FatalFrames,
         fatal_close_code: int = 1011,
+        on_sent: Callable[[str | bytes], None] | None = None,
     ) -> None:
         self._ws = ws
         self._request = request
         self._faults = faults
         self._fatal_frames = fatal_frames
         self._fatal_close_code = fatal_close_code
+        self._on_sent = on_sent  # the emulator's observation hook, bound to this connection
         self._queue: asyncio.Queue[tuple[float, _Item]] = asyncio.Queue()
         self._rng = random.Random()
         self._loop = asyncio.get_running_loop()
@@ -161,6 +163,8 @@ class Outbox:
         else:
             await self._ws.send_bytes(frame)
         self.sent += 1
+        if self._on_sent is not None:
+            self._on_sent(frame)
 
     async def _inject(self) -> None:
         """Frames due after what was just written (an error event also ends the connection)."""

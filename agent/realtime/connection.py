@@ -16,6 +16,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from agent.account import DashScopeAccount
 from agent.realtime import protocol
 from agent.secrets import redact
 
@@ -40,10 +41,7 @@ class ConnectFailed(Exception):
 
 
 def auth_headers(api_key: str, workspace: str | None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {api_key}", "user-agent": "voice-agent"}
-    if workspace:
-        headers["X-DashScope-WorkSpace"] = workspace
-    return headers
+    return DashScopeAccount(api_key, workspace).ws_headers({"user-agent": "voice-agent"})
 
 
 async def open_socket(

@@ -44,6 +44,7 @@ from typing import Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from agent.account import DashScopeAccount
 from agent.backoff import Backoff
 from agent.secrets import redact
 from agent.tts.errors import SynthesisAuthError, SynthesisError
@@ -196,9 +197,7 @@ class SocketPool:
         self.reconnects = 0  # unplanned: failures and server closes
         self.tasks_started = 0
         self.last_error: str | None = None
-        self._headers = {"Authorization": f"Bearer {api_key}"}
-        if workspace:
-            self._headers["X-DashScope-WorkSpace"] = workspace
+        self._headers = DashScopeAccount(api_key, workspace).ws_headers()
         self._proxy = proxy
         self._conn: Connection | None = None
         self._attempt: asyncio.Future[Connection] | None = None

@@ -3,20 +3,22 @@
 Format is decided by content (magic bytes), never by file name: a `.wav` that is really an MP3, or a
 renamed text file, must be handled for what it is before anything is uploaded.
 
-WAV is parsed here rather than with the stdlib `wave` module because `wave` (Python ≤ 3.11) rejects
-WAVE_FORMAT_EXTENSIBLE and IEEE-float files, which ordinary recorders (sox for 24-bit, Audacity,
-many phones) write; we want to *convert* those, not reject them. MP3 and M4A are only scanned (frame
+WAV is parsed by `agent.audio.wav` (one RIFF/RF64 policy for the daemon, `check` and enrollment)
+rather than with the stdlib `wave` module, which rejects WAVE_FORMAT_EXTENSIBLE and IEEE-float
+files that ordinary recorders (sox for 24-bit, Audacity, many phones) write; we want to *convert*
+those, not reject them. MP3 and M4A are only scanned (frame
 headers / MP4 boxes) for duration, sample rate and channels, which is all the local checks need;
 decoding them needs an external tool (see `samples.decode_external`).
 """
 
 from __future__ import annotations
 
-import io
 import struct
 from dataclasses import dataclass
 
 import numpy as np
+
+from agent.audio.wav import WavError, parse_wav
 
 WAV, MP3, M4A = "wav", "mp3", "m4a"
 MIME = {WAV: "audio/wav", MP3: "audio/mpeg", M4A: "audio/mp4"}
@@ -96,88 +98,17 @@ def describe_unknown(data: bytes) -> str:
 
 
 # --- WAV ----------------------------------------------------------------------------------------
-
-_PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
-_OTHER_TAGS = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "µ-law", 0x0011: "IMA ADPCM", 0x0055: "MP3"}
+# One RIFF/RF64 policy for the whole program: `agent.audio.wav` (see its docstring).
 
 
 def read_wav(data: bytes) -> WavAudio:
-    """Decode a RIFF/WAVE file (PCM 8/16/24/32-bit, float 32/64, plain or extensible)."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        kind = {b"RIFX": "big-endian RIFX", b"RF64": "RF64"}.get(data[:4], "non-RIFF")
-        raise AudioFormatError(f"{kind} WAV is not supported")
-    fmt: tuple[int, int, int, int, int] | None = None  # tag, channels, rate, block_align, bits
-    pcm: bytes | None = None
-    pos = 12
-    while pos + 8 <= len(data):
-        cid, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        body = pos + 8
-        if cid == b"fmt ":
-            if size < 16 or body + 16 > len(data):
-                raise AudioFormatError("truncated 'fmt ' chunk")
-            tag, ch, rate, _brate, align, bits = struct.unpack_from("<HHIIHH", data, body)
-            if tag == _EXTENSIBLE:
-                if size < 40 or body + 40 > len(data):
-                    raise AudioFormatError("truncated WAVE_FORMAT_EXTENSIBLE header")
-                tag = struct.unpack_from("<H", data, body + 24)[0]  # first 2 bytes of SubFormat
-            fmt = (tag, ch, rate, align, bits)
-        elif cid == b"data":
-            # Recorders killed mid-write leave 0 or 0xFFFFFFFF here: take what is there.
-            end = len(data) if size in (0, 0xFFFFFFFF) else min(body + size, len(data))
-            pcm = data[body:end]
-            if fmt is not None:
-                break
-        pos = body + size + (size & 1)
-    if fmt is None:
-        raise AudioFormatError("no 'fmt ' chunk")
-    if pcm is None:
-        raise AudioFormatError("no 'data' chunk")
-    tag, channels, rate, align, bits = fmt
-    if tag not in (_PCM, _FLOAT):
-        name = _OTHER_TAGS.get(tag, f"format tag 0x{tag:04x}")
-        raise AudioFormatError(f"compressed WAV encoding ({name}) is not supported")
-    if channels < 1 or rate < 1:
-        raise AudioFormatError(f"invalid header ({channels} channels, {rate} Hz)")
-    width = bits // 8
-    if bits % 8 or width not in (1, 2, 3, 4, 8) or (tag == _FLOAT and width not in (4, 8)):
-        raise AudioFormatError(f"unsupported sample size of {bits} bits")
-    if align != width * channels:
-        align = width * channels  # some writers get block_align wrong; the sample size rules
-    frames = len(pcm) // align
-    raw = pcm[: frames * align]
-    samples = _decode_pcm(raw, tag, width).reshape(frames, channels)
-    encoding = ("float" if tag == _FLOAT else "pcm") + str(bits)
-    info = AudioInfo(WAV, encoding, rate, channels, frames / rate)
+    """Decode a WAV held in memory (the policy of `agent.audio.wav`); AudioFormatError if not."""
+    try:
+        layout, samples = parse_wav(data)
+    except WavError as e:
+        raise AudioFormatError(str(e)) from None
+    info = AudioInfo(WAV, layout.encoding, layout.rate, layout.channels, layout.seconds)
     return WavAudio(info, samples)
-
-
-def _decode_pcm(raw: bytes, tag: int, width: int) -> np.ndarray:
-    if tag == _FLOAT:
-        out = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8").astype(np.float32)
-        return np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=-1.0)
-    if width == 1:
-        return (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    if width == 2:
-        return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    if width == 3:
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        v = np.where(v & 0x800000, v - 0x1000000, v)
-        return v.astype(np.float32) / 8388608.0
-    if width == 4:
-        return (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
-    return (np.frombuffer(raw, dtype="<i8").astype(np.float64) / 2.0**63).astype(np.float32)
-
-
-def encode_wav(mono: np.ndarray, rate: int) -> bytes:
-    """Float mono in [-1, 1] → 16-bit PCM mono WAV bytes (the format every service accepts)."""
-    pcm = np.clip(np.round(np.asarray(mono, dtype=np.float64) * 32767.0), -32768, 32767)
-    body = pcm.astype("<i2").tobytes()
-    buf = io.BytesIO()
-    buf.write(b"RIFF" + struct.pack("<I", 36 + len(body)) + b"WAVE")
-    buf.write(b"fmt " + struct.pack("<IHHIIHH", 16, _PCM, 1, rate, rate * 2, 2, 16))
-    buf.write(b"data" + struct.pack("<I", len(body)) + body)
-    return buf.getvalue()
 
 
 # --- MP3 ----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from agent.account import DashScopeAccount
 from agent.config import EX_CONFIG, ConfigError, Settings, load_settings
 from agent.endpoints import resolve_endpoints
 from agent.secrets import redact, resolve_api_key
@@ -72,10 +73,8 @@ async def voices_command(args: argparse.Namespace, *, options: EnsureOptions | N
             "to qwen (omni mode) or cosyvoice (pipeline mode) to manage cloned voices"
         )
     async with aiohttp.ClientSession() as http:
-        client = CustomizationClient(
-            http, endpoints, api_key, workspace=settings.dashscope.workspace,
-            options=options.client, log=log,
-        )
+        account = DashScopeAccount(api_key, settings.dashscope.workspace, settings.dashscope.region, endpoints)
+        client = CustomizationClient.for_account(http, account, options=options.client, log=log)
         cache = VoiceCache(state_dir, log=log)
         if action == "list":
             return await _list(plan, client, cache, as_json)

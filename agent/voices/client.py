@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from agent import __version__
+from agent.account import DashScopeAccount
 from agent.endpoints import Endpoints
 from agent.secrets import redact
 from agent.voices.errors import (
@@ -50,6 +51,7 @@ class ClientOptions:
     backoff_max_s: float = 8.0
     page_size: int = 100
     max_pages: int = 100
+    user_agent: str = f"voice-agent/{__version__}"
 
 
 @dataclass
@@ -97,26 +99,37 @@ class CustomizationClient:
     ) -> None:
         self.session = session
         self.endpoints = endpoints
-        self._api_key = api_key
+        self.account = DashScopeAccount(api_key, workspace, endpoints=endpoints)
         self.workspace = workspace
         self.options = options or ClientOptions()
         self.log = log or logging.getLogger("voice-agent.voices")
 
     # --- plumbing ---------------------------------------------------------------------------
 
+    @classmethod
+    def for_account(
+        cls,
+        session: aiohttp.ClientSession,
+        account: DashScopeAccount,
+        *,
+        options: ClientOptions | None = None,
+        log: logging.Logger | None = None,
+    ) -> CustomizationClient:
+        """A client for `account` (which must carry its endpoints)."""
+        assert account.endpoints is not None, "the account's endpoints are needed for requests"
+        return cls(session, account.endpoints, account.api_key, workspace=account.workspace,
+                   options=options, log=log)
+
     def _headers(self, *, oss: bool = False, json_body: bool = True) -> dict[str, str]:
         h = {
-            "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",
-            "User-Agent": f"voice-agent/{__version__}",
+            "User-Agent": self.options.user_agent,
         }
         if json_body:
             h["Content-Type"] = "application/json; charset=utf-8"
-        if self.workspace:
-            h["X-DashScope-WorkSpace"] = self.workspace
         if oss:
             h[OSS_RESOLVE_HEADER] = "enable"
-        return h
+        return self.account.headers(h)
 
     async def _once(
         self, method: str, url: str, *, action: str, timeout_s: float, **kwargs: Any
@@ -193,6 +206,14 @@ class CustomizationClient:
         return await self._retrying(
             "POST", self.endpoints.customization, action=str(inp.get("action")), what=what,
             json=body, headers=self._headers(oss=oss),
+        )
+
+    async def call_once(self, model: str, inp: dict[str, Any]) -> dict[str, Any]:
+        """Exactly one read-only customization call; CallFailed says what went wrong (`check`)."""
+        return await self._once(
+            "POST", self.endpoints.customization, action=str(inp.get("action")),
+            timeout_s=self.options.request_timeout_s, json={"model": model, "input": inp},
+            headers=self._headers(),
         )
 
     async def create_once(

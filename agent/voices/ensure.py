@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from agent.account import DashScopeAccount
 from agent.config import ConfigError, Settings
 from agent.endpoints import Endpoints
 from agent.voices import samples
@@ -125,10 +126,8 @@ async def ensure_voice(
         plan = dataclasses.replace(plan, digest=prepared.digest)
     try:
         async with _http(session) as http:
-            client = CustomizationClient(
-                http, endpoints, api_key, workspace=settings.dashscope.workspace,
-                options=options.client, log=log,
-            )
+            account = DashScopeAccount(api_key, settings.dashscope.workspace, settings.dashscope.region, endpoints)
+            client = CustomizationClient.for_account(http, account, options=options.client, log=log)
             cache = VoiceCache(state_dir, log=log)
             try:
                 async with cache.locked(options.lock_timeout_s):

@@ -7,8 +7,11 @@ one target model fails on another), so the family must fit the mode:
 - pipeline speaks through CosyVoice → family `cosyvoice` (target model = `pipeline.tts_model`)
 - `preset` uses a system voice (`voice.preset`) in either mode, nothing is enrolled.
 
-`check_voice_config` is cheap and offline, so config validation (and `voice-agent check`) can call
-it; the sample's audio is only analysed at enrollment (`samples.prepare_sample`).
+The family ↔ mode rule is config data (`agent.config.FAMILIES_FOR_MODE`, checked by
+`config.validate`). `check_voice_config` adds the rest (sample file, design-prompt limits, languages);
+it is cheap and offline, and the composition root calls it at start-up (`cli` for run / check /
+voices, `daemon.preflight`); the sample's audio is only analysed at enrollment
+(`samples.prepare_sample`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import ConfigError, Settings
+from agent.config import ConfigError, Settings, check_family_fits_mode
 from agent.voices.cache import CacheKey
 
-FAMILIES_FOR_MODE = {"omni": ("qwen", "preset"), "pipeline": ("cosyvoice", "preset")}
 MODEL_KEY = {"qwen": "omni.model", "cosyvoice": "pipeline.tts_model"}
 QWEN_LANGUAGES = ("zh", "en", "de", "it", "pt", "es", "ja", "ko", "fr", "ru")
 COSY_LANGUAGES = ("zh", "en", "fr", "de", "ja", "ko", "ru")
@@ -82,17 +84,7 @@ def text_digest(text: str) -> str:
 def check_voice_config(settings: Settings) -> None:
     """Offline checks of the `voice` section against the mode; ConfigError (exit 78) if wrong."""
     v, src = settings.voice, settings.source
-    fits = FAMILIES_FOR_MODE[settings.mode]
-    if v.family not in fits:
-        why = (
-            "omni speaks through the Qwen-Omni model, which takes qwen voices"
-            if settings.mode == "omni"
-            else "pipeline speaks through CosyVoice, which takes cosyvoice voices"
-        )
-        raise ConfigError(
-            f"{src}: voice.family: '{v.family}' does not fit mode '{settings.mode}': {why}; use "
-            f"voice.family {' or '.join(fits)} (preset = a system voice in voice.preset)"
-        )
+    check_family_fits_mode(settings)
     if v.family == "preset":
         if not v.preset:
             raise ConfigError(f"{src}: voice.preset: required when voice.family is preset")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from agent.audio.wav import encode_wav
 from agent.voices import audioformats as af
 from agent.voices.errors import SampleError
 
@@ -240,13 +241,14 @@ def _prepare_wav(p: Path, data: bytes, wav: af.WavAudio, mono: np.ndarray, famil
     if family == "qwen":
         target = min(max(rate, QWEN_MIN_RATE_HZ), QWEN_MAX_RATE_HZ)
     digest = file_digest(data)
-    if info.channels == 1 and info.encoding == "pcm16" and target == rate:
+    # As it is only when the services can read it as it is (a plain RIFF; RF64 is re-encoded).
+    if info.channels == 1 and info.encoding == "pcm16" and target == rate and data[:4] == b"RIFF":
         return PreparedSample(p, data, af.MIME[af.WAV], af.WAV, digest, info, rate, False)
     out = mono
     if target != rate:
         out = soxr.resample(mono.astype(np.float32), rate, target, quality="HQ")
     return PreparedSample(
-        p, af.encode_wav(out, target), af.MIME[af.WAV], af.WAV, digest, info, target, True
+        p, encode_wav(out, target), af.MIME[af.WAV], af.WAV, digest, info, target, True
     )
 
 
@@ -279,7 +281,7 @@ def _prepare_compressed(
         )
     target = min(max(info.sample_rate, QWEN_MIN_RATE_HZ), QWEN_MAX_RATE_HZ)
     out = soxr.resample(decoded.astype(np.float32), info.sample_rate, target, quality="HQ")
-    return PreparedSample(p, af.encode_wav(out, target), af.MIME[af.WAV], af.WAV, digest, info, target, True)
+    return PreparedSample(p, encode_wav(out, target), af.MIME[af.WAV], af.WAV, digest, info, target, True)
 
 
 def _fit_data_uri(prepared: PreparedSample, checker: _Checker) -> PreparedSample:
@@ -289,7 +291,7 @@ def _fit_data_uri(prepared: PreparedSample, checker: _Checker) -> PreparedSample
     if prepared.format == af.WAV and prepared.sample_rate > QWEN_MIN_RATE_HZ:
         mono = af.read_wav(prepared.data).samples[:, 0]
         out = soxr.resample(mono, prepared.sample_rate, QWEN_MIN_RATE_HZ, quality="HQ")
-        data = af.encode_wav(out, QWEN_MIN_RATE_HZ)
+        data = encode_wav(out, QWEN_MIN_RATE_HZ)
         if _b64_len(len(data)) <= MAX_BYTES:
             prepared.data, prepared.sample_rate, prepared.converted = data, QWEN_MIN_RATE_HZ, True
             return prepared

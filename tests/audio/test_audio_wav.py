@@ -8,7 +8,7 @@ import wave
 import numpy as np
 import pytest
 
-from agent.audio.wav import WavError, WavWriter, read_wav_mono
+from agent.audio.wav import WavError, WavWriter, encode_wav, parse_wav, read_wav_mono, wav_info
 
 pytestmark = pytest.mark.unit
 
@@ -85,3 +85,101 @@ def test_writer_header_valid_while_open_and_after_close(tmp_path):
         assert r.getnframes() == 1500
         data = np.frombuffer(r.readframes(1500), "<i2")
     assert np.array_equal(data[1000:], np.arange(500))
+
+
+# --- one RIFF/RF64 policy: the daemon, `voice-agent check` and enrollment agree -------------------
+
+
+def rf64(path, pcm: np.ndarray, rate: int, unknown_size: bool = True) -> None:
+    """An RF64 WAV: sizes 0xFFFFFFFF in the RIFF fields, the real ones in a `ds64` chunk."""
+    payload = pcm.astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    ds64 = struct.pack("<QQQI", 4 + 36 + 8 + len(fmt) + 8 + len(payload), len(payload), len(pcm), 0)
+    size = 0xFFFFFFFF if unknown_size else len(payload)
+    body = b"WAVE" + b"ds64" + struct.pack("<I", len(ds64)) + ds64
+    body += b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", size) + payload
+    path.write_bytes(b"RF64" + struct.pack("<I", 0xFFFFFFFF) + body)
+
+
+def verdicts(path) -> tuple[bool, bool, bool]:
+    """(daemon file backend, `check`, enrollment): does each accept the file?"""
+    from agent.check.local import _check_file_input
+    from agent.config import StreamSettings
+    from agent.voices import audioformats
+
+    try:
+        read_wav_mono(path, 16000)
+        daemon = True
+    except WavError:
+        daemon = False
+    check = _check_file_input(StreamSettings(backend="file", path=str(path))).ok
+    try:
+        audioformats.read_wav(path.read_bytes())
+        enrollment = True
+    except audioformats.AudioFormatError:
+        enrollment = False
+    return daemon, check, enrollment
+
+
+@pytest.mark.unit
+def test_an_rf64_file_is_read_by_the_daemon_check_and_enrollment_alike(tmp_path):
+    pcm = (tone(16000) * 32767).astype(np.int16)
+    rf64(tmp_path / "long.wav", pcm, 16000)
+    assert verdicts(tmp_path / "long.wav") == (True, True, True)
+    check_tone(read_wav_mono(tmp_path / "long.wav", 16000))
+    info = wav_info(tmp_path / "long.wav")
+    assert (info.container, info.rate, info.channels, info.frames) == ("RF64", 16000, 1, len(pcm))
+    from agent.check.local import _check_file_input
+    from agent.config import StreamSettings
+
+    result = _check_file_input(StreamSettings(backend="file", path=str(tmp_path / "long.wav")))
+    assert "WAV 16000 Hz, 1 ch, 0.5 s" in result.detail
+
+
+@pytest.mark.unit
+def test_the_data_size_in_ds64_bounds_the_samples(tmp_path):
+    pcm = (tone(16000) * 32767).astype(np.int16)
+    rf64(tmp_path / "a.wav", pcm, 16000)
+    raw = (tmp_path / "a.wav").read_bytes() + b"\x01\x02" * 100  # trailing junk after the data
+    (tmp_path / "a.wav").write_bytes(raw)
+    # 0xFFFFFFFF in the data chunk, the real size in ds64: the junk is not audio
+    assert wav_info(tmp_path / "a.wav").frames == len(pcm)
+
+
+@pytest.mark.unit
+def test_every_reader_gives_the_same_verdict_on_odd_files(tmp_path):
+    good = (tone(24000) * 32767).astype("<i2").tobytes()
+    files = {
+        "riff": (lambda p: riff(p, 1, 1, 24000, 16, good), True),
+        "extensible float": (lambda p: riff(p, 3, 1, 24000, 32, tone(24000).astype("<f4").tobytes(), True), True),
+        "rf64": (lambda p: rf64(p, np.frombuffer(good, "<i2"), 24000), True),
+        "ms adpcm": (lambda p: riff(p, 2, 1, 8000, 16, b"\x00" * 100), False),
+        "rifx": (lambda p: p.write_bytes(b"RIFX" + (tmp_path / "riff.wav").read_bytes()[4:]), False),
+        "text": (lambda p: p.write_bytes(b"hello, this is not audio at all"), False),
+        "no data": (lambda p: p.write_bytes((tmp_path / "riff.wav").read_bytes()[:36]), False),
+    }
+    for name, (write, accepted) in files.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.wav"
+        write(path)
+        assert verdicts(path) == (accepted,) * 3, name
+
+
+@pytest.mark.unit
+def test_a_recorder_killed_mid_write_leaves_a_readable_file(tmp_path):
+    """Data size 0 (never patched): every reader takes the samples that are there."""
+    payload = (tone(16000) * 32767).astype("<i2").tobytes()
+    riff(tmp_path / "k.wav", 1, 1, 16000, 16, payload)
+    raw = bytearray((tmp_path / "k.wav").read_bytes())
+    at = raw.index(b"data") + 4
+    raw[at : at + 4] = b"\x00\x00\x00\x00"
+    (tmp_path / "k.wav").write_bytes(bytes(raw))
+    assert verdicts(tmp_path / "k.wav") == (True, True, True)
+    check_tone(read_wav_mono(tmp_path / "k.wav", 16000))
+
+
+@pytest.mark.unit
+def test_encode_wav_round_trips_through_the_reader() -> None:
+    x = tone(24000)
+    layout, samples = parse_wav(encode_wav(x, 24000))
+    assert (layout.container, layout.encoding, layout.rate, layout.channels) == ("RIFF", "pcm16", 24000, 1)
+    assert np.max(np.abs(samples[:, 0] - x)) < 1e-4

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_example_config_lists_every_key_with_its_default() -> None:
     example = load_settings(ROOT / "config" / "voice-agent.yaml")
     defaults = Settings()
-    example.source = defaults.source
+    example = dataclasses.replace(example, source=defaults.source)
     assert dataclasses.asdict(example) == dataclasses.asdict(defaults)
 
 

@@ -260,17 +260,22 @@ def test_engine_recovers_when_the_sound_server_dies(pulse, how):
 
 
 async def test_device_listing_selection_and_check_through_portaudio(pulse):
-    from agent.audio import DeviceNotFoundError, check_audio, format_devices, list_devices
+    from agent.audio import DeviceNotFoundError, format_devices, list_devices
+    from agent.check import check_audio
+    from agent.config import Settings
+
+    async def audio_checks(audio: AudioSettings) -> dict[str, tuple[bool, str]]:
+        return {r.name: (r.ok, r.detail) for r in await check_audio(Settings(audio=audio))}
 
     rows = list_devices()
     names = {r.name for r in rows}
     assert {"agent_speaker", "agent_mic", "agent_out48"} <= names
     assert "agent_speaker" in format_devices(rows)
     good = AudioSettings(output=StreamSettings(device="agent_speaker"), input=StreamSettings(device="AGENT_MIC"))
-    results = await check_audio(good)
-    assert [ok for _, ok, _ in results] == [True, True], results
-    assert "24000 Hz" in results[0][2] and "16000 Hz" in results[1][2]
+    results = await audio_checks(good)
+    assert results["audio output"][0] and results["audio input"][0], results
+    assert "24000 Hz" in results["audio output"][1] and "16000 Hz" in results["audio input"][1]
     bad = AudioSettings(output=StreamSettings(device="no-such-card"), input=StreamSettings(backend="null"))
     with pytest.raises(DeviceNotFoundError, match="agent_speaker"):  # the message lists devices
         await AudioEngine(bad).start()
-    assert (await check_audio(bad))[0][1] is False
+    assert (await audio_checks(bad))["audio output"][0] is False

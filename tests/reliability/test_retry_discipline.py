@@ -24,7 +24,7 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -135,10 +135,11 @@ async def run_scenario(sc: Scenario, work: Path, attempts: AttemptLog) -> Measur
         if port is not None:
             closed = f"http://127.0.0.1:{port}"
             if sc.service in ("llm", "enrollment"):
-                s.dashscope.http_url = closed  # HTTP refused; the WebSockets still work
-                s.dashscope.ws_url = base.replace("http://", "ws://")
+                # HTTP refused; the WebSockets still work
+                ws_url = base.replace("http://", "ws://")
+                s = replace(s, dashscope=replace(s.dashscope, http_url=closed, ws_url=ws_url))
             else:
-                s.dashscope.http_url = closed
+                s = replace(s, dashscope=replace(s.dashscope, http_url=closed))
         return s
 
     async with rig(work, settings, faults=sc.spec, emulator_options=sc.emulator_options,

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,7 @@ async def test_check_opens_the_default_devices(pulse: Path, tmp_path: Path) -> N
     assert speaker.ok, speaker
     assert "16000 Hz" in mic.detail and "24000 Hz" in speaker.detail, (mic, speaker)
 
-    s.audio.input.device = "definitely-not-a-card"
+    s = replace(s, audio=replace(s.audio, input=replace(s.audio.input, device="definitely-not-a-card")))
     results = {r.name: r for r in await run_checks(s, timeout=1)}
     assert not results["audio input"].ok
     assert "no input device matches" in results["audio input"].detail

@@ -265,3 +265,19 @@ def test_sox_converts_what_it_can(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "v.wav", voice, 24000)
     out = samples.decode_external(path, 24000)
     assert out is not None and _corr(out, voice) > 0.99
+
+
+def test_an_rf64_sample_is_accepted_and_sent_as_a_plain_riff_wav(tmp_path: Path) -> None:
+    """One RIFF/RF64 policy (agent.audio.wav): enrollment reads what the daemon reads; the
+    services are sent the same audio re-encoded as a plain RIFF WAV."""
+    path = write_wav(tmp_path / "ok.wav", speech(12.0, 24000), 24000)
+    raw = path.read_bytes()
+    fmt_at, data_at = raw.index(b"fmt "), raw.index(b"data")
+    payload = raw[data_at + 8 :]
+    ds64 = b"ds64" + (28).to_bytes(4, "little") + (0).to_bytes(8, "little") + len(payload).to_bytes(8, "little") + bytes(12)
+    rf64 = b"RF64" + b"\xff\xff\xff\xff" + b"WAVE" + ds64 + raw[fmt_at:data_at] + b"data\xff\xff\xff\xff" + payload
+    (tmp_path / "long.wav").write_bytes(rf64)
+    for family in ("qwen", "cosyvoice"):
+        p = samples.prepare_sample(tmp_path / "long.wav", family)
+        assert p.converted and p.data[:4] == b"RIFF" and p.sample_rate == 24000
+        assert _corr(_decode(p.data).samples[:, 0], _decode(raw).samples[:, 0]) > 0.9999

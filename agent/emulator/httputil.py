@@ -1,13 +1,15 @@
-"""HTTP plumbing shared by all emulator routes: auth, fault injection, JSON bodies, route table.
+"""HTTP plumbing shared by all emulator routes: auth, fault injection, JSON bodies, the WS gate.
 
 Every API route goes through `guarded()`, which does what the cloud gateway does before a request
 reaches a service (reject a bad key with 401) and what the fault plan asks for (stall, latency,
-injected status, dropped or silent connections). Handlers only implement the API itself.
+injected status, dropped or silent connections). Handlers only implement the API itself. The
+route table is `routes.py`; handlers import these helpers, never the table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 from collections.abc import Awaitable, Callable
@@ -79,6 +81,13 @@ def abort_connection(request: web.Request) -> None:
         transport.abort()
 
 
+def _serving(request: web.Request, ctx: EmulatorContext, endpoint: str) -> contextlib.AbstractContextManager[None]:
+    """The observer's view of one served request (see observe.py)."""
+    return ctx.observer.serving(
+        endpoint, request.path, request.query.get("model", ""), request.headers.get("User-Agent", "")
+    )
+
+
 def guarded(ctx: EmulatorContext, group: str | None, handler: Handler) -> web.RequestHandler:
     """Wrap an API handler with auth, fault injection and error-body conversion.
 
@@ -98,7 +107,8 @@ def guarded(ctx: EmulatorContext, group: str | None, handler: Handler) -> web.Re
                 await cf.delay()
                 if cf.http_status:
                     raise for_status(cf.http_status)
-            response = await handler(request, ctx)
+            with _serving(request, ctx, group) if group else contextlib.nullcontext():
+                response = await handler(request, ctx)
         except ApiError as err:
             return error_response(request, err)
         if not response.prepared and cf.active:
@@ -111,41 +121,6 @@ def guarded(ctx: EmulatorContext, group: str | None, handler: Handler) -> web.Re
         return response
 
     return wrapped
-
-
-# --- runtime fault control API ------------------------------------------------------------------
-
-
-async def faults_get(request: web.Request, ctx: EmulatorContext) -> web.StreamResponse:
-    return json_response(request, {"request_id": request_id(request), **ctx.faults.describe()})
-
-
-async def faults_set(request: web.Request, ctx: EmulatorContext) -> web.StreamResponse:
-    raw = (await request.read()).decode("utf-8", errors="replace").strip()
-    spec: Any = raw
-    if raw.startswith("{"):
-        try:
-            spec = json.loads(raw).get("spec")
-        except (json.JSONDecodeError, AttributeError):
-            raise invalid('Body must be a fault spec or JSON {"spec": "..."}.') from None
-        if spec is not None and not isinstance(spec, str):
-            raise invalid("'spec' must be a string.")
-    try:
-        ctx.faults.set(spec)
-    except FaultSpecError as e:
-        raise invalid(str(e)) from None
-    ctx.log.info("fault plan set to %r", ctx.faults.spec)
-    return json_response(request, {"request_id": request_id(request), **ctx.faults.describe()})
-
-
-async def faults_clear(request: web.Request, ctx: EmulatorContext) -> web.StreamResponse:
-    ctx.faults.clear()
-    ctx.log.info("fault plan cleared")
-    return json_response(request, {"request_id": request_id(request), **ctx.faults.describe()})
-
-
-async def health(request: web.Request) -> web.StreamResponse:
-    return json_response(request, {"status": "ok"})
 
 
 # --- WebSocket upgrade gate ---------------------------------------------------------------------
@@ -170,36 +145,7 @@ def ws_route(ctx: EmulatorContext, kind: str, module: str, func: str) -> web.Req
                 ) from None
         except ApiError as err:
             return error_response(request, err)
-        return await handler(request, ctx)
+        with _serving(request, ctx, kind):
+            return await handler(request, ctx)
 
     return wrapped
-
-
-def add_routes(app: web.Application, ctx: EmulatorContext) -> None:
-    """All routes of the emulator (HTTP APIs, control API, WebSocket endpoints)."""
-    from agent.emulator import customization, textgen, uploads
-
-    r = app.router
-    r.add_post(
-        "/api/v1/services/audio/tts/customization",
-        guarded(ctx, "customization", customization.handle),
-    )
-    r.add_get("/api/v1/uploads", guarded(ctx, "uploads", uploads.handle_get_policy))
-    r.add_post(uploads.SINK_PATH, uploads.sink_handler(ctx))
-    r.add_post(
-        "/api/v1/services/aigc/text-generation/generation",
-        guarded(ctx, "llm", textgen.handle_generation),
-    )
-    r.add_post(
-        "/compatible-mode/v1/chat/completions", guarded(ctx, "llm", textgen.handle_chat_completions)
-    )
-    r.add_get("/_emulator/health", health)
-    r.add_get("/_emulator/faults", guarded(ctx, None, faults_get))
-    r.add_post("/_emulator/faults", guarded(ctx, None, faults_set))
-    r.add_put("/_emulator/faults", guarded(ctx, None, faults_set))
-    r.add_delete("/_emulator/faults", guarded(ctx, None, faults_clear))
-    realtime = ws_route(ctx, "realtime", "agent.emulator.realtime_ws", "handle_realtime")
-    inference = ws_route(ctx, "inference", "agent.emulator.cosyvoice_ws", "handle_inference")
-    r.add_get("/api-ws/v1/realtime", realtime)
-    r.add_get("/api-ws/v1/inference", inference)
-    r.add_get("/api-ws/v1/inference/", inference)
