@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import pytest
 from aiohttp import web
-from test_cosyvoice_ws import collect, finish, run_task, text
-from ws_testkit import OMNI, connect, headers, recv, send, start_emulator, until
 
 from agent.emulator.observe import Peer, SentFrame
+from tests.emulator.test_cosyvoice_ws import collect, finish, run_task, text
+from tests.support.ws import OMNI, connect, headers, recv, send, start_emulator, until
 
 GEN = "/api/v1/services/aigc/text-generation/generation"
 
