@@ -1,0 +1,1 @@
+"""Pure conversation cores: each mode's rules as event -> actions, with no I/O (docs/architecture.md)."""
