@@ -115,7 +115,6 @@ class AsrListener:
 
     def disconnected(self) -> None:
         self.user_speaking = False
-        self.status.connected = False
 
     async def on_event(self, event: p.ServerEvent) -> None:
         self._on_event(event)

@@ -113,7 +113,6 @@ class OmniMode:
 
     def disconnected(self) -> None:
         self.uplink.detach()
-        self.status.connected = False
         self._apply_all(self.conversation.session_lost())
 
     # --- executing the core's actions ---------------------------------------------------------

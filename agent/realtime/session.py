@@ -81,7 +81,7 @@ class SessionStrategy(Protocol):
         """The session is over (any reason): detach the uplink before the socket closes."""
 
     def disconnected(self) -> None:
-        """After every session, before any backoff wait."""
+        """After every session (the status already says `connected: false`), before any wait."""
 
 
 class SessionLoop:
@@ -176,7 +176,11 @@ class SessionRunner:
 
     async def run(self, background: Callable[[], Awaitable[None]] | None = None) -> None:
         """Connect, serve, reconnect with backoff — until stopped or cancelled."""
-        await self.loop.run(self.serve_one, self.strategy.disconnected, lambda: self.stopping, background)
+        await self.loop.run(self.serve_one, self._disconnected, lambda: self.stopping, background)
+
+    def _disconnected(self) -> None:
+        self.status.connected = False
+        self.strategy.disconnected()
 
     async def serve_one(self) -> None:
         """One session; returns on rotation or stop, raises when the session was lost."""
