@@ -59,9 +59,7 @@ class OmniMode:
         self.engine = engine
         self.status = status
         self.voice = voice
-        self.conversation = c.OmniConversation(
-            session_max_s=settings.omni.session_max_minutes * 60.0,
-            log_transcripts=settings.log.transcripts)
+        self.conversation = c.OmniConversation(log_transcripts=settings.log.transcripts)
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
         self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
@@ -105,8 +103,9 @@ class OmniMode:
         await self._execute(self.conversation.receive(event, time.monotonic(), output_busy=busy))
 
     def rotation_due(self, now: float) -> bool:
-        return self.conversation.rotation_due(now, output_busy=self.engine.player.busy,
-                                              output_quiet_since=self.uplink.quiet_since)
+        return self.conversation.rotation_due(
+            now, max_age_s=self.settings.omni.session_max_minutes * 60.0,  # read live: tests shorten it
+            output_busy=self.engine.player.busy, output_quiet_since=self.uplink.quiet_since)
 
     def closed(self) -> None:
         self.uplink.detach()

@@ -200,8 +200,7 @@ class ResponseRegistry:
 class OmniConversation:
     """Turns, barge-in, heard-ms and latency of omni mode; see the module docstring."""
 
-    def __init__(self, *, session_max_s: float, log_transcripts: bool = False) -> None:
-        self.session_max_s = session_max_s
+    def __init__(self, *, log_transcripts: bool = False) -> None:
         self.log_transcripts = log_transcripts
         self.registry = ResponseRegistry()
         self.current: Turn | None = None  # the turn the next response answers
@@ -221,11 +220,12 @@ class OmniConversation:
     def response_in_progress(self) -> bool:
         return self.registry.response_in_progress
 
-    def rotation_due(self, now: float, *, output_busy: bool, output_quiet_since: float) -> bool:
-        """The session is old enough and nobody speaks: rotating now cuts no utterance in two."""
+    def rotation_due(self, now: float, *, max_age_s: float, output_busy: bool,
+                     output_quiet_since: float) -> bool:
+        """The session is `max_age_s` old and nobody speaks: rotating now cuts no utterance."""
         quiet = (not self.user_speaking and not self.response_in_progress and not output_busy
                  and now - output_quiet_since > QUIET_BEFORE_ROTATION_S)
-        return now - self.session_started >= self.session_max_s and quiet
+        return now - self.session_started >= max_age_s and quiet
 
     def quiet_for_announcement(self, output_response: str | None) -> bool:
         """No Omni answer is streaming into the player and the user is not speaking."""

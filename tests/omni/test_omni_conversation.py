@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 
 PCM = b"\x01\x00\x02\x00" * 10
 B64 = base64.b64encode(PCM).decode()
-SESSION_MAX_S = 600.0
+MAX_AGE_S = 600.0
 RECORDING = Path(__file__).with_name("recording_text_tools.json")
 
 
@@ -60,7 +60,7 @@ def done(rid: str, status: str = "completed") -> p.ServerEvent:
 
 
 def conversation(**kw: Any) -> c.OmniConversation:
-    conv = c.OmniConversation(session_max_s=SESSION_MAX_S, **kw)
+    conv = c.OmniConversation(**kw)
     conv.session_opened(0.0, None)
     return conv
 
@@ -251,20 +251,24 @@ def test_ask_while_an_answer_plays_does_not_cut_it_off_and_the_next_answer_follo
 
 
 def test_rotation_waits_for_age_and_a_quiet_moment() -> None:
-    conv = c.OmniConversation(session_max_s=SESSION_MAX_S)
+    conv = c.OmniConversation()
     conv.session_opened(100.0, None)
-    end = 100.0 + SESSION_MAX_S
-    assert not conv.rotation_due(end - 1, output_busy=False, output_quiet_since=0.0)  # too young
-    assert conv.rotation_due(end, output_busy=False, output_quiet_since=0.0)
-    assert not conv.rotation_due(end, output_busy=True, output_quiet_since=0.0)  # still audible
-    assert not conv.rotation_due(end, output_busy=False, output_quiet_since=end - 1.5)  # echo tail
+
+    def due(now: float, *, busy: bool = False, quiet_since: float = 0.0) -> bool:
+        return conv.rotation_due(now, max_age_s=MAX_AGE_S, output_busy=busy, output_quiet_since=quiet_since)
+
+    end = 100.0 + MAX_AGE_S
+    assert not due(end - 1)  # too young
+    assert due(end)
+    assert not due(end, busy=True)  # the answer is still audible
+    assert not due(end, quiet_since=end - 1.5)  # within the echo tail
     conv.receive(speech_started(), end)
-    assert not conv.rotation_due(end + 5, output_busy=False, output_quiet_since=0.0)  # user speaks
+    assert not due(end + 5)  # the user speaks
     conv.receive(speech_stopped(), end + 5)
     conv.receive(created("r1"), end + 6)
-    assert not conv.rotation_due(end + 9, output_busy=False, output_quiet_since=0.0)  # answering
+    assert not due(end + 9)  # an answer is in progress
     conv.receive(done("r1"), end + 9)
-    assert conv.rotation_due(end + 9, output_busy=False, output_quiet_since=end + 6.9)
+    assert due(end + 9, quiet_since=end + 6.9)
 
 
 def test_a_lost_session_ends_the_streaming_answer_and_the_next_one_starts_clean() -> None:
