@@ -69,13 +69,16 @@ class AsrListener:
         self.status = status
         self.handler = handler
         self.session_max_s = session_max_s
-        self.rotation_poll_s = min(1.0, max(0.05, session_max_s / 10))
         self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
         self.user_speaking = False
         self.sessions = 0
         self.runner = SessionRunner(self, status, log)
         self._session_started = time.monotonic()
         self._last_voice_at = time.monotonic()
+
+    @property
+    def rotation_poll_s(self) -> float:
+        return min(1.0, max(0.05, self.session_max_s / 10))
 
     @property
     def conn(self) -> SessionConnection | None:

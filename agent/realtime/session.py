@@ -59,11 +59,25 @@ class SessionConnection(Protocol):
 class SessionStrategy(Protocol):
     """The mode-specific part of a session; every hook but `open` and `on_event` is synchronous."""
 
-    what: str  # names the session in the status: "realtime session"
-    name: str  # names it in logs: "realtime" → "rotating the realtime session …"
-    auth_prefix: str  # before "authentication failed" in the status
-    rotation_poll_s: float  # how often `rotation_due` is asked
-    close_code_in_error: bool  # a server close reports its close code in the status
+    @property
+    def what(self) -> str:
+        """Names the session in the status: "realtime session"."""
+
+    @property
+    def name(self) -> str:
+        """Names it in logs: "realtime" → "rotating the realtime session …"."""
+
+    @property
+    def auth_prefix(self) -> str:
+        """Goes before "authentication failed" in the status."""
+
+    @property
+    def rotation_poll_s(self) -> float:
+        """How often `rotation_due` is asked."""
+
+    @property
+    def close_code_in_error(self) -> bool:
+        """A session the server closed reports the close code in the status (omni, not ASR)."""
 
     async def open(self) -> SessionConnection: ...
 
