@@ -1,11 +1,12 @@
 """Realtime ASR for pipeline mode: microphone → `qwen3-asr-flash-realtime` → speech events.
 
-The same session discipline as omni mode (SPEC §5.3), because the same things go wrong: one task
-owns the session and loops connect → `session.update` (16 kHz PCM, server VAD) → serve → on
-error wait with backoff → reconnect. A refused key backs off for minutes and says so; a session
-that stayed up `STABLE_AFTER_S` (agent.realtime.sessionloop) resets the backoff; the shared `MicUplink` keeps a pre-roll while
-disconnected and applies the half-duplex echo gate. Before the server's 120-minute cap the
-session is rotated at a quiet moment (nobody speaking), so no utterance is cut in two.
+The same session discipline as omni mode (SPEC §5.3), because the same things go wrong: the
+shared `agent.realtime.session.SessionRunner` loops connect → `session.update` (16 kHz PCM,
+server VAD) → serve → on error wait with backoff → reconnect, with this listener as its strategy.
+A refused key backs off for minutes and says so; a session that stayed up `STABLE_AFTER_S` resets
+the backoff; the shared `MicUplink` keeps a pre-roll while disconnected and applies the echo
+handling. Before the server's 120-minute cap the session is rotated at a quiet moment (nobody
+speaking), so no utterance is cut in two.
 
 The listener does not know about turns: it reports `speech_started` (barge-in), `speech_stopped`
 (end of user speech, the latency origin) and final transcripts to an `AsrHandler`.
@@ -13,20 +14,18 @@ The listener does not know about turns: it reports `speech_started` (barge-in), 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.audio.engine import AudioEngine
 from agent.config import Settings
 from agent.endpoints import Endpoints
 from agent.realtime import protocol as p
 from agent.realtime.connection import ConnectFailed, RealtimeConnection
-from agent.realtime.sessionloop import SessionLoop
+from agent.realtime.session import SessionConnection, SessionRunner
+from agent.realtime.uplink import MicUplink
 from agent.status import AgentState, Status
-from agent.uplink import MicUplink
 
 log = logging.getLogger("voice-agent.asr")
 
@@ -45,7 +44,13 @@ class AsrHandler(Protocol):
 
 
 class AsrListener:
-    """Owns the realtime ASR session and the microphone uplink."""
+    """Owns the realtime ASR session and the microphone uplink; its session strategy too."""
+
+    # --- the session strategy (agent.realtime.session.SessionStrategy) ---
+    what = "speech recognition session"
+    name = "ASR"
+    auth_prefix = "speech recognition: "
+    close_code_in_error = False
 
     def __init__(
         self,
@@ -65,86 +70,60 @@ class AsrListener:
         self.handler = handler
         self.session_max_s = session_max_s
         self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
-        self.conn: RealtimeConnection | None = None
         self.user_speaking = False
         self.sessions = 0
-        self._stopping = False
-        self._loop = SessionLoop("speech recognition session", status, log,
-                                 auth_prefix="speech recognition: ")
+        self.runner = SessionRunner(self, status, log)
+        self._session_started = time.monotonic()
         self._last_voice_at = time.monotonic()
-        self._closed = asyncio.Event()
-        self._closed.set()
+
+    @property
+    def rotation_poll_s(self) -> float:
+        return min(1.0, max(0.05, self.session_max_s / 10))
+
+    @property
+    def conn(self) -> SessionConnection | None:
+        return self.runner.conn
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff — until stopped or cancelled."""
-        await self._loop.run(self.uplink, self._serve_one_session, self._on_disconnected,
-                             lambda: self._stopping)
-
-    async def _serve_one_session(self) -> None:
-        conn = await RealtimeConnection.open(self.url, self.api_key, self.settings.dashscope.workspace)
-        self._closed.clear()
-        rotate: asyncio.Task[None] | None = None
-        reader: asyncio.Task[None] | None = None
-        proven: asyncio.Task[None] | None = None
         try:
-            await conn.send(p.asr_session_update())
-            self.conn = conn
-            self.sessions += 1
-            self.user_speaking = False
-            self._loop.connected()
-            self.status.connected = True
-            proven = asyncio.create_task(self.status.clear_error_when_proven(), name="asr-proven")
-            if self.status.state in (AgentState.STARTING, AgentState.RECONNECTING, AgentState.ERROR):
-                self.status.set_state(AgentState.LISTENING, "connected")
-            log.info("ASR session open (%s)", self.settings.pipeline.asr_model)
-            self.uplink.attach(conn)
-            started = time.monotonic()
-            rotate = asyncio.create_task(self._rotate_when_due(started), name="asr-rotate")
-            reader = asyncio.create_task(self._read(conn), name="asr-reader")
-            await asyncio.wait({reader, rotate}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done():
-                reader.result()  # a lost session raises here
-                if not self._stopping:
-                    raise ConnectFailed("the server closed the session")
-                return
-            log.info("rotating the ASR session after %.0f minutes", (time.monotonic() - started) / 60)
+            await self.runner.run(self.uplink.run)
         finally:
-            self.uplink.detach()
-            self.conn = None
-            for task in (rotate, reader, proven):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-            if rotate is not None and rotate.done() and not rotate.cancelled() and not self._stopping:
-                await conn.finish()  # polite end of a rotated session; nobody reads it any more
-            else:
-                await conn.close()
-            self._closed.set()
+            self.uplink.stopping = True
 
-    async def _read(self, conn: RealtimeConnection) -> None:
-        async for event in conn.events():
-            if isinstance(event, p.SessionFinished):
-                log.info("ASR session finished")
-                return  # our own session.finish (stop) was acknowledged
-            self._on_event(event)
+    # --- session strategy hooks ---------------------------------------------------------------
 
-    async def _rotate_when_due(self, started: float) -> None:
-        """Resolve once the session is old enough and nobody has spoken for a moment."""
-        while True:
-            await asyncio.sleep(min(1.0, max(0.05, self.session_max_s / 10)))
-            now = time.monotonic()
-            quiet = not self.user_speaking and now - self._last_voice_at > QUIET_FOR_ROTATION_S
-            if now - started >= self.session_max_s and quiet:
-                return
+    async def open(self) -> SessionConnection:
+        return await RealtimeConnection.open(self.url, self.api_key, self.settings.dashscope.workspace)
 
-    def _on_disconnected(self) -> None:
-        self.conn = None
+    def configure_event(self) -> dict[str, Any]:
+        return p.asr_session_update()
+
+    def opened(self, conn: SessionConnection) -> None:
+        self.sessions += 1
         self.user_speaking = False
-        self.status.connected = False
+        if self.status.state in (AgentState.STARTING, AgentState.RECONNECTING, AgentState.ERROR):
+            self.status.set_state(AgentState.LISTENING, "connected")
+        log.info("ASR session open (%s)", self.settings.pipeline.asr_model)
+        self.uplink.attach(conn)
+        self._session_started = time.monotonic()
+
+    def rotation_due(self, now: float) -> bool:
+        """The session is old enough and nobody has spoken for a moment."""
+        quiet = not self.user_speaking and now - self._last_voice_at > QUIET_FOR_ROTATION_S
+        return now - self._session_started >= self.session_max_s and quiet
+
+    def closed(self) -> None:
+        self.uplink.detach()
+
+    def disconnected(self) -> None:
+        self.user_speaking = False
+
+    async def on_event(self, event: p.ServerEvent) -> None:
+        self._on_event(event)
 
     def _on_event(self, event: p.ServerEvent) -> None:
-        if self._stopping:
+        if self.runner.stopping:
             return  # what the server flushes in reply to session.finish starts no turn
         try:
             self._dispatch(event)
@@ -175,13 +154,7 @@ class AsrListener:
 
     async def stop(self, timeout: float = 2.0) -> None:
         """SIGTERM: stop sending audio, end the session politely (`session.finish`), bounded."""
-        self._stopping = True
+        self.runner.request_stop()
         self.uplink.stopping = True
         self.uplink.detach()
-        conn = self.conn
-        if conn is None:
-            return
-        with contextlib.suppress(Exception):
-            await conn.send(p.session_finish())
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), timeout)
+        await self.runner.stop(timeout)

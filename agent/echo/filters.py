@@ -1,6 +1,6 @@
 """The four `audio.echo` modes as filters on the microphone uplink (SPEC §5.7).
 
-The uplink (agent/uplink.py) reads each microphone chunk and hands it to one `EchoFilter`, which
+The uplink (agent/realtime/uplink.py) reads each microphone chunk and hands it to one `EchoFilter`, which
 returns what goes upstream: the chunk itself, a cleaned version of it, or digital silence of the
 same length. Silence rather than nothing keeps the server's audio timeline — and its VAD — in
 step with real time.

@@ -80,6 +80,15 @@ class RealtimeConnection:
     async def open(cls, url: str, api_key: str, workspace: str | None) -> RealtimeConnection:
         return cls(await open_socket(url, api_key, workspace))
 
+    @property
+    def close_code(self) -> int | None:
+        """The WebSocket close code once the socket is closed (None before)."""
+        return self.ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.ws.close_reason
+
     async def send(self, event: dict[str, Any]) -> None:
         """Send one client event; a closed socket is a lost session (ConnectFailed), which every
         session loop handles, never a websockets exception that would end the daemon."""

@@ -1,8 +1,9 @@
 """Qwen-Omni-Realtime / realtime-ASR protocol core, without I/O (reference §5).
 
-Builds client events, parses server events into typed objects and tracks session and response
-state. No sockets here, so every rule is testable from recorded event sequences; the connection
-layer (`agent/realtime/connection.py`) only moves text frames.
+Builds client events and parses server events into typed objects. No sockets here, so parsing is
+testable from recorded frames; the connection layer (`agent/realtime/connection.py`) only moves
+text frames, and what the events mean for a conversation (which response is active, which are
+dropped) is omni mode's pure core, `agent.conversation.omni`.
 
 Liberal in what we accept: unknown events and fields pass through as `Unknown`, audio format
 variants (`pcm`, `pcm16`, `pcm24`) and both documented example shapes are tolerated. Strict in what
@@ -16,7 +17,6 @@ import binascii
 import itertools
 import json
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,6 +232,7 @@ class AudioDone(ServerEvent):
 class ResponseDone(ServerEvent):
     response_id: str
     status: str
+    text: str = ""  # the assistant's text in `response.output` (text-only answers stream none)
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,20 @@ def _opt_str(d: dict[str, Any], key: str) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def _output_text(resp: dict[str, Any]) -> str:
+    """The text of the assistant message items of a finished response, in order."""
+    output = resp.get("output")
+    parts: list[str] = []
+    for item in output if isinstance(output, list) else []:
+        if not isinstance(item, dict) or item.get("type") != "message":
+            continue
+        content = item.get("content")
+        for c in content if isinstance(content, list) else []:
+            if isinstance(c, dict):
+                parts.append(_str(c, "text") or _str(c, "transcript"))
+    return "".join(parts)
+
+
 def parse_event(message: str | bytes) -> ServerEvent:
     """Parse one server frame. Binary frames and non-JSON text are protocol errors."""
     if isinstance(message, (bytes, bytearray, memoryview)):
@@ -307,7 +322,7 @@ def _typed(raw: dict[str, Any]) -> ServerEvent:
         resp_id = _str(resp, "id") or rid
         if t == "response.created":
             return ResponseCreated(t, raw, resp_id)
-        return ResponseDone(t, raw, resp_id, _str(resp, "status", "completed"))
+        return ResponseDone(t, raw, resp_id, _str(resp, "status", "completed"), _output_text(resp))
     if t == "input_audio_buffer.speech_started":
         return SpeechStarted(t, raw, _opt_str(raw, "item_id"), _int(raw, "audio_start_ms"))
     if t == "input_audio_buffer.speech_stopped":
@@ -339,67 +354,3 @@ def _typed(raw: dict[str, Any]) -> ServerEvent:
     if t == "session.finished":
         return SessionFinished(t, raw)
     return Unknown(t, raw)
-
-
-# --- session state --------------------------------------------------------------------------
-
-
-class RealtimeState:
-    """What the server has told us: the session, the active response, cancelled responses.
-
-    Only one response is active at a time (reference §7). Audio of a cancelled or interrupted
-    response is discarded by id, because deltas already in flight keep arriving after a cancel.
-    """
-
-    def __init__(self) -> None:
-        self.session_id: str | None = None
-        self.voice: str | None = None
-        self.active_response: str | None = None
-        self.last_user_item: str | None = None
-        self.user_speaking = False
-        # Bounded: ids of responses whose audio must be dropped (a long session has many).
-        self._dropped: deque[str] = deque(maxlen=64)
-
-    @property
-    def response_in_progress(self) -> bool:
-        return self.active_response is not None
-
-    def receive(self, event: ServerEvent) -> ServerEvent:
-        """Update the state from one server event and return it."""
-        if isinstance(event, SessionCreated):
-            self.session_id = event.session_id
-            self.voice = event.voice
-        elif isinstance(event, SessionUpdated):
-            self.voice = event.voice or self.voice
-        elif isinstance(event, ResponseCreated):
-            self.active_response = event.response_id
-        elif isinstance(event, ResponseDone):
-            if self.active_response == event.response_id or not event.response_id:
-                self.active_response = None
-        elif isinstance(event, SpeechStarted):
-            self.user_speaking = True
-            self.last_user_item = event.item_id or self.last_user_item
-        elif isinstance(event, SpeechStopped):
-            self.user_speaking = False
-        return event
-
-    def is_dropped(self, response_id: str) -> bool:
-        return response_id in self._dropped
-
-    def drop(self, response_id: str | None) -> None:
-        """Discard any further audio of this response (barge-in, cancel)."""
-        if response_id and response_id not in self._dropped:
-            self._dropped.append(response_id)
-
-    def cancel(self) -> list[dict[str, Any]]:
-        """Barge-in: drop the active response's audio; `response.cancel` only if one is in progress."""
-        if self.active_response is None:
-            return []
-        self.drop(self.active_response)
-        return [response_cancel()]
-
-    def reset(self) -> None:
-        """A new connection starts a new session; nothing of the old one is active any more."""
-        dropped = self._dropped
-        self.__init__()  # type: ignore[misc]
-        self._dropped = dropped

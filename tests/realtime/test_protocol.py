@@ -1,4 +1,8 @@
-"""The realtime protocol core, driven by recorded event sequences — no sockets."""
+"""The realtime protocol core and omni's response registry, driven by recorded event sequences.
+
+No sockets; the registry (`agent.conversation.omni.ResponseRegistry`) is what the server's events
+say about the session and its responses.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import pytest
 
 from agent.config import OmniSettings, TurnDetection
+from agent.conversation.omni import ResponseRegistry
 from agent.realtime import protocol as p
 
 pytestmark = pytest.mark.unit
@@ -35,12 +40,12 @@ TURN = [
 ]
 
 
-def feed(state: p.RealtimeState, events: list[dict]) -> list[p.ServerEvent]:
+def feed(state: ResponseRegistry, events: list[dict]) -> list[p.ServerEvent]:
     return [state.receive(p.parse_event(json.dumps(e))) for e in events]
 
 
 def test_a_recorded_turn_parses_into_typed_events_and_ends_idle() -> None:
-    state = p.RealtimeState()
+    state = ResponseRegistry()
     events = feed(state, TURN)
     kinds = [type(e).__name__ for e in events]
     assert kinds[:6] == ["SessionCreated", "SessionUpdated", "SpeechStarted", "TranscriptionDelta",
@@ -55,14 +60,14 @@ def test_a_recorded_turn_parses_into_typed_events_and_ends_idle() -> None:
 
 
 def test_response_is_in_progress_between_created_and_done() -> None:
-    state = p.RealtimeState()
+    state = ResponseRegistry()
     feed(state, TURN[:8])
     assert state.active_response == "resp_1"
     assert state.response_in_progress
 
 
 def test_barge_in_cancels_only_while_a_response_is_in_progress() -> None:
-    state = p.RealtimeState()
+    state = ResponseRegistry()
     assert state.cancel() == []  # nothing to cancel: sending response.cancel would be an error
     feed(state, TURN[:11])
     assert [e["type"] for e in state.cancel()] == ["response.cancel"]
@@ -70,7 +75,7 @@ def test_barge_in_cancels_only_while_a_response_is_in_progress() -> None:
 
 
 def test_late_deltas_of_a_dropped_response_are_recognised_by_id() -> None:
-    state = p.RealtimeState()
+    state = ResponseRegistry()
     feed(state, TURN[:8])
     state.cancel()
     late = state.receive(p.parse_event(json.dumps(TURN[10])))
@@ -82,7 +87,7 @@ def test_late_deltas_of_a_dropped_response_are_recognised_by_id() -> None:
 
 
 def test_dropped_ids_are_bounded() -> None:
-    state = p.RealtimeState()
+    state = ResponseRegistry()
     for i in range(1000):
         state.drop(f"resp_{i}")
     assert state.is_dropped("resp_999") and not state.is_dropped("resp_0")
@@ -154,7 +159,7 @@ def test_client_events_are_the_documented_shapes() -> None:
 
 
 def test_reset_forgets_the_session_but_keeps_dropped_ids() -> None:
-    state = p.RealtimeState()
+    state = ResponseRegistry()
     feed(state, TURN[:8])
     state.cancel()
     state.reset()
@@ -172,3 +177,14 @@ def test_the_microphone_fast_path_encodes_the_same_event_with_unique_ids() -> No
     assert len({ev["event_id"] for ev in frames}) == 3
     odd = json.loads(p.encode({"type": "input_audio_buffer.append", "audio": 'a"b\\c'}))
     assert odd["audio"] == 'a"b\\c', "anything that needs escaping takes the json.dumps path"
+
+
+def test_response_done_carries_the_text_of_its_assistant_messages() -> None:
+    """Text-only answers stream no transcript: the text is in `response.output` (live recording)."""
+    done = p.parse_event(json.dumps({"type": "response.done", "response": {"id": "r", "status": "completed",
+        "output": [{"type": "function_call", "name": "f", "arguments": "{}"},
+                   {"type": "message", "role": "assistant",
+                    "content": [{"type": "text", "text": "Blue "}, {"type": "audio", "transcript": "square."}]}]}}))
+    assert isinstance(done, p.ResponseDone) and done.text == "Blue square."
+    bare = p.parse_event('{"type": "response.done", "response": {"id": "r", "output": "junk"}}')
+    assert isinstance(bare, p.ResponseDone) and bare.text == "" and bare.status == "completed"

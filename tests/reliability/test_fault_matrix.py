@@ -38,7 +38,7 @@ import pytest
 
 from agent import daemon, pipeline
 from agent.backoff import Backoff
-from agent.realtime import connection, sessionloop
+from agent.realtime import connection, session
 from agent.tts.manager import SynthesisManager
 from tests.support.recovery import RECOVERY, RecoveryRow
 from tests.support.rig import BYE, JOKE, Rig, free_port, rig, settings_for
@@ -182,7 +182,7 @@ def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connection, "PING_INTERVAL", 0.5)
     monkeypatch.setattr(connection, "PING_TIMEOUT", 1.0)
     monkeypatch.setattr(connection, "SESSION_START_TIMEOUT", 1.5)
-    monkeypatch.setattr(sessionloop, "AUTH_BACKOFF_S", (1.0, 1.0))
+    monkeypatch.setattr(session, "AUTH_BACKOFF_S", (1.0, 1.0))
     monkeypatch.setattr(daemon, "AUTH_RETRY", (1.0, 1.0))
     monkeypatch.setattr(pipeline, "LLM_AUTH_BACKOFF_S", (1.0, 1.0))
     original = SynthesisManager.from_settings.__func__  # type: ignore[attr-defined]

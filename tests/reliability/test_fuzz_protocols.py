@@ -18,6 +18,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from agent.conversation.omni import ResponseRegistry
 from agent.realtime import protocol as rp
 from agent.tts import protocol as tp
 
@@ -131,7 +132,7 @@ def _assert_clean_rejection(e: Exception) -> None:
 
 def _realtime_consume(frame: str | bytes) -> None:
     """What a session loop does with one frame: parse, then update the session state."""
-    state = rp.RealtimeState()
+    state = ResponseRegistry()
     try:
         event = rp.parse_event(frame)
     except rp.ProtocolError as e:
@@ -161,7 +162,7 @@ def test_realtime_parser_survives_garbage(frame: str | bytes) -> None:
 @given(st.lists(mutated(REALTIME_EVENTS, REALTIME_TYPES, ("type",)) | garbage_text, max_size=25))
 def test_realtime_state_survives_any_event_sequence(frames: list[str]) -> None:
     """A whole session of mutated events: the state machine never raises and stays bounded."""
-    state = rp.RealtimeState()
+    state = ResponseRegistry()
     for frame in frames:
         try:
             state.receive(rp.parse_event(frame))

@@ -1,0 +1,366 @@
+"""Omni mode's conversation rules as a Sans-I/O reducer: server events in, actions out.
+
+`OmniConversation` is to `agent.omni.OmniMode` what websockets' `Protocol` is to its
+`Connection`: every rule about turns, barge-in, late audio of a cancelled response, heard-ms,
+latency and "is it quiet enough to rotate" lives here, and the driver only executes the returned
+actions (play, flush, send, report) and runs the timers. Time comes in as `now`; the state of
+the output device (busy, what a flush interrupted, what came out of the speaker) comes in as
+arguments. Nothing here awaits, sleeps, reads a clock or touches a socket, so the rules are
+tested by replaying event sequences in milliseconds (tests/omni/test_omni_conversation.py).
+
+The one response registry is `ResponseRegistry` (which response is active, which are dropped,
+whether the user speaks) plus the turn each response answers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Union
+
+from agent.modes import Turn
+from agent.realtime import protocol as p
+from agent.status import AgentState
+
+QUIET_BEFORE_ROTATION_S = 2.0  # the speaker must have been silent this long before a rotation
+DROPPED_IDS_KEPT = 64  # a long session cancels many responses; the newest ids are enough
+
+
+# --- actions: what the driver must do, in order --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Begin:
+    """Open a new response in the player (a still-open previous one plays out)."""
+
+    rid: str
+
+
+@dataclass(frozen=True)
+class Feed:
+    rid: str
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class End:
+    """No more audio for this response: what is queued plays out."""
+
+    rid: str
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Silence the output now; report the id the flush interrupted through `flushed()`."""
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send a client event; `best_effort`: a failure is ignored (the reader notices a loss)."""
+
+    event: dict[str, Any]
+    best_effort: bool = False
+
+
+@dataclass(frozen=True)
+class SetState:
+    state: AgentState
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class CountBargeIn:
+    pass
+
+
+@dataclass(frozen=True)
+class CountTurn:
+    pass
+
+
+@dataclass(frozen=True)
+class RecordLatency:
+    ms: float
+
+
+@dataclass(frozen=True)
+class RecordHeard:
+    """Once the flush of `rid` has reached the output, report its heard ms through `heard()`."""
+
+    rid: str
+
+
+@dataclass(frozen=True)
+class SetHeardMs:
+    ms: float
+
+
+@dataclass(frozen=True)
+class FinishTurn:
+    """Wait for `rid` to leave the speaker, then report it through `output_finished()`."""
+
+    turn: Turn
+    rid: str
+
+
+@dataclass(frozen=True)
+class PublishTurn:
+    turn: Turn
+
+
+@dataclass(frozen=True)
+class ClearErrorIf:
+    """An answer proves the session works: clear the error shown when it opened, if still shown."""
+
+    stale: str | None
+
+
+@dataclass(frozen=True)
+class Log:
+    message: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The session is unusable (a fatal server error): the driver ends it as a loss."""
+
+    message: str
+
+
+Action = Union[Begin, Feed, End, Flush, Send, SetState, CountBargeIn, CountTurn, RecordLatency,
+               RecordHeard, SetHeardMs, FinishTurn, PublishTurn, ClearErrorIf, Log, Fail]
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+
+class ResponseRegistry:
+    """What the server has told us: the session, the active response, cancelled responses.
+
+    Only one response is active at a time (reference §7). Audio of a cancelled or interrupted
+    response is discarded by id, because deltas already in flight keep arriving after a cancel.
+    """
+
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+        self.voice: str | None = None
+        self.active_response: str | None = None
+        self.last_user_item: str | None = None
+        self.user_speaking = False
+        self._dropped: deque[str] = deque(maxlen=DROPPED_IDS_KEPT)
+
+    @property
+    def response_in_progress(self) -> bool:
+        return self.active_response is not None
+
+    def receive(self, event: p.ServerEvent) -> p.ServerEvent:
+        """Update the registry from one server event and return it."""
+        if isinstance(event, p.SessionCreated):
+            self.session_id = event.session_id
+            self.voice = event.voice
+        elif isinstance(event, p.SessionUpdated):
+            self.voice = event.voice or self.voice
+        elif isinstance(event, p.ResponseCreated):
+            self.active_response = event.response_id
+        elif isinstance(event, p.ResponseDone):
+            if self.active_response == event.response_id or not event.response_id:
+                self.active_response = None
+        elif isinstance(event, p.SpeechStarted):
+            self.user_speaking = True
+            self.last_user_item = event.item_id or self.last_user_item
+        elif isinstance(event, p.SpeechStopped):
+            self.user_speaking = False
+        return event
+
+    def is_dropped(self, response_id: str) -> bool:
+        return response_id in self._dropped
+
+    def drop(self, response_id: str | None) -> None:
+        """Discard any further audio of this response (barge-in, cancel)."""
+        if response_id and response_id not in self._dropped:
+            self._dropped.append(response_id)
+
+    def cancel(self) -> list[dict[str, Any]]:
+        """Barge-in: drop the active response's audio; `response.cancel` only if one is in progress."""
+        if self.active_response is None:
+            return []
+        self.drop(self.active_response)
+        return [p.response_cancel()]
+
+    def reset(self) -> None:
+        """A new connection starts a new session; nothing of the old one is active any more."""
+        dropped = self._dropped
+        self.__init__()  # type: ignore[misc]
+        self._dropped = dropped
+
+
+# --- the conversation ------------------------------------------------------------------------
+
+
+class OmniConversation:
+    """Turns, barge-in, heard-ms and latency of omni mode; see the module docstring."""
+
+    def __init__(self, *, log_transcripts: bool = False) -> None:
+        self.log_transcripts = log_transcripts
+        self.registry = ResponseRegistry()
+        self.current: Turn | None = None  # the turn the next response answers
+        self.by_response: dict[str, Turn] = {}
+        self.session_started = 0.0
+        self.last_speech_started_at: float | None = None
+        self._stale_error: str | None = None  # the error shown when the session (re)connected
+        self._barging: str | None = None  # the active response when the flush was asked for
+
+    # --- views -------------------------------------------------------------------------------
+
+    @property
+    def user_speaking(self) -> bool:
+        return self.registry.user_speaking
+
+    @property
+    def response_in_progress(self) -> bool:
+        return self.registry.response_in_progress
+
+    def rotation_due(self, now: float, *, max_age_s: float, output_busy: bool,
+                     output_quiet_since: float) -> bool:
+        """The session is `max_age_s` old and nobody speaks: rotating now cuts no utterance."""
+        quiet = (not self.user_speaking and not self.response_in_progress and not output_busy
+                 and now - output_quiet_since > QUIET_BEFORE_ROTATION_S)
+        return now - self.session_started >= max_age_s and quiet
+
+    def quiet_for_announcement(self, output_response: str | None) -> bool:
+        """No Omni answer is streaming into the player and the user is not speaking."""
+        return not self.response_in_progress and not self.user_speaking and output_response is None
+
+    # --- session lifecycle -------------------------------------------------------------------
+
+    def session_opened(self, now: float, last_error: str | None) -> list[Action]:
+        """A configured session: a fresh registry (dropped ids survive), and `last_error` is
+        remembered so that the first answer can clear it."""
+        self.registry.reset()
+        self.session_started = now
+        self._stale_error = last_error
+        return [SetState(AgentState.LISTENING, "connected")]
+
+    def session_lost(self) -> list[Action]:
+        """The session is gone: an answer still streaming gets no more audio."""
+        rid = self.registry.active_response
+        return [End(rid)] if rid else []
+
+    # --- server events -----------------------------------------------------------------------
+
+    def receive(self, event: p.ServerEvent, now: float, *, output_busy: bool = False) -> list[Action]:
+        """One server event; `output_busy`: the player has a response queued or audible."""
+        self.registry.receive(event)
+        if isinstance(event, p.AudioDelta):
+            if self.registry.is_dropped(event.response_id):
+                return []  # in flight when we cancelled it
+            return [Feed(event.response_id, event.pcm), SetState(AgentState.SPEAKING)]
+        if isinstance(event, p.SpeechStarted):
+            self.last_speech_started_at = now
+            return self.interrupt(output_busy=output_busy)
+        if isinstance(event, p.SpeechStopped):
+            self._new_turn().speech_end_at = now
+            return [SetState(AgentState.THINKING)]
+        if isinstance(event, p.TranscriptionCompleted):
+            (self.current or self._new_turn()).heard = event.transcript
+            return [Log(f"heard: {event.transcript}")] if self.log_transcripts else []
+        if isinstance(event, p.ResponseCreated):
+            turn = self.current or self._new_turn()
+            turn.response_id = event.response_id
+            self.by_response[event.response_id] = turn
+            return [Begin(event.response_id)]
+        if isinstance(event, p.TranscriptDelta):
+            turn = self.by_response.get(event.response_id)
+            if turn is not None and not self.registry.is_dropped(event.response_id):
+                turn.answered += event.delta
+            return []
+        if isinstance(event, p.TranscriptDone):
+            turn = self.by_response.get(event.response_id)
+            if turn is not None and event.transcript:
+                turn.answered = event.transcript
+            return []
+        if isinstance(event, p.ResponseDone):
+            return self._response_done(event)
+        if isinstance(event, p.ErrorEvent):
+            text = f"server error {event.code or event.error_type}: {event.message}"
+            if event.fatal:
+                return [Fail(text)]
+            return [Log(f"{text} (tolerated)")]  # e.g. a cancel that raced the natural end
+        return []
+
+    def _response_done(self, event: p.ResponseDone) -> list[Action]:
+        rid = event.response_id
+        actions: list[Action] = [End(rid)]
+        turn = self.by_response.pop(rid, None)
+        if turn is None:
+            return actions
+        if not turn.answered and event.text:
+            turn.answered = event.text  # text output without streamed transcript deltas
+        if event.status != "completed":
+            turn.interrupted = True
+        else:
+            actions.append(ClearErrorIf(self._stale_error))
+        actions.append(CountTurn())
+        if self.log_transcripts and turn.answered:
+            actions.append(Log(f"answered{' (interrupted)' if turn.interrupted else ''}: {turn.answered}"))
+        actions.append(FinishTurn(turn, rid))
+        if self.current is turn:
+            self.current = None
+        return actions
+
+    # --- control inputs and reports from the driver --------------------------------------------
+
+    def interrupt(self, *, output_busy: bool) -> list[Action]:
+        """Barge-in (the user spoke, or `interrupt` from software): silence first, then `flushed`."""
+        actions: list[Action] = [SetState(AgentState.LISTENING)]
+        self._barging = self.registry.active_response
+        if self._barging is None and not output_busy:
+            return actions
+        return [*actions, Flush()]
+
+    def flushed(self, flushed_rid: str | None) -> list[Action]:
+        """The output was flushed (it was playing `flushed_rid`): cancel on the server, drop the
+        deltas still in flight, and measure how much of the answer was heard."""
+        interrupted = self._barging or flushed_rid
+        self._barging = None
+        cancel = self.registry.cancel()
+        self.registry.drop(interrupted)
+        turn = self.by_response.get(interrupted or "")
+        if turn is not None:
+            turn.interrupted = True
+        actions: list[Action] = [CountBargeIn(), *(Send(ev, best_effort=True) for ev in cancel)]
+        if interrupted:
+            actions.append(RecordHeard(interrupted))
+        return actions
+
+    def heard(self, rid: str, heard_ms: float) -> list[Action]:
+        """The flush of `rid` reached the output after `heard_ms` of the answer had played."""
+        return [SetHeardMs(round(heard_ms, 1)),
+                Log(f"barge-in: the user interrupted after {heard_ms:.0f} ms of the answer")]
+
+    def output_finished(self, turn: Turn, *, found: bool, interrupted: bool = False,
+                        first_audible: float | None = None) -> list[Action]:
+        """The answer of `turn` left the speaker (`found`: the player knew the response):
+        latency is end of user speech → first audible sample; then the turn is published."""
+        actions: list[Action] = []
+        if found and interrupted:
+            turn.interrupted = True  # flushed at the output, even if the server had finished
+        if found and first_audible is not None and turn.speech_end_at is not None:
+            turn.latency_ms = (first_audible - turn.speech_end_at) * 1000.0
+            actions.append(RecordLatency(turn.latency_ms))
+        if not self.response_in_progress and not self.user_speaking:
+            actions.append(SetState(AgentState.LISTENING))
+        actions.append(PublishTurn(turn))
+        return actions
+
+    def ask(self, text: str, now: float) -> list[Action]:
+        """A user turn given as text: a text item plus `response.create`. An answer still
+        playing is not cut off: the server's next response begins after it (`Begin` ends it)."""
+        turn = self._new_turn()
+        turn.heard = text
+        turn.speech_end_at = now
+        return [Send(p.user_text(text)), Send(p.response_create())]
+
+    def _new_turn(self) -> Turn:
+        self.current = Turn()
+        return self.current
