@@ -98,14 +98,18 @@ class OmniMode:
         self.uplink.attach(conn)
 
     async def on_event(self, event: p.ServerEvent) -> None:
-        player = self.engine.player
-        busy = player.busy if isinstance(event, p.SpeechStarted) else False
+        now = time.monotonic()
+        busy = self.engine.player.activity.busy(now) if isinstance(event, p.SpeechStarted) else False
         await self._execute(self.conversation.receive(event, time.monotonic(), output_busy=busy))
 
     def rotation_due(self, now: float) -> bool:
+        activity = self.engine.player.activity  # the one "audible / quiet" signal
+        quiet_since = activity.quiet_since(now)
+        if quiet_since is None:  # speaking now, or never spoke
+            quiet_since = now if activity.speaking(now) else float("-inf")
         return self.conversation.rotation_due(
             now, max_age_s=self.settings.omni.session_max_minutes * 60.0,  # read live: tests shorten it
-            output_busy=self.engine.player.busy, output_quiet_since=self.uplink.quiet_since)
+            output_busy=activity.busy(now), output_quiet_since=quiet_since)
 
     def closed(self) -> None:
         self.uplink.detach()
@@ -216,7 +220,7 @@ class OmniMode:
                 await conn.send(p.session_update(self.settings.omni, voice))
 
     async def interrupt(self) -> None:
-        await self._execute(self.conversation.interrupt(output_busy=self.engine.player.busy))
+        await self._execute(self.conversation.interrupt(output_busy=self.engine.player.activity.busy(time.monotonic())))
 
     async def say(self, text: str) -> Announcement:
         """Speak `text` verbatim with a CosyVoice system voice, after the current answer.

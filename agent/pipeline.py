@@ -171,7 +171,8 @@ class PipelineMode:
     # --- ASR events (AsrHandler) -------------------------------------------------------------
 
     def on_speech_started(self) -> None:
-        self._execute(self.core.speech_started(time.monotonic(), self.engine.player.busy))
+        now = time.monotonic()
+        self._execute(self.core.speech_started(now, self.engine.player.activity.busy(now)))
 
     def on_speech_stopped(self) -> None:
         self._execute(self.core.speech_stopped(time.monotonic()))
@@ -204,7 +205,8 @@ class PipelineMode:
         return ann
 
     async def interrupt(self) -> None:
-        self._execute(self.core.interrupt(time.monotonic(), self.engine.player.busy))
+        now = time.monotonic()
+        self._execute(self.core.interrupt(now, self.engine.player.activity.busy(now)))
 
     # --- executing the core's actions ----------------------------------------------------------
 

@@ -286,7 +286,7 @@ async def converse(daemon: Daemon, mic: ScriptedMic, cfg: SoakConfig, t0: float,
         await mic.say_and_wait(rng.choice(QUESTIONS))
         stats["questions"] += 1
         player = engine.player
-        if not await wait_until(lambda p=player: p.speaking, 6.0):
+        if not await wait_until(lambda p=player: p.activity.speaking(time.monotonic()), 6.0):
             # The session dropped (or the server closed it) mid-question: ask again.
             stats["unanswered"] += 1
             continue
@@ -295,7 +295,7 @@ async def converse(daemon: Daemon, mic: ScriptedMic, cfg: SoakConfig, t0: float,
             await asyncio.sleep(rng.uniform(0.3, 1.5))  # the next question talks over the answer
             stats["barge_attempts"] += 1
         else:
-            await wait_until(lambda p=player: not p.busy, 20.0)
+            await wait_until(lambda p=player: not p.activity.busy(time.monotonic()), 20.0)
             await asyncio.sleep(rng.uniform(0.3, 2.0))
 
 

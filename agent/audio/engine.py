@@ -421,7 +421,7 @@ class AudioEngine:
             "buffered_ms": ps.buffered_ms,
             "state": ps.state,
             "target_ms": ps.target_ms,
-            "speaking": self.player.speaking,
+            "speaking": self.player.activity.speaking(time.monotonic()),
             "output_device": out.description if out else None,
             "input_device": inp.description if inp else None,
             "output_rate": self.player.device_rate,

@@ -20,9 +20,8 @@ up. If the callback laps the consumer while it is copying, the copy is detected 
 write position moved more than the ring capacity past the copied span) and discarded.
 
 Each chunk comes with the capture time of its last sample: `frames()` / `read_frame()` yield
-`MicFrame(pcm, t_end)` together, which is what echo handling needs. Plain bytes iteration,
-`read()` and the side channel `last_chunk_end_time` (the `t_end` of the latest chunk) remain for
-callers not yet switched.
+`MicFrame(pcm, t_end)` together, which is what echo handling needs; plain bytes iteration and
+`read()` serve readers that need only the audio.
 """
 
 from __future__ import annotations
@@ -89,7 +88,6 @@ class Microphone:
         self.dropped_chunks = 0
         self.overflows = 0
         self.heartbeat = 0
-        self.last_chunk_end_time: float | None = None
         self._configure(device_rate)
 
     def _configure(self, device_rate: int) -> None:
@@ -175,7 +173,7 @@ class Microphone:
         self.chunks += 1
         # Capture time of the chunk's last sample, from the callback's latest (time, position).
         behind_dev = (self._w_at_t - self._pending_end_pos) + len(self._pending) // 2 * self.device_rate / MIC_RATE
-        t_end = self.last_chunk_end_time = self._t_last - behind_dev / self.device_rate
+        t_end = self._t_last - behind_dev / self.device_rate
         if self.muted:
             return MicFrame(bytes(self.chunk_bytes), t_end)
         return MicFrame(chunk, t_end)

@@ -398,14 +398,3 @@ class Player(ResponseBook, PlayoutCallback):
         """Device output latency (seconds) last reported to the callback."""
         return self.tap.latency
 
-    @property
-    def speaking(self) -> bool:
-        """Assistant audio is audible right now: `activity.speaking(now)` on the player's clock
-        (kept for callers not yet reading `activity` directly)."""
-        return self.activity.speaking(self._clock())
-
-    @property
-    def busy(self) -> bool:
-        """A response is queued, prebuffering or playing: `activity.busy(now)`."""
-        return self.activity.busy(self._clock())
-

@@ -21,12 +21,11 @@ gone; a failed send keeps the chunk in the pre-roll, and the owner notices the l
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from typing import Any, Protocol
 
 from agent.audio.engine import AudioEngine
-from agent.echo import HALF_DUPLEX_TAIL_S, make_echo_filter
+from agent.echo import make_echo_filter
 from agent.realtime import protocol as p
 
 log = logging.getLogger("voice-agent.echo")
@@ -46,7 +45,6 @@ class MicUplink:
         self.echo = echo
         self.echo_filter = make_echo_filter(echo, engine.player, chunk_ms)
         self.stopping = False
-        self.quiet_since = time.monotonic()  # when the speaker last went quiet
         self._conn: EventSender | None = None
         self._pre_roll: deque[bytes] = deque(maxlen=max(1, PRE_ROLL_MS // chunk_ms))
 
@@ -61,13 +59,6 @@ class MicUplink:
     def detach(self) -> None:
         self._conn = None
 
-    def speaker_active(self) -> bool:
-        """The assistant is audible now, or was within the echo tail."""
-        if self.engine.player.speaking:
-            self.quiet_since = time.monotonic()
-            return True
-        return time.monotonic() - self.quiet_since < HALF_DUPLEX_TAIL_S
-
     async def run(self) -> None:
         """Read the microphone until stopped or the engine closes it."""
         try:
@@ -78,12 +69,10 @@ class MicUplink:
                 log.info("echo handling: %s", self.echo_filter.summary())
 
     async def _run(self) -> None:
-        mic = self.engine.mic
-        async for chunk in mic:
+        async for chunk, t_end in self.engine.mic.frames():
             if self.stopping:
                 return
-            self.speaker_active()  # keeps `quiet_since` current (session rotation waits for quiet)
-            chunk = await self.echo_filter.process(chunk, mic.last_chunk_end_time)
+            chunk = await self.echo_filter.process(chunk, t_end)
             conn = self._conn
             if conn is None:
                 self._pre_roll.append(chunk)

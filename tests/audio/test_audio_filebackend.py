@@ -60,10 +60,10 @@ async def test_input_and_output_files_share_one_timeline(tmp_path):
     t0 = eng.timeline_start
     assert t0 is not None
     heard_at = None
-    async for chunk in eng.mic:
+    async for chunk, t_end in eng.mic.frames():
         x = np.frombuffer(chunk, "<i2")
         if np.abs(x).max() > 5000:
-            heard_at = eng.mic.last_chunk_end_time
+            heard_at = t_end
             eng.player.begin("answer")
             eng.player.feed("answer", np.full(2400, 8000, np.int16))
             eng.player.end("answer")

@@ -18,7 +18,6 @@ def test_a_frame_carries_its_chunk_and_the_capture_time_of_its_last_sample() -> 
     assert np.frombuffer(frame.pcm, "<i2").tolist() == list(range(1, 641))
     # 360 captured samples follow this chunk's last one: it was captured 360/16000 s earlier.
     assert frame.t_end == pytest.approx(1.0 - 360 / 16000)
-    assert mic.last_chunk_end_time == frame.t_end  # the old side channel still agrees
     assert mic.read_frame_nowait() is None  # 360 samples are not a chunk
 
 
@@ -50,4 +49,3 @@ async def test_plain_bytes_iteration_still_works() -> None:
         got.append(chunk)
         mic.close()
     assert got == [np.full(640, 9, np.int16).tobytes()]
-    assert mic.last_chunk_end_time == pytest.approx(1.0)

@@ -83,10 +83,8 @@ def test_chunk_capture_time_is_reported():
     mic = Microphone(chunk_ms=40)
     mic.capture(np.ones(640, np.int16), 5.0)
     mic.capture(np.ones(640, np.int16), 5.04)
-    mic.read_nowait()
-    assert mic.last_chunk_end_time == pytest.approx(5.0)
-    mic.read_nowait()
-    assert mic.last_chunk_end_time == pytest.approx(5.04)
+    assert mic.read_frame_nowait().t_end == pytest.approx(5.0)
+    assert mic.read_frame_nowait().t_end == pytest.approx(5.04)
 
 
 async def test_async_reader_is_woken_by_callback_thread():

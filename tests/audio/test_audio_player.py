@@ -381,15 +381,15 @@ def test_heard_ms_counts_frames_at_the_output():
 
 def test_speaking_flag_follows_audible_output():
     p, dev, clk = make()
-    assert not p.speaking
+    assert not p.activity.speaking(clk())
     p.begin("r")
     feed_at(p, dev, clk, 0.0, "r", dc(100))
     p.end("r")
     dev.run_until(0.05)
-    assert p.speaking
+    assert p.activity.speaking(clk())
     dev.run_until(0.2)
     clk.t = 0.2
-    assert not p.speaking  # 100 ms + 20 ms latency are over
+    assert not p.activity.speaking(clk())  # 100 ms + 20 ms latency are over
 
 
 def test_back_to_back_responses_play_in_order_without_gap():

@@ -34,7 +34,7 @@ async def control(run_work: Path, cmd: str, text: str | None = None) -> dict:
 
 async def wait_quiet(player: object, timeout: float = 20.0) -> None:
     async def quiet() -> None:
-        while player.busy:  # type: ignore[attr-defined]
+        while player.activity.busy(time.monotonic()):  # type: ignore[attr-defined]
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(quiet(), timeout)

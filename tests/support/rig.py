@@ -173,7 +173,7 @@ class Rig:
         player = self.daemon.engine.player  # type: ignore[union-attr]
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < quiet_s:
-            if mode.asr.user_speaking or player.busy:
+            if mode.asr.user_speaking or player.activity.busy(time.monotonic()):
                 quiet_since = time.monotonic()
             await asyncio.sleep(0.02)
         self.mic.say(question)
