@@ -52,6 +52,7 @@ from agent.config import JitterSettings
 
 SOURCE_RATE = 24000  # what DashScope sends (SPEC §1)
 EDGE_MS = 2.0  # fade at the edges of a starvation gap, against clicks
+GAIN_CHUNK = 1024  # frames the volume gain works on at a time (its scratch size)
 
 
 def as_int16(pcm: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
@@ -111,6 +112,11 @@ class Player(ResponseBook, PlayoutCallback):
         self.gap_frames = 0
         self._gap_ms_base = 0.0  # gap time accumulated at earlier device rates
         self.responses_done = 0
+        # Volume (volume.py): the producer sets gain_target, the callback ramps _gain to it.
+        self.gain_target = 1.0
+        self._gain = 1.0
+        self._gf = np.zeros(GAIN_CHUNK, dtype=np.float32)
+        self._gidx = np.arange(GAIN_CHUNK, dtype=np.float32)
         self._configure(device_rate)
 
     # ------------------------------------------------------------------ setup
@@ -191,6 +197,13 @@ class Player(ResponseBook, PlayoutCallback):
         self._gap_ms_base += self.gap_frames * 1000.0 / self.device_rate
         self.gap_frames = 0
         self._configure(device_rate)
+
+    def set_gain(self, gain: float) -> None:
+        """The output gain (the volume, volume.py): 0.0–1.0, never above unity so nothing clips.
+        The callback ramps to it across its next block."""
+        if not 0.0 <= gain <= 1.0:
+            raise ValueError(f"gain must be in [0, 1], got {gain}")
+        self.gain_target = float(gain)
 
     def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Let the callback wake this loop (rarely: first audible sample, response finished)."""
