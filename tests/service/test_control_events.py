@@ -11,7 +11,6 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-import pytest
 from control_fakes import Client, FakeHandler
 
 from agent.control import ControlServer, IntegrationHandler
