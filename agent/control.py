@@ -48,6 +48,7 @@ from agent.controlproto import (
 )
 from agent.controlproto import error as _error
 from agent.controlproto import reply as _reply
+from agent.controlstream import until_closed
 from agent.events import EventBus, Subscription
 from agent.secrets import redact
 
@@ -417,7 +418,7 @@ class ControlServer:
         # Bound what the transport holds for a client that stops reading: past this, drain()
         # waits, the bus's backlog fills, and the bus drops the subscriber (events.py).
         writer.transport.set_write_buffer_limits(high=STREAM_HIGH_WATER)
-        watcher = asyncio.create_task(self._until_eof(reader, sub))
+        watcher = asyncio.create_task(until_closed(reader, writer, sub))
         log.info("control: subscribe (%d subscribers)", bus.subscribers)
         try:
             await self._send(writer, _reply(True))
@@ -427,13 +428,6 @@ class ControlServer:
             sub.close()
             watcher.cancel()
             del self._streams[task]
-
-    async def _until_eof(self, reader: asyncio.StreamReader, sub: Subscription) -> None:
-        """A subscriber sends nothing more; whatever it sends is ignored until it closes."""
-        with contextlib.suppress(Exception):
-            while await reader.read(4096):
-                pass
-        sub.close()
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         if writer.is_closing():

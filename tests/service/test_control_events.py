@@ -238,3 +238,17 @@ async def test_cli_volume_prints_and_sets_the_level(short_dir: Path, capsys) -> 
         assert await asyncio.to_thread(volume_command, None, str(server.path), None) == 0
     out, err = capsys.readouterr()
     assert out.split() == ["25", "25"] and err == ""
+
+
+async def test_a_half_closed_subscriber_keeps_its_stream_until_it_hangs_up(short_dir: Path) -> None:
+    """`printf '{"cmd":"subscribe"}\\n' | socat - UNIX:...` ends its input but keeps reading."""
+    h = EventsHandler()
+    async with ControlServer(h, short_dir / "c.sock") as server:
+        c = await subscribe(server.path)
+        c.writer.write_eof()
+        await settle(lambda: h.events.subscribers == 1)
+        await asyncio.sleep(0.1)
+        h.events.publish("volume", level=5)
+        assert (await next_event(c))["level"] == 5
+        c.writer.close()
+        await settle(lambda: h.events.subscribers == 0)
