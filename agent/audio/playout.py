@@ -100,6 +100,7 @@ class Player(ResponseBook, PlayoutCallback):
         self._closed_ids: OrderedDict[str, None] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[ResponseStats]]] = {}
         self._added_latency: deque[float] = deque(maxlen=200)
+        self.received_frames = 0  # source-rate frames fed, kept or not (audio received)
         self.dropped_frames = 0  # device-rate frames refused (ring full)
         self.discarded_frames = 0  # source-rate frames of non-current responses
         self.callback_errors = 0
@@ -265,6 +266,7 @@ class Player(ResponseBook, PlayoutCallback):
     ) -> np.ndarray | None:
         """Common part of feed/write: route by id, track lateness, resample. None = discard."""
         data = as_int16(pcm)
+        self.received_frames += data.shape[0]  # all answer audio that arrived (metrics)
         if response_id != self._cur_id:
             if response_id in self._closed_ids or response_id in self._id_index:
                 self.discarded_frames += data.shape[0]
