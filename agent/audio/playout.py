@@ -25,6 +25,10 @@ What the Player publishes to everyone else is in activity.py: `activity` (speaki
 quiet, busy) and `tap` (what was handed to the device, the echo reference), both written by the
 callback (and `activity.begun` by `begin()`). Readers use those, not the Player.
 
+Volume: `set_gain()` (producer) publishes a gain ≤ 1.0 (volume.py has the curve and why it never
+exceeds unity); the callback multiplies each block by it in place after rendering, ramping a
+change over one block, before the tap records the block, so the echo reference is what is heard.
+
 Overflow policy: the ring is bounded (default 60 s). `feed()` stores what fits and drops the
 *newest* excess (counted in `dropped_ms`): only the producer may move the write position, and
 dropping the oldest would mean racing the callback for the read position. `write()` is the
