@@ -13,8 +13,10 @@ I/O). A subscriber whose backlog is full is dropped on the spot: its backlog is 
 last `error` line saying why, and it ends after that line. Memory per subscriber is therefore at
 most `backlog` lines plus whatever its transport already holds.
 
-The bus is used from the event loop's thread only (the modes, the Status adapter and the control
-socket all run there); `Subscription` is an async iterator of encoded lines.
+The bus lives on the event loop's thread (the modes, the Status adapter and the control socket
+run there). A publish from another thread (a wake-word or audio thread) is handed to the loop
+with `call_soon_threadsafe`, so backlogs are only ever touched by one thread. `Subscription` is
+an async iterator of encoded lines.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -118,6 +121,8 @@ class EventBus:
         self._sticky: dict[str, bytes] = {}
         self._listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.published = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
 
     @property
     def subscribers(self) -> int:
@@ -133,6 +138,12 @@ class EventBus:
             raise ValueError(f"unknown event {event!r}; one of: {', '.join(EVENTS)}")
         if set(fields) != set(names):
             raise ValueError(f"event {event!r} takes fields {', '.join(names)}; got {', '.join(fields)}")
+        if self._loop is not None and threading.get_ident() != self._thread:
+            try:
+                self._loop.call_soon_threadsafe(lambda: self.publish(event, **fields))
+            except RuntimeError:  # the loop is closed: the daemon is stopping
+                pass
+            return
         self.published += 1
         for listener in self._listeners:
             try:
@@ -147,6 +158,15 @@ class EventBus:
         for sub in list(self._subs):  # a push may drop (and remove) a subscriber
             sub.push(line)
 
+    def bind_loop(self) -> None:
+        """Remember the running loop as the bus's home (called by `subscribe`; call it at start
+        if events may be published from other threads before anyone subscribes)."""
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in a loop (a synchronous test): nothing to bind
+            return
+        self._thread = threading.get_ident()
+
     def listen(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
         """Call `listener(event, fields)` synchronously on every event (in-process consumers
         such as metrics: no encoding, no backlog). It must be quick and must not raise."""
@@ -154,6 +174,7 @@ class EventBus:
 
     def subscribe(self, replay: bool = True) -> Subscription:
         """A new subscriber; with `replay` its first lines are the latest `state` and `volume`."""
+        self.bind_loop()
         sub = Subscription(self, self.backlog)
         if replay:
             for event in STICKY:

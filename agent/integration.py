@@ -73,7 +73,9 @@ class Integration:
         return self._volume.level
 
     async def start(self) -> None:
-        """Start the metrics endpoint if `metrics.listen` is set (after the audio engine)."""
+        """Bind the bus to the running loop (events from other threads are handed over to it)
+        and start the metrics endpoint if `metrics.listen` is set (after the audio engine)."""
+        self.events.bind_loop()
         if self._metrics_listen is None:
             return
         from agent.metrics import Metrics

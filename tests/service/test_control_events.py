@@ -252,3 +252,19 @@ async def test_a_half_closed_subscriber_keeps_its_stream_until_it_hangs_up(short
         assert (await next_event(c))["level"] == 5
         c.writer.close()
         await settle(lambda: h.events.subscribers == 0)
+
+
+async def test_events_published_from_another_thread_arrive_in_order(short_dir: Path) -> None:
+    h = EventsHandler()
+    async with ControlServer(h, short_dir / "c.sock") as server:
+        c = await subscribe(server.path)
+        await settle(lambda: h.events.subscribers == 1)
+
+        def wake_thread() -> None:  # e.g. a wake-word engine on its own thread
+            for i in range(50):
+                h.events.publish("wake", word="alexa", score=i / 100)
+
+        await asyncio.to_thread(wake_thread)
+        got = [await next_event(c) for _ in range(50)]
+        assert [round(e["score"] * 100) for e in got] == list(range(50))
+        await c.close()
