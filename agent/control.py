@@ -101,6 +101,7 @@ class IntegrationHandler(ControlHandler, Protocol):
 
     def volume(self, level: int | None) -> int: ...
 
+
 def resolve_socket_path(settings: Settings) -> Path:
     """SPEC §4: `control.socket`, else `$RUNTIME_DIRECTORY/control.sock`, else `<state_dir>/control.sock`."""
     if settings.control.socket:
@@ -111,6 +112,7 @@ def resolve_socket_path(settings: Settings) -> Path:
     from agent.statedir import resolve_state_dir
 
     return resolve_state_dir(settings)[0] / SOCKET_NAME
+
 
 class ControlServer:
     """Serves the control socket for one handler; `async with ControlServer(...)` or start/close."""
@@ -376,6 +378,8 @@ class ControlServer:
                     return False
                 if not chunk:
                     if buf.strip():  # a last line without "\n" (e.g. `printf` without \n | nc -U)
+                        if self._wants_stream(bytes(buf).rstrip(b"\r")):
+                            return True
                         await self._send(writer, await self._dispatch(bytes(buf)))
                     return False
                 buf += chunk
@@ -481,4 +485,3 @@ class ControlServer:
             h.unmute()
         log.info("control: %s", cmd)  # status polls are not logged: integrators poll often
         return _reply(True)
-

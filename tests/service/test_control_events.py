@@ -268,3 +268,17 @@ async def test_events_published_from_another_thread_arrive_in_order(short_dir: P
         got = [await next_event(c) for _ in range(50)]
         assert [round(e["score"] * 100) for e in got] == list(range(50))
         await c.close()
+
+
+async def test_subscribe_without_a_newline_then_end_of_input_still_streams(short_dir: Path) -> None:
+    """`printf '{"cmd":"subscribe"}' | socat - UNIX:...`: no newline, input ends at once."""
+    h = EventsHandler()
+    async with ControlServer(h, short_dir / "c.sock") as server:
+        c = await Client.connect(server.path)
+        await c.send_raw(b'{"cmd": "subscribe"}')
+        c.writer.write_eof()
+        assert await c.reply() == {"ok": True}
+        await settle(lambda: h.events.subscribers == 1)
+        h.events.publish("state", state="thinking")
+        assert (await next_event(c))["state"] == "thinking"
+        await c.close()
