@@ -11,6 +11,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
 from control_fakes import Client, FakeHandler
 
 from agent.control import ControlServer, IntegrationHandler
@@ -282,3 +283,11 @@ async def test_subscribe_without_a_newline_then_end_of_input_still_streams(short
         h.events.publish("state", state="thinking")
         assert (await next_event(c))["state"] == "thinking"
         await c.close()
+
+
+def test_cli_volume_refuses_a_level_outside_0_to_100(capsys) -> None:
+    from agent.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["volume", "101"])
+    assert e.value.code == 2 and "0-100" in capsys.readouterr().err
