@@ -123,7 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("text", metavar="TEXT")
         _add_socket(p)
+    helptext = "print the live event stream, one JSON line per event, until interrupted"
+    _add_socket(sub.add_parser("events", help=helptext, description=helptext))
+    helptext = "print the output volume (0-100), or set it to LEVEL"
+    p = sub.add_parser("volume", help=helptext, description=helptext)
+    p.add_argument("level", metavar="LEVEL", nargs="?", type=_level, help="0 (mute) to 100 (full)")
+    _add_socket(p)
     return parser
+
+
+def _level(text: str) -> int:
+    try:
+        level = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"LEVEL must be an integer 0-100, got {text!r}") from None
+    if not 0 <= level <= 100:
+        raise argparse.ArgumentTypeError(f"LEVEL must be 0-100, got {level}")
+    return level
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -166,6 +182,18 @@ def cmd_control(args: argparse.Namespace) -> int:
     return control_command(args.command, getattr(args, "text", None), args.socket, args.config)
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    from agent.controlclient import events_command
+
+    return events_command(args.socket, args.config)
+
+
+def cmd_volume(args: argparse.Namespace) -> int:
+    from agent.controlclient import volume_command
+
+    return volume_command(args.level, args.socket, args.config)
+
+
 def cmd_devices(_args: argparse.Namespace) -> int:
     from agent.audio.devices import devices_command
 
@@ -185,6 +213,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "interrupt": cmd_control,
     "mute": cmd_control,
     "unmute": cmd_control,
+    "events": cmd_events,
+    "volume": cmd_volume,
 }
 
 

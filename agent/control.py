@@ -9,6 +9,12 @@ burst of one-shot CLI calls all succeed; beyond that a client is told to retry);
 nothing, or does not read its replies, is dropped after a timeout; a failing handler becomes `{"ok": false, "error": ...}` with
 the API key redacted.
 
+`subscribe` (SPEC §12) turns a connection into an event stream: after its `{"ok": true}` reply
+every event arrives as one JSON line until the client closes the connection. A subscriber gives
+its request slot back (it would otherwise hold one forever) and counts against its own limit,
+`max_subscribers`; the bus bounds its backlog and drops it when it falls behind (events.py); on
+shutdown its stream ends after the queued lines.
+
 Permissions: the socket is 0600 (only the daemon's user). If `$VOICE_AGENT_CONTROL_GROUP` names a
 group, it is 0660 and owned by that group, for an integrator's program running as another user;
 the group must be one the daemon runs with (SupplementaryGroups= in the unit) and the socket's
@@ -31,17 +37,33 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agent.config import ConfigError, Settings
+from agent.controlproto import (
+    COMMANDS,
+    MAX_LINE,
+    MAX_TEXT,
+    TEXT_COMMANDS,
+    RequestError,
+    parse_command,
+    parse_request,
+)
+from agent.controlproto import error as _error
+from agent.controlproto import reply as _reply
+from agent.controlstream import until_closed
+from agent.events import EventBus, Subscription
 from agent.secrets import redact
+
+__all__ = [
+    "COMMANDS", "MAX_LINE", "MAX_TEXT", "TEXT_COMMANDS", "ControlHandler", "ControlServer",
+    "IntegrationHandler", "RequestError", "parse_command", "parse_request", "resolve_socket_path",
+]
 
 log = logging.getLogger("voice-agent.control")
 
 SOCKET_NAME = "control.sock"
 GROUP_ENV = "VOICE_AGENT_CONTROL_GROUP"
-COMMANDS = ("status", "say", "ask", "interrupt", "mute", "unmute")
-TEXT_COMMANDS = ("say", "ask")
-MAX_LINE = 64 * 1024  # bytes per request line
-MAX_TEXT = 4096  # UTF-8 bytes of say/ask text: a spoken answer, not a book
 MAX_CLIENTS = 16
+MAX_SUBSCRIBERS = 32  # event streams, on top of MAX_CLIENTS request connections
+STREAM_HIGH_WATER = 16 * 1024  # bytes an event stream's transport buffers before it waits
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 LISTEN_BACKLOG = 100  # asyncio's default
 
@@ -67,8 +89,17 @@ class ControlHandler(Protocol):
     def unmute(self) -> None: ...
 
 
-class RequestError(Exception):
-    """A bad request: its message goes back to the client as the error."""
+@runtime_checkable
+class IntegrationHandler(ControlHandler, Protocol):
+    """A `ControlHandler` that also serves SPEC §12: the event bus and the volume.
+
+    `volume(None)` returns the level, `volume(n)` sets it (already validated 0–100) and returns
+    it. A handler without these answers `volume`/`subscribe` with an error naming the command.
+    """
+
+    events: EventBus
+
+    def volume(self, level: int | None) -> int: ...
 
 
 def resolve_socket_path(settings: Settings) -> Path:
@@ -83,44 +114,6 @@ def resolve_socket_path(settings: Settings) -> Path:
     return resolve_state_dir(settings)[0] / SOCKET_NAME
 
 
-def parse_request(line: bytes, max_text: int = MAX_TEXT) -> tuple[str, str | None]:
-    """Validate one request line; return (cmd, text) or raise RequestError saying what is wrong."""
-    try:
-        decoded = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RequestError("request is not UTF-8 text") from None
-    try:
-        req = json.loads(decoded)
-    except (json.JSONDecodeError, RecursionError):
-        raise RequestError("malformed JSON: send one JSON object per line") from None
-    if not isinstance(req, dict):
-        raise RequestError('request must be a JSON object like {"cmd": "status"}')
-    cmd = req.get("cmd")
-    if not isinstance(cmd, str):
-        raise RequestError(f'missing "cmd"; one of: {", ".join(COMMANDS)}')
-    if cmd not in COMMANDS:
-        raise RequestError(f"unknown cmd {cmd[:40]!r}; one of: {', '.join(COMMANDS)}")
-    if cmd not in TEXT_COMMANDS:
-        return cmd, None
-    text = req.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise RequestError(f'"{cmd}" needs a non-empty "text" string')
-    size = len(text.encode("utf-8"))
-    if size > max_text:
-        raise RequestError(f"text too long: {size} bytes (limit {max_text})")
-    return cmd, text
-
-
-def _reply(ok: bool, **fields: Any) -> bytes:
-    doc = {"ok": ok, **fields}
-    text = json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":"))
-    return (redact(text) + "\n").encode("utf-8")
-
-
-def _error(message: str) -> bytes:
-    return _reply(False, error=redact(message))
-
-
 class ControlServer:
     """Serves the control socket for one handler; `async with ControlServer(...)` or start/close."""
 
@@ -131,6 +124,7 @@ class ControlServer:
         *,
         group: str | None = None,
         max_clients: int = MAX_CLIENTS,
+        max_subscribers: int = MAX_SUBSCRIBERS,
         max_waiting: int = 4 * MAX_CLIENTS,
         queue_timeout: float = 2.0,
         max_line: int = MAX_LINE,
@@ -145,6 +139,7 @@ class ControlServer:
         self.path = Path(path)
         self.group = group if group is not None else (os.environ.get(GROUP_ENV) or None)
         self.max_clients = max_clients
+        self.max_subscribers = max_subscribers
         self.max_waiting = max_waiting
         self.queue_timeout = queue_timeout
         self.max_line = max_line
@@ -157,6 +152,7 @@ class ControlServer:
         self._clients: set[asyncio.Task[Any]] = set()
         self._slots = asyncio.Semaphore(max_clients)
         self._waiting = 0
+        self._streams: dict[asyncio.Task[Any], Subscription] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -185,6 +181,11 @@ class ControlServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        if self._streams:
+            # End event streams cleanly: each gets its queued lines, then EOF.
+            for sub in list(self._streams.values()):
+                sub.close()
+            await asyncio.wait(list(self._streams), timeout=1.0)
         for task in list(self._clients):
             task.cancel()
         if self._clients:
@@ -317,9 +318,11 @@ class ControlServer:
                 await self._refuse(reader, writer)
                 return
             try:
-                await self._serve(reader, writer)
+                subscribe = await self._serve(reader, writer)
             finally:
                 self._slots.release()
+            if subscribe:
+                await self._stream(reader, writer)
         except (ConnectionError, TimeoutError, asyncio.TimeoutError):
             pass
         except asyncio.CancelledError:
@@ -358,34 +361,77 @@ class ControlServer:
             await asyncio.wait_for(reader.read(self.max_line), 0.2)
         await self._send(writer, _error(f"too many clients (limit {self.max_clients}); retry"))
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Answer request lines until the client leaves (False) or subscribes (True)."""
         buf = bytearray()
         while True:
             nl = buf.find(b"\n")
             if nl < 0:
                 if len(buf) > self.max_line:
                     await self._send(writer, _error(f"request line too long (limit {self.max_line} bytes)"))
-                    return
+                    return False
                 try:
                     chunk = await asyncio.wait_for(reader.read(16384), self.idle_timeout)
                 except (TimeoutError, asyncio.TimeoutError):
                     if buf:
                         await self._send(writer, _error("timed out waiting for the end of the request line"))
-                    return
+                    return False
                 if not chunk:
                     if buf.strip():  # a last line without "\n" (e.g. `printf` without \n | nc -U)
+                        if self._wants_stream(bytes(buf).rstrip(b"\r")):
+                            return True
                         await self._send(writer, await self._dispatch(bytes(buf)))
-                    return
+                    return False
                 buf += chunk
                 continue
             line = bytes(buf[:nl]).rstrip(b"\r")
             del buf[: nl + 1]
             if len(line) > self.max_line:
                 await self._send(writer, _error(f"request line too long (limit {self.max_line} bytes)"))
-                return
+                return False
             if not line.strip():
                 continue  # blank lines are keep-alives, not requests
+            if self._wants_stream(line):
+                return True
             await self._send(writer, await self._dispatch(line))
+
+    def _wants_stream(self, line: bytes) -> bool:
+        """A valid `subscribe` to a handler with an event bus (else `_dispatch` answers it)."""
+        if b"subscribe" not in line or self._events() is None:
+            return False
+        try:
+            return parse_command(line, self.max_text)[0] == "subscribe"
+        except RequestError:
+            return False
+
+    def _events(self) -> EventBus | None:
+        bus = getattr(self.handler, "events", None)
+        return bus if isinstance(bus, EventBus) else None
+
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Send event lines until the client closes, falls behind, or the server closes."""
+        bus = self._events()
+        assert bus is not None
+        if len(self._streams) >= self.max_subscribers:
+            await self._send(writer, _error(f"too many subscribers (limit {self.max_subscribers}); retry"))
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        sub = bus.subscribe()
+        self._streams[task] = sub
+        # Bound what the transport holds for a client that stops reading: past this, drain()
+        # waits, the bus's backlog fills, and the bus drops the subscriber (events.py).
+        writer.transport.set_write_buffer_limits(high=STREAM_HIGH_WATER)
+        watcher = asyncio.create_task(until_closed(reader, writer, sub))
+        log.info("control: subscribe (%d subscribers)", bus.subscribers)
+        try:
+            await self._send(writer, _reply(True))
+            async for line in sub:
+                await self._send(writer, line)
+        finally:
+            sub.close()
+            watcher.cancel()
+            del self._streams[task]
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         if writer.is_closing():
@@ -395,11 +441,11 @@ class ControlServer:
 
     async def _dispatch(self, line: bytes) -> bytes:
         try:
-            cmd, text = parse_request(line, self.max_text)
+            cmd, text, level = parse_command(line, self.max_text)
         except RequestError as e:
             return _error(str(e))
         try:
-            return await asyncio.wait_for(self._call(cmd, text), self.handler_timeout)
+            return await asyncio.wait_for(self._call(cmd, text, level), self.handler_timeout)
         except (TimeoutError, asyncio.TimeoutError):
             log.warning("control: %s timed out after %g s", cmd, self.handler_timeout)
             return _error(f"{cmd} timed out after {self.handler_timeout:g} s")
@@ -409,8 +455,18 @@ class ControlServer:
             log.warning("control: %s failed: %s", cmd, redact(f"{e.__class__.__name__}: {e}"))
             return _error(f"{cmd} failed: {e}" if str(e) else f"{cmd} failed: {e.__class__.__name__}")
 
-    async def _call(self, cmd: str, text: str | None) -> bytes:
+    async def _call(self, cmd: str, text: str | None, level: int | None = None) -> bytes:
         h = self.handler
+        if cmd == "subscribe":  # only reached when the handler has no event bus
+            return _error("subscribe: this daemon has no event stream")
+        if cmd == "volume":
+            volume = getattr(h, "volume", None)
+            if volume is None:
+                return _error("volume: this daemon has no volume control")
+            now = volume(level)
+            if level is not None:
+                log.info("control: volume %d", now)
+            return _reply(True, volume=now)
         if cmd == "status":
             status = h.status()
             json.dumps(status, default=str)  # fail here, as an error reply, if it can't be sent
@@ -429,4 +485,3 @@ class ControlServer:
             h.unmute()
         log.info("control: %s", cmd)  # status polls are not logged: integrators poll often
         return _reply(True)
-

@@ -1,7 +1,8 @@
-"""`voice-agent status|say|ask|interrupt|mute|unmute`: one request to the running daemon.
+"""`voice-agent status|say|ask|interrupt|mute|unmute|volume|events`: talk to the running daemon.
 
 The client is plain blocking sockets: it sends one line, reads one line, and exits, so it starts
-fast and works from shell scripts. Finding the socket mirrors the daemon (SPEC §4), with one
+fast and works from shell scripts. `events` is the one long-lived exchange: it subscribes and
+prints each event line (SPEC §12) until interrupted or the daemon goes away. Finding the socket mirrors the daemon (SPEC §4), with one
 addition: a shell has no `$RUNTIME_DIRECTORY`, so when neither `--socket` nor `control.socket`
 is given the client also looks where the shipped units put it (`/run/voice-agent/control.sock`
 for the system unit, `$XDG_RUNTIME_DIR/voice-agent/control.sock` for the user unit).
@@ -13,8 +14,9 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from agent.config import EX_CONFIG, ConfigError, Settings, load_settings
 from agent.control import MAX_LINE, SOCKET_NAME, resolve_socket_path
@@ -104,37 +106,126 @@ def request(path: Path, doc: dict[str, Any], timeout: float = REPLY_TIMEOUT_S) -
     return reply
 
 
-def control_command(cmd: str, text: str | None, socket_path: str | None, settings_path: str | None) -> int:
-    """Run one control command; print the result. Exit 0 ok, 1 error, 78 bad --config."""
+def iter_events(path: Path, connect_timeout: float = CONNECT_TIMEOUT_S) -> Iterator[dict[str, Any]]:
+    """Subscribe and yield each event (a dict, SPEC §12) until the daemon ends the stream.
+
+    Raises NotRunning, OSError, or ValueError (the daemon refused: its error message). A last
+    `error` event (the daemon dropped us for falling behind) is yielded like any other.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(connect_timeout)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as e:
+            raise NotRunning(str(path)) from e
+        sock.sendall(b'{"cmd": "subscribe"}\n')
+        sock.settimeout(REPLY_TIMEOUT_S)
+        lines = _lines(sock)
+        first = next(lines, b"")
+        reply = json.loads(first.decode("utf-8")) if first else {}
+        if not reply.get("ok"):
+            raise ValueError(str(reply.get("error") or "the daemon closed the connection"))
+        sock.settimeout(None)  # events come when they come
+        for line in lines:
+            event = json.loads(line.decode("utf-8"))
+            if isinstance(event, dict):
+                yield event
+
+
+def _lines(sock: socket.socket) -> Iterator[bytes]:
+    buf = bytearray()
+    while True:
+        nl = buf.find(b"\n")
+        if nl >= 0:
+            line = bytes(buf[:nl])
+            del buf[: nl + 1]
+            yield line
+            continue
+        if len(buf) > 16 * MAX_LINE:
+            raise ValueError("event line too long")
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        buf += chunk
+
+
+def events_command(socket_path: str | None, settings_path: str | None, out: TextIO | None = None) -> int:
+    """`voice-agent events`: print one JSON line per event until Ctrl-C or the daemon stops."""
+    out = out or sys.stdout
+    path = _socket_or_exit(socket_path, settings_path)
+    if isinstance(path, int):
+        return path
     try:
-        path = find_socket(socket_path, settings_path)
+        for event in iter_events(path):
+            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        return 0
+    except (NotRunning, OSError, ValueError) as e:
+        return _failure(path, e)
+    return 0
+
+
+def volume_command(level: int | None, socket_path: str | None, settings_path: str | None) -> int:
+    """`voice-agent volume [LEVEL]`: print the (new) level, 0-100."""
+    doc: dict[str, Any] = {"cmd": "volume"}
+    if level is not None:
+        doc["level"] = level
+    reply = _exchange(doc, socket_path, settings_path)
+    if isinstance(reply, int):
+        return reply
+    print(reply.get("volume"))
+    return 0
+
+
+def _socket_or_exit(socket_path: str | None, settings_path: str | None) -> Path | int:
+    try:
+        return find_socket(socket_path, settings_path)
     except ConfigError as e:
         print(f"voice-agent: configuration error: {redact(str(e))}", file=sys.stderr)
         return EX_CONFIG
-    doc: dict[str, Any] = {"cmd": cmd}
-    if text is not None:
-        doc["text"] = text
-    try:
-        reply = request(path, doc)
-    except NotRunning:
+
+
+def _failure(path: Path, e: BaseException) -> int:
+    """One clear line on stderr for a failed exchange; exit code 1."""
+    if isinstance(e, NotRunning):
         print(f"voice-agent is not running (no control socket at {path})", file=sys.stderr)
-        return 1
-    except PermissionError:
+    elif isinstance(e, PermissionError):
         print(
             f"voice-agent: permission denied on {path}: run as the daemon's user, or as a member "
             "of its control group ($VOICE_AGENT_CONTROL_GROUP, see docs/service.md)",
             file=sys.stderr,
         )
-        return 1
-    except TimeoutError:
+    elif isinstance(e, TimeoutError):
         print(f"voice-agent: no reply from the daemon at {path} (timed out)", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as e:
+    else:
         print(f"voice-agent: control socket {path}: {redact(str(e))}", file=sys.stderr)
-        return 1
+    return 1
+
+
+def _exchange(doc: dict[str, Any], socket_path: str | None, settings_path: str | None) -> dict[str, Any] | int:
+    """One request; the ok reply, or the exit code after printing why it failed."""
+    path = _socket_or_exit(socket_path, settings_path)
+    if isinstance(path, int):
+        return path
+    try:
+        reply = request(path, doc)
+    except (NotRunning, OSError, ValueError) as e:
+        return _failure(path, e)
     if not reply.get("ok"):
         print(f"voice-agent: {redact(str(reply.get('error') or 'request failed'))}", file=sys.stderr)
         return 1
+    return reply
+
+
+def control_command(cmd: str, text: str | None, socket_path: str | None, settings_path: str | None) -> int:
+    """Run one control command; print the result. Exit 0 ok, 1 error, 78 bad --config."""
+    doc: dict[str, Any] = {"cmd": cmd}
+    if text is not None:
+        doc["text"] = text
+    reply = _exchange(doc, socket_path, settings_path)
+    if isinstance(reply, int):
+        return reply
     if cmd == "status":
         print(json.dumps(reply.get("status", {}), indent=2, ensure_ascii=False))
     else:

@@ -51,6 +51,10 @@ class PlayoutCallback:
     _block_frames: int
     _seg_hold_t: list[float]
     _start_depth: int
+    gain_target: float  # producer: the volume's gain (0.0-1.0), set by Player.set_gain
+    _gain: float  # callback: the gain applied at the end of the latest block
+    _gf: np.ndarray  # gain scratch (float32)
+    _gidx: np.ndarray  # 0, 1, 2, ... (float32), for the ramp
 
     def _wake(self) -> None:
         """Callback side: ask the loop to dispatch events (at most one pending wakeup)."""
@@ -78,11 +82,45 @@ class PlayoutCallback:
         n = out.shape[0]
         try:
             self._render(out, n, now + latency)
+            if self._gain != 1.0 or self.gain_target != 1.0:
+                self._apply_gain(out)
         except Exception:  # never let an exception stop the stream
             self.callback_errors += 1
             out.fill(0)
         self.frames_rendered += n
         self.tap.write(out, latency)  # the echo reference: what was handed to the device
+
+    def _apply_gain(self, out: np.ndarray) -> None:
+        """The volume (volume.py): multiply the block in place by the gain, in scratch-sized
+        pieces. A new `gain_target` is reached by a linear ramp across this one block (no
+        click); the gain is ≤ 1.0, and the ramp is clamped to 1.0, so a sample never clips."""
+        target = self.gain_target
+        cur = self._gain
+        n = out.shape[0]
+        if cur == target and cur <= 0.0:
+            out.fill(0)
+            return
+        step = (target - cur) / n
+        chunk = self._gf.shape[0]
+        i = 0
+        while i < n:
+            k = min(chunk, n - i)
+            view = out[i : i + k]
+            f = self._gf[:k]
+            if step == 0.0:
+                np.copyto(f, view)
+                np.multiply(f, cur, out=f)
+            else:
+                # gain(j) = cur + step * (j + 1): reaches `target` on the block's last sample.
+                np.add(self._gidx[:k], i + 1, out=f)
+                np.multiply(f, step, out=f)
+                np.add(f, cur, out=f)
+                np.minimum(f, 1.0, out=f)
+                np.maximum(f, 0.0, out=f)
+                np.multiply(f, view, out=f)
+            np.copyto(view, f, casting="unsafe")
+            i += k
+        self._gain = target
 
     def _render(self, out: np.ndarray, n: int, t_out: float) -> None:
         ring = self._ring

@@ -25,6 +25,10 @@ What the Player publishes to everyone else is in activity.py: `activity` (speaki
 quiet, busy) and `tap` (what was handed to the device, the echo reference), both written by the
 callback (and `activity.begun` by `begin()`). Readers use those, not the Player.
 
+Volume: `set_gain()` (producer) publishes a gain ≤ 1.0 (volume.py has the curve and why it never
+exceeds unity); the callback multiplies each block by it in place after rendering, ramping a
+change over one block, before the tap records the block, so the echo reference is what is heard.
+
 Overflow policy: the ring is bounded (default 60 s). `feed()` stores what fits and drops the
 *newest* excess (counted in `dropped_ms`): only the producer may move the write position, and
 dropping the oldest would mean racing the callback for the read position. `write()` is the
@@ -52,6 +56,7 @@ from agent.config import JitterSettings
 
 SOURCE_RATE = 24000  # what DashScope sends (SPEC §1)
 EDGE_MS = 2.0  # fade at the edges of a starvation gap, against clicks
+GAIN_CHUNK = 1024  # frames the volume gain works on at a time (its scratch size)
 
 
 def as_int16(pcm: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
@@ -99,6 +104,7 @@ class Player(ResponseBook, PlayoutCallback):
         self._closed_ids: OrderedDict[str, None] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[ResponseStats]]] = {}
         self._added_latency: deque[float] = deque(maxlen=200)
+        self.received_frames = 0  # source-rate frames fed, kept or not (audio received)
         self.dropped_frames = 0  # device-rate frames refused (ring full)
         self.discarded_frames = 0  # source-rate frames of non-current responses
         self.callback_errors = 0
@@ -111,6 +117,11 @@ class Player(ResponseBook, PlayoutCallback):
         self.gap_frames = 0
         self._gap_ms_base = 0.0  # gap time accumulated at earlier device rates
         self.responses_done = 0
+        # Volume (volume.py): the producer sets gain_target, the callback ramps _gain to it.
+        self.gain_target = 1.0
+        self._gain = 1.0
+        self._gf = np.zeros(GAIN_CHUNK, dtype=np.float32)
+        self._gidx = np.arange(GAIN_CHUNK, dtype=np.float32)
         self._configure(device_rate)
 
     # ------------------------------------------------------------------ setup
@@ -192,6 +203,13 @@ class Player(ResponseBook, PlayoutCallback):
         self.gap_frames = 0
         self._configure(device_rate)
 
+    def set_gain(self, gain: float) -> None:
+        """The output gain (the volume, volume.py): 0.0–1.0, never above unity so nothing clips.
+        The callback ramps to it across its next block."""
+        if not 0.0 <= gain <= 1.0:
+            raise ValueError(f"gain must be in [0, 1], got {gain}")
+        self.gain_target = float(gain)
+
     def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Let the callback wake this loop (rarely: first audible sample, response finished)."""
         self._loop = loop
@@ -252,6 +270,7 @@ class Player(ResponseBook, PlayoutCallback):
     ) -> np.ndarray | None:
         """Common part of feed/write: route by id, track lateness, resample. None = discard."""
         data = as_int16(pcm)
+        self.received_frames += data.shape[0]  # all answer audio that arrived (metrics)
         if response_id != self._cur_id:
             if response_id in self._closed_ids or response_id in self._id_index:
                 self.discarded_frames += data.shape[0]
