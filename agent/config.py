@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 import types
@@ -114,6 +115,11 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    listen: str | None = None  # HOST:PORT for the Prometheus endpoint; None: off
+
+
+@dataclass(frozen=True)
 class Settings:
     mode: Literal["omni", "pipeline"] = "omni"
     dashscope: DashScopeSettings = field(default_factory=DashScopeSettings)
@@ -124,6 +130,7 @@ class Settings:
     state_dir: str | None = None
     control: ControlSettings = field(default_factory=ControlSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     # Where the settings came from, for messages; not a config key (set at construction).
     source: str = field(default="<defaults>", repr=False, compare=False, metadata={"internal": True})
 
@@ -279,6 +286,37 @@ def _describe(tp: Any) -> str:
     )
 
 
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`metrics.listen` → (host, port): `127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`,
+    `myhost:9464`. Raises ValueError saying what is wrong (config validation shows it)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("metrics.listen: expected HOST:PORT, e.g. 127.0.0.1:9464")
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"metrics.listen: {text!r}: an IPv6 address needs [ADDR]:PORT, e.g. [::1]:9464")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"metrics.listen: {host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"metrics.listen: {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
+        if ":" in host:
+            raise ValueError(f"metrics.listen: {text!r}: write an IPv6 address as [ADDR]:PORT")
+        if not _HOSTNAME.match(host):
+            raise ValueError(f"metrics.listen: {host!r} is not a host name or IP address")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"metrics.listen: port {port_text!r} must be a number 1-65535")
+    return host, int(port_text)
+
+
+
 def validate(s: Settings) -> None:
     """Cross-field and range checks the type system cannot express."""
     src = s.source
@@ -297,6 +335,11 @@ def validate(s: Settings) -> None:
             raise bad(f"audio.{name}.path", f"required when audio.{name}.backend is file")
         if st.backend == "file" and name == "input" and st.path and not Path(st.path).is_file():
             raise bad("audio.input.path", f"file not found: {st.path}")
+    if s.metrics.listen is not None:
+        try:
+            parse_listen(s.metrics.listen)
+        except ValueError as e:
+            raise ConfigError(f"{src}: {e}") from None
     td = s.omni.turn_detection
     if not 0.0 <= td.threshold <= 1.0:
         raise bad("omni.turn_detection.threshold", f"must be between 0 and 1, got {td.threshold}")

@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Any
 from agent import sdnotify
 from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
-from agent.config import ConfigError, Settings
+from agent.config import ConfigError, Settings, parse_listen
 from agent.control import ControlServer, resolve_socket_path
 from agent.echo import aec_problem
 from agent.endpoints import Endpoints, resolve_endpoints
+from agent.events import EventBus
+from agent.integration import Integration
+from agent.metrics import require_prometheus
 from agent.modes import Mode, Turn
 from agent.secrets import redact, resolve_api_key
 from agent.statedir import open_state_dir
@@ -43,6 +46,11 @@ AUTH_RETRY = (60.0, 900.0)
 def preflight(settings: Settings) -> None:
     """What cannot run on this machine, refused with exit 78 before touching anything."""
     check_voice_config(settings)  # sample file, design prompt: start-up checks, not schema
+    if settings.metrics.listen is not None:
+        try:
+            require_prometheus()
+        except ImportError as e:
+            raise ConfigError(f"{settings.source}: {e}") from None
     if settings.audio.echo == "aec":
         why = aec_problem()  # the canceller is an optional extra: say how to get it
         if why is not None:
@@ -89,6 +97,7 @@ class Daemon:
         self.turn_listener = turn_listener
         self.status = Status(mode=settings.mode)
         self.status.on_change = self._on_status_change
+        self.integration: Integration | None = None  # events, volume, metrics: once the state dir is open
         self.mode: Mode | None = None
         self.voice: VoiceResult | None = None
         self.ready = asyncio.Event()
@@ -108,6 +117,8 @@ class Daemon:
         if self.api_key is None:
             self.api_key = resolve_api_key(self.settings)
         state_dir = open_state_dir(self.settings)
+        listen = self.settings.metrics.listen
+        self.integration = Integration(self.status, state_dir, parse_listen(listen) if listen else None)
         control: ControlServer | None = None
         watchdog: Watchdog | None = None
         try:
@@ -116,6 +127,8 @@ class Daemon:
             self.engine.on_fatal = self._on_audio_fatal
             await self.engine.start()
             self.status.audio_status = self.engine.status
+            self.integration.attach_player(self.engine.player)
+            await self.integration.start()
             if self.use_control:
                 control = ControlServer(DaemonControl(self), resolve_socket_path(self.settings))
                 await control.start()
@@ -162,6 +175,8 @@ class Daemon:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if control is not None:
                 await control.close()
+            if self.integration is not None:
+                await self.integration.close()
             if watchdog is not None:
                 await watchdog.stop()
 
@@ -256,6 +271,18 @@ class DaemonControl:
 
     def status(self) -> dict[str, Any]:
         return self.daemon.status.as_dict()
+
+    @property
+    def events(self) -> EventBus:
+        return self._integration().events
+
+    def volume(self, level: int | None) -> int:
+        return self._integration().volume(level)
+
+    def _integration(self) -> Integration:
+        if self.daemon.integration is None:
+            raise RuntimeError("starting: the event stream and volume are not ready yet")
+        return self.daemon.integration
 
     async def say(self, text: str) -> None:
         await self._mode().say(text)  # queued; played after whatever is being said now

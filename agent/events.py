@@ -192,23 +192,3 @@ class EventBus:
     def _remove(self, sub: Subscription) -> None:
         if sub in self._subs:
             self._subs.remove(sub)
-
-
-def status_adapter(bus: EventBus) -> tuple[Callable[[str], None], Callable[[str], None]]:
-    """Two callbacks for `Status`: `(on_state, on_error)`.
-
-    The lead calls `on_state(self.state.value)` at the end of `Status.set_state` and
-    `on_error(message)` in `Status.error`; both publish the SPEC §12 event. `on_state` publishes
-    only real changes (`set_state` is also called to attach a new reason to the same state).
-    """
-    last: list[str | None] = [None]
-
-    def on_state(state: str) -> None:
-        if state != last[0]:
-            last[0] = state
-            bus.publish("state", state=state)
-
-    def on_error(message: str) -> None:
-        bus.publish("error", message=message)
-
-    return on_state, on_error

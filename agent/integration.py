@@ -2,8 +2,8 @@
 
 The daemon owns one `Integration` for its life and wires it in four places:
 
-* `Status`: `status.set_state` ends with `integration.on_state(self.state.value)` and
-  `status.error` with `integration.on_error(message)` (see `events.status_adapter`);
+* `Status`: the integration connects `status.publish` to its bus (state changes and errors,
+  and the modes' transcripts and turns, go out through it) and keeps `status.volume` current;
 * the player: `integration.attach_player(engine.player)` once the audio engine exists (the saved
   volume is applied before the first answer plays);
 * the control socket: its handler exposes `events = integration.events` and
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.audio.volume import Volume, VolumeStore
-from agent.events import EventBus, status_adapter
+from agent.events import EventBus
 from agent.status import Status
 
 if TYPE_CHECKING:
@@ -40,11 +40,12 @@ class Integration:
         """`metrics_listen` is `metrics.parse_listen(settings.metrics.listen)` (None: off)."""
         self.status = status
         self.events = EventBus()
-        self.on_state, self.on_error = status_adapter(self.events)
+        status.publish = self.events.publish
         self._player: Player | None = None
         self._gain = 1.0
         store = VolumeStore(state_dir) if state_dir is not None else None
         self._volume = Volume(store, self._apply_gain, self._volume_changed)
+        status.volume = self._volume.level
         self.events.publish("volume", level=self._volume.level)  # the first line for subscribers
         self._metrics_listen = metrics_listen
         self.metrics: Metrics | None = None
@@ -65,6 +66,7 @@ class Integration:
 
     def _volume_changed(self, level: int) -> None:
         log.info("volume %d", level)
+        self.status.volume = level
         self.events.publish("volume", level=level)
 
     @property

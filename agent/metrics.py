@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from agent.config import parse_listen  # noqa: F401 (re-exported: the address rules live with the config)
 from agent.events import EventBus
 from agent.status import Status
 
@@ -44,34 +43,6 @@ LATENCY_BUCKETS_S = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 1
 PLAYOUT_BUCKETS_S = (0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 1.0)
 MAX_REQUEST = 8192  # bytes of an HTTP request head
 REQUEST_TIMEOUT_S = 5.0
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """`metrics.listen` → (host, port): `127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464`,
-    `myhost:9464`. Raises ValueError saying what is wrong (config validation shows it)."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("metrics.listen: expected HOST:PORT, e.g. 127.0.0.1:9464")
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"metrics.listen: {text!r}: an IPv6 address needs [ADDR]:PORT, e.g. [::1]:9464")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"metrics.listen: {host!r} is not an IPv6 address") from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"metrics.listen: {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9464")
-        if ":" in host:
-            raise ValueError(f"metrics.listen: {text!r}: write an IPv6 address as [ADDR]:PORT")
-        if not _HOSTNAME.match(host):
-            raise ValueError(f"metrics.listen: {host!r} is not a host name or IP address")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"metrics.listen: port {port_text!r} must be a number 1-65535")
-    return host, int(port_text)
 
 
 def require_prometheus() -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,6 +41,7 @@ class Turn:
     latency_ms: float | None = None  # end of user speech → first answer sample at the output
     response_id: str | None = None
     interrupted: bool = False
+    heard_ms: float | None = None  # of the answer, when the user cut it off
     done: asyncio.Event = field(default_factory=asyncio.Event)
     # --- pipeline mode ---
     llm_first_token_ms: float | None = None  # LLM request sent → first text delta
@@ -87,3 +89,9 @@ class Mode(Protocol):
 
     async def set_voice(self, voice: str | None) -> None:
         """Speak with another voice from now on."""
+
+
+def publish_turn(publish: Callable[..., None], turn: Turn) -> None:
+    """The SPEC §12 `turn` event for a finished exchange (both modes publish it alike)."""
+    publish("turn", latency_ms=None if turn.latency_ms is None else round(turn.latency_ms, 1),
+            interrupted=turn.interrupted, heard_ms=turn.heard_ms)

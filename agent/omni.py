@@ -24,7 +24,7 @@ from agent.audio.engine import AudioEngine
 from agent.config import Settings
 from agent.conversation import omni as c
 from agent.endpoints import Endpoints
-from agent.modes import Announcement, Turn
+from agent.modes import Announcement, Turn, publish_turn
 from agent.realtime import protocol as p
 from agent.realtime.connection import ConnectFailed, RealtimeConnection
 from agent.realtime.session import SessionConnection, SessionRunner
@@ -170,7 +170,10 @@ class OmniMode:
             self._start_timer(self._record_heard(action.rid))
         elif isinstance(action, c.FinishTurn):
             self._start_timer(self._finish_turn(action.turn, action.rid))
+        elif isinstance(action, c.Caption):
+            self.status.publish("transcript", role=action.role, text=action.text, final=action.final)
         elif isinstance(action, c.PublishTurn):
+            publish_turn(self.status.publish, action.turn)
             self.turns.append(action.turn)
             action.turn.done.set()
             for q in self.turn_listeners:
@@ -199,9 +202,12 @@ class OmniMode:
     async def _finish_turn(self, turn: Turn, rid: str) -> None:
         """Wait for the answer to leave the speaker, then let the core record and publish it."""
         st = await self.engine.player.wait_finished(rid)
+        heard = None
+        if st is not None and st.output_end is not None:
+            heard = st.heard_ms(st.output_end)  # all of it is heard once the device drained
         self._apply_all(self.conversation.output_finished(
             turn, found=st is not None, interrupted=st is not None and st.interrupted,
-            first_audible=None if st is None else st.first_audible))
+            first_audible=None if st is None else st.first_audible, heard_ms=heard))
 
     # --- control ----------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ from agent.conversation.pipeline import (
 )
 from agent.endpoints import Endpoints
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
-from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn
+from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.secrets import redact
 from agent.status import AgentState, Status
@@ -178,8 +178,10 @@ class PipelineMode:
         self._execute(self.core.speech_stopped(time.monotonic()))
 
     def on_transcript(self, text: str) -> None:
-        if text.strip() and not self.core.stopping and self.settings.log.transcripts:
-            log.info("heard: %s", text.strip())
+        if text.strip() and not self.core.stopping:
+            if self.settings.log.transcripts:
+                log.info("heard: %s", text.strip())
+            self.status.publish("transcript", role="user", text=text.strip(), final=True)
         self._execute(self.core.transcript(text, time.monotonic()))
 
     # --- control -----------------------------------------------------------------------------
@@ -190,6 +192,7 @@ class PipelineMode:
             raise RuntimeError("stopping")
         actions = self.core.ask(text, time.monotonic())
         rid = next(a.rid for a in actions if isinstance(a, NewTurn))
+        self.status.publish("transcript", role="user", text=text, final=True)
         self._execute(actions)
         return self._turns[rid]
 
@@ -245,6 +248,8 @@ class PipelineMode:
             self._spawn(self._await_playout(a.rid), "pipeline-playout")
         elif isinstance(a, HeardMs):
             self.status.heard_ms_last_interrupted = round(a.ms, 1)
+            if a.rid in self._turns:
+                self._turns[a.rid].heard_ms = round(a.ms, 1)
             log.info("barge-in: %s was cut off after %.0f ms", a.rid, a.ms)
         elif isinstance(a, Latency):
             self._turns[a.rid].latency_ms = a.ms
@@ -323,6 +328,7 @@ class PipelineMode:
         try:
             async for piece in speech_pieces(answer):
                 turn.pieces.append((time.monotonic(), piece))
+                self.status.publish("transcript", role="assistant", text=turn.text_sent, final=False)
                 await speech.send_text(piece)
         except LLMError:
             # What was sent is still spoken (finish); with nothing sent there is nothing to say.
@@ -390,6 +396,9 @@ class PipelineMode:
         if done.count:
             self.status.turns += 1
         self._log_turn(turn)
+        if turn.answered:
+            self.status.publish("transcript", role="assistant", text=turn.answered, final=True)
+        publish_turn(self.status.publish, turn)
         self.turns.append(turn)
         turn.done.set()
         for q in self.turn_listeners:

@@ -28,6 +28,10 @@ class AgentState(str, enum.Enum):
     ERROR = "error"
 
 
+def _discard(event: str, **fields: Any) -> None:
+    """No event stream attached (a `Status` built by a tool or a test)."""
+
+
 class LatencyStats:
     """Last, p50 and p95 over a bounded window of recent turns."""
 
@@ -71,19 +75,27 @@ class Status:
     audio_status: Callable[[], dict[str, Any]] | None = None
     # Called with a one-line summary whenever the state changes (sd_notify STATUS=).
     on_change: Callable[[str], None] | None = None
+    # The integration event stream (SPEC §12): `publish(event, **fields)`. The daemon connects
+    # `Integration.events.publish`; modes publish transcripts and turns through it too.
+    publish: Callable[..., None] = _discard
+    volume: int = 100  # the output volume 0–100 (SPEC §6), kept current by the integration
 
     def set_state(self, state: AgentState, why: str | None = None) -> None:
-        if state is self.state and why is None:
+        changed = state is not self.state
+        if not changed and why is None:
             return
         self.state = state
         if self.on_change is not None:
             self.on_change(self.summary(why))
+        if changed:  # a new reason for the same state is not a state event
+            self.publish("state", state=state.value)
 
     def error(self, message: str) -> None:
         """Record a problem without necessarily leaving the current state (the daemon serves on)."""
         self.last_error = message
         if self.on_change is not None:
             self.on_change(self.summary(message))
+        self.publish("error", message=message)
 
     def clear_error(self) -> None:
         self.last_error = None
@@ -130,4 +142,5 @@ class Status:
             "audio": audio,
             "latency_ms": self.latency.as_dict(),
             "heard_ms_last_interrupted": self.heard_ms_last_interrupted,
+            "volume": self.volume,
         }

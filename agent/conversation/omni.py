@@ -109,6 +109,15 @@ class PublishTurn:
 
 
 @dataclass(frozen=True)
+class Caption:
+    """A transcript for the event stream: the user's words, or the answer so far (`final`: complete)."""
+
+    role: str
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True)
 class ClearErrorIf:
     """An answer proves the session works: clear the error shown when it opened, if still shown."""
 
@@ -128,7 +137,7 @@ class Fail:
 
 
 Action = Union[Begin, Feed, End, Flush, Send, SetState, CountBargeIn, CountTurn, RecordLatency,
-               RecordHeard, SetHeardMs, FinishTurn, PublishTurn, ClearErrorIf, Log, Fail]
+               RecordHeard, SetHeardMs, FinishTurn, PublishTurn, Caption, ClearErrorIf, Log, Fail]
 
 
 # --- the registry ----------------------------------------------------------------------------
@@ -263,7 +272,8 @@ class OmniConversation:
             return [SetState(AgentState.THINKING)]
         if isinstance(event, p.TranscriptionCompleted):
             (self.current or self._new_turn()).heard = event.transcript
-            return [Log(f"heard: {event.transcript}")] if self.log_transcripts else []
+            caption: list[Action] = [Caption("user", event.transcript, True)]
+            return [Log(f"heard: {event.transcript}"), *caption] if self.log_transcripts else caption
         if isinstance(event, p.ResponseCreated):
             turn = self.current or self._new_turn()
             turn.response_id = event.response_id
@@ -273,11 +283,14 @@ class OmniConversation:
             turn = self.by_response.get(event.response_id)
             if turn is not None and not self.registry.is_dropped(event.response_id):
                 turn.answered += event.delta
+                return [Caption("assistant", turn.answered, False)]
             return []
         if isinstance(event, p.TranscriptDone):
             turn = self.by_response.get(event.response_id)
             if turn is not None and event.transcript:
                 turn.answered = event.transcript
+            if turn is not None and not self.registry.is_dropped(event.response_id):
+                return [Caption("assistant", turn.answered, True)]
             return []
         if isinstance(event, p.ResponseDone):
             return self._response_done(event)
@@ -339,12 +352,15 @@ class OmniConversation:
                 Log(f"barge-in: the user interrupted after {heard_ms:.0f} ms of the answer")]
 
     def output_finished(self, turn: Turn, *, found: bool, interrupted: bool = False,
-                        first_audible: float | None = None) -> list[Action]:
+                        first_audible: float | None = None,
+                        heard_ms: float | None = None) -> list[Action]:
         """The answer of `turn` left the speaker (`found`: the player knew the response):
         latency is end of user speech → first audible sample; then the turn is published."""
         actions: list[Action] = []
         if found and interrupted:
             turn.interrupted = True  # flushed at the output, even if the server had finished
+        if turn.interrupted and heard_ms is not None:
+            turn.heard_ms = round(heard_ms, 1)
         if found and first_audible is not None and turn.speech_end_at is not None:
             turn.latency_ms = (first_audible - turn.speech_end_at) * 1000.0
             actions.append(RecordLatency(turn.latency_ms))
@@ -359,7 +375,7 @@ class OmniConversation:
         turn = self._new_turn()
         turn.heard = text
         turn.speech_end_at = now
-        return [Send(p.user_text(text)), Send(p.response_create())]
+        return [Caption("user", text, True), Send(p.user_text(text)), Send(p.response_create())]
 
     def _new_turn(self) -> Turn:
         self.current = Turn()

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from control_fakes import Client, FakeHandler
 
 from agent.control import ControlServer, IntegrationHandler
 from agent.controlclient import events_command, volume_command
 from agent.events import EventBus
+from tests.service.control_fakes import Client, FakeHandler
 
 
 class EventsHandler(FakeHandler):

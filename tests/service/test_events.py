@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from agent.events import EventBus, status_adapter
+from agent.events import EventBus
+from agent.status import AgentState, Status
 
 pytestmark = pytest.mark.unit
 
@@ -100,14 +101,14 @@ def test_listeners_see_every_event_and_cannot_break_publish() -> None:
     assert seen == [("tool", {"name": "time", "arguments": {}, "ok": True, "ms": 1.5})]
 
 
-def test_status_adapter_publishes_state_changes_and_errors() -> None:
+def test_the_status_publishes_state_changes_and_errors() -> None:
     bus = EventBus()
     sub = bus.subscribe()
-    on_state, on_error = status_adapter(bus)
-    on_state("idle")
-    on_state("idle")  # a new reason for the same state is not a state event
-    on_state("thinking")
-    on_error("network down; retrying")
+    status = Status(mode="omni", publish=bus.publish)
+    status.set_state(AgentState.IDLE)
+    status.set_state(AgentState.IDLE, "connected")  # a new reason for the same state is not a state event
+    status.set_state(AgentState.THINKING)
+    status.error("network down; retrying")
     assert [(e["event"], e.get("state") or e.get("message")) for e in lines(sub)] == [
         ("state", "idle"), ("state", "thinking"), ("error", "network down; retrying")]
 

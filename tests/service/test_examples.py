@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from control_fakes import FakeHandler
-
 from agent.control import ControlServer
 from agent.events import EventBus
+from tests.service.control_fakes import FakeHandler
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 

@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from control_fakes import Client, FakeHandler
-from test_metrics import scrape, value
 
 from agent.audio.playout import Player
 from agent.audio.virtual import VirtualClock, VirtualOutput
 from agent.audio.volume import level_to_gain
 from agent.control import ControlServer, IntegrationHandler
 from agent.integration import Integration
-from agent.status import Status
+from agent.status import AgentState, Status
+from tests.service.control_fakes import Client, FakeHandler
+from tests.support.integration import scrape, value
 
 
 class Handler(FakeHandler):
@@ -76,8 +76,8 @@ async def test_state_changes_reach_subscribers_and_metrics_move(tmp_path: Path, 
         assert await sub.request({"cmd": "subscribe"}) == {"ok": True}
         assert (await sub.reply())["event"] == "volume"  # replayed: the current level
         for state in ("idle", "listening", "listening", "thinking", "speaking", "idle"):
-            integ.on_state(state)  # what Status.set_state calls
-        integ.on_error("network down")
+            status.set_state(AgentState(state), "why")  # the modes' calls
+        status.error("network down")
         got = [await sub.reply() for _ in range(6)]
         assert [e.get("state") or e.get("message") for e in got] == [
             "idle", "listening", "thinking", "speaking", "idle", "network down"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import re
 import sys
 
 import pytest
@@ -13,6 +12,7 @@ from agent.audio.stats import ResponseStats
 from agent.events import EventBus
 from agent.metrics import Metrics, parse_listen, require_prometheus
 from agent.status import Status
+from tests.support.integration import scrape, value
 
 
 @pytest.mark.unit
@@ -66,24 +66,6 @@ def test_missing_extra_names_what_to_install(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(builtins, "__import__", no_prometheus)
     with pytest.raises(ImportError, match=r"voice-agent\[metrics\]"):
         require_prometheus()
-
-
-async def scrape(port: int, path: str = "/metrics") -> tuple[str, dict[str, str], str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    raw = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = raw.decode().partition("\r\n\r\n")
-    status, *lines = head.split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines)
-    return status, headers, body
-
-
-def value(body: str, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} (\S+)$", body, re.M)
-    assert m, f"{name} not in the exposition"
-    return float(m.group(1))
 
 
 def response(rid: str, added_s: float, interrupted: bool = False) -> ResponseStats:
