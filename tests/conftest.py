@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.support.unit",
+    "tests.support.solo",
     "tests.support.emulator",
     "tests.support.settings",
     "tests.support.daemon",

@@ -83,11 +83,11 @@ def test_a_spoken_turn_plays_the_answer_and_is_published_with_its_latency() -> N
     conv = conversation()
     assert conv.receive(speech_started(), 9.0) == [c.SetState(AgentState.LISTENING)]
     assert conv.receive(speech_stopped(), 10.0) == [c.SetState(AgentState.THINKING)]
-    assert conv.receive(heard("What's the weather?"), 10.2) == []
+    assert conv.receive(heard("What's the weather?"), 10.2) == [c.Caption("user", "What's the weather?", True)]
     assert conv.receive(created("r1"), 10.3) == [c.Begin("r1")]
     assert conv.receive(audio("r1"), 10.4) == [c.Feed("r1", PCM), c.SetState(AgentState.SPEAKING)]
-    conv.receive(said("r1", "It is "), 10.4)
-    conv.receive(said("r1", "sunny."), 10.5)
+    assert conv.receive(said("r1", "It is "), 10.4) == [c.Caption("assistant", "It is ", False)]
+    assert conv.receive(said("r1", "sunny."), 10.5) == [c.Caption("assistant", "It is sunny.", False)]
     actions = conv.receive(done("r1"), 11.0)
     turn = of(actions, c.FinishTurn)[0].turn
     assert actions == [c.End("r1"), c.ClearErrorIf(None), c.CountTurn(), c.FinishTurn(turn, "r1")]
@@ -200,10 +200,11 @@ def test_transcripts_assemble_from_deltas_and_the_final_transcript_wins() -> Non
     answering(conv)
     conv.receive(said("r1", "sunny"), 10.5)
     assert conv.by_response["r1"].answered == "It is sunny"
-    conv.receive(ev({"type": "response.audio_transcript.done", "response_id": "r1",
-                     "transcript": "It is sunny."}), 10.6)
+    assert conv.receive(ev({"type": "response.audio_transcript.done", "response_id": "r1",
+                            "transcript": "It is sunny."}), 10.6) == [c.Caption("assistant", "It is sunny.", True)]
     assert of(conv.receive(done("r1"), 10.7), c.Log) == [c.Log("answered: It is sunny.")]
-    assert conv.receive(heard("And tomorrow?"), 11.0) == [c.Log("heard: And tomorrow?")]
+    assert conv.receive(heard("And tomorrow?"), 11.0) == [c.Log("heard: And tomorrow?"),
+                                                          c.Caption("user", "And tomorrow?", True)]
     assert conv.current is not None and conv.current.heard == "And tomorrow?"
 
 
@@ -234,7 +235,8 @@ def test_ask_while_an_answer_plays_does_not_cut_it_off_and_the_next_answer_follo
     conv = conversation()
     answering(conv)
     first = conv.by_response["r1"]
-    assert conv.ask("Tell me a joke", 11.0) == [c.Send(p.user_text("Tell me a joke")),
+    assert conv.ask("Tell me a joke", 11.0) == [c.Caption("user", "Tell me a joke", True),
+                                                c.Send(p.user_text("Tell me a joke")),
                                                 c.Send(p.response_create())]
     asked = conv.current
     assert asked is not None and asked is not first
