@@ -2,7 +2,7 @@
 
 Wake-word tests and bench/wakeword.py need many voices saying known phrases at several rates
 (reference/listening-frontend.md §3). All three synthesizers are Debian packages (espeak-ng,
-flite, festival + festvox-us-slt-hts). Results are cached by (engine, voice, stretch, text) in a
+flite, festival + festvox-us-slt-hts; sox for the HTS voice's rate). Results are cached by (engine, voice, stretch, text) in a
 directory the caller owns (a pytest tmp dir, a bench temp dir), never in the repository.
 """
 
@@ -54,8 +54,11 @@ def synth(text: str, engine: str, voice: str, stretch: float, cache_dir: Path) -
         elif engine == "festival":
             txt = out.with_suffix(".txt")
             txt.write_text(text, encoding="utf-8")
-            cmd = ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", "-eval"]
-            cmd += [f"(Parameter.set 'Duration_Stretch {stretch})", str(txt), "-o", str(tmp)]
+            raw = out.with_suffix(".raw.wav")
+            cmd = ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", str(txt), "-o", str(raw)]
+            subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+            # The HTS voice ignores Duration_Stretch: change the tempo (pitch kept) with sox.
+            cmd = ["sox", str(raw), str(tmp), "tempo", "-s", f"{1 / stretch:.4f}"]
         else:
             raise ValueError(f"unknown synthesizer {engine!r}")
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
