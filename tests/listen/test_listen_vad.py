@@ -5,15 +5,16 @@ Not unit tests: pymicro-vad is a native extension. Fast (a few seconds of audio 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
-import pytest
 import speechsynth as ss
-from conftest import Say
 
 from agent.listen.frontend import CloseUplink, FrontendConfig, ListenFrontend, OpenUplink, SendAudio
 from agent.listen.vad import VadGate
 
-pytest.importorskip("pymicro_vad")
+Say = Callable[..., np.ndarray]  # the `say` fixture of conftest.py
+
 
 RATE = 16000
 SENTENCE = "Could you turn the kitchen lights off, please"

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import speechsynth as ss
-from conftest import Say
 
 from agent.listen import ListenConfigError
 from agent.listen.frontend import Action, FrontendConfig, Interrupt, ListenFrontend, SendAudio, Wake
 from agent.listen.wakeword import RATE, WakeDetection, load_wake_word, model_config_path
 
-pytest.importorskip("pymicro_wakeword")
+Say = Callable[..., np.ndarray]  # the `say` fixture of conftest.py
+
 
 QUESTION = "okay nabu what time is it"
 # Voices on which microWakeWord hears "okay nabu" run straight into the question (measured).
