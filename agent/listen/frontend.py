@@ -147,6 +147,11 @@ class ListenFrontend:
     def samples(self) -> int:
         return self._samples
 
+    def recent(self, ms: int) -> bytes:
+        """The last `ms` of microphone audio (pre-roll + 2 s are always kept), e.g. to re-send
+        the pre-roll when a session rotation or reconnect lands inside an open turn."""
+        return self._tail(ms * RATE // 1000)
+
     # -- inputs -----------------------------------------------------------------------------
 
     def start(self) -> list[Action]:

@@ -260,6 +260,14 @@ def test_the_preroll_ring_is_bounded() -> None:
     assert 0 < len(sent(out)) <= len(fe._ring)
 
 
+def test_recent_audio_is_available_for_a_reconnect_inside_a_turn() -> None:
+    fe, mic = make(mode="wake_word", preroll_ms=400)
+    mic.run(5.0)
+    assert fe.recent(400) == mic.samples(mic.n - 6400, mic.n)
+    assert len(fe.recent(2400)) == 2 * 2400 * RATE // 1000  # pre-roll + 2 s always kept
+    assert len(fe.recent(60_000)) <= 4 * (400 + 2000) * RATE // 1000  # and never much more
+
+
 def test_earcons_can_be_switched_off() -> None:
     fe, mic = make(mode="wake_word", earcons=False)
     mic.run(1.0)
