@@ -317,8 +317,39 @@ def main() -> None:
     doc["day"] = day(corpus, doc["false_wakes"]["micro"]["at_s"]["okay_nabu"])
     doc["elapsed_s"] = round(time.monotonic() - t_start, 1)
     print(json.dumps(doc, indent=1))
+    print(markdown(doc))
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1))
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The RESULTS.md tables of one run."""
+    out = ["| engine / wake word | " + " | ".join(CONDITIONS) + " | outside a clip |", "|---" * 7 + "|"]
+    for key, row in doc["set"].items():
+        cells = [f"{row[c]['detected']}/{row[c]['of']}" for c in CONDITIONS]
+        out.append(f"| {key} | " + " | ".join(cells) + f" | {sum(r['outside'] for r in row.values())} |")
+    out += ["", "Clean set by synthesizer family (detected/of):", ""]
+    for key, row in doc["set"].items():
+        fams = ", ".join(f"{f} {a}/{b}" for f, (a, b) in row["clean"]["by_family"].items())
+        out.append(f"- {key}: {fams}")
+    out += ["", "| false wakes per hour | hours | " + " | ".join(WORDS) + " | CPU ms/audio s (4 words) |",
+            "|---" * 7 + "|"]
+    for engine, fw in doc["false_wakes"].items():
+        cells = [f"{fw['per_hour'][w]} ({fw['count'][w]})" for w in WORDS]
+        out.append(f"| {engine} | {fw['hours']} | " + " | ".join(cells) + f" | {fw['cpu_ms_per_audio_s_all_words']} |")
+    out += ["", "| CPU per audio second (40 ms chunks) | ms | % of a core |", "|---|---|---|"]
+    out += [f"| {k} | {v} | {v / 10:.2f} |" for k, v in doc["cpu_ms_per_audio_s"].items()]
+    d, w = doc["detection_delay_ms"], doc["wake_to_upstream_ms"]
+    out += ["", f"Detection delay after the phrase's last voiced sample (micro, okay_nabu, clean): "
+            f"p50 {d['p50']} ms, max {d['max']} ms (n={d['n']}). Wake -> first SendAudio (work in "
+            f"the chunk that completes the wake word): p50 {w['p50']} ms, max {w['max']} ms.", ""]
+    out += ["| scripted day, mode | sent s | s per hour | % of the day | quiet-room % sent | turns answered | spurious wakes |",
+            "|---" * 7 + "|"]
+    out += [f"| {r['mode']} | {r['sent_s']} | {r['sent_s_per_hour']} | {r['sent_pct_of_day']} | "
+            f"{r['quiet_room_sent_pct']} | {r['turns_answered']} | {r['spurious_wakes']} |" for r in doc["day"]]
+    out += ["", "| package | installed MB | cold import ms |", "|---|---|---|"]
+    out += [f"| {k} | {v['installed_mb']} | {v['import_ms']} |" for k, v in doc["packages"].items()]
+    return "\n".join(out) + "\n"
 
 
 def day(corpus: np.ndarray, wakes_at_s: list[float]) -> list[dict[str, Any]]:
