@@ -83,7 +83,10 @@ def test_wake_word_run_into_the_question_opens_a_turn_that_carries_the_whole_que
 
 def test_background_speech_without_the_wake_word_sends_nothing(say: Say) -> None:
     talk = np.concatenate(
-        [say(BACKGROUND, e, v) for e, v in [("espeak", "en-us"), ("flite", "slt"), ("espeak", "en-gb+m3")]]
+        [
+            say(BACKGROUND, e, v)
+            for e, v in [("espeak", "en-us"), ("flite", "slt"), ("festival", "slt_hts"), ("espeak", "en-gb+m3")]
+        ]
     )
     fe = ListenFrontend(FrontendConfig(mode="wake_word"))
     detector = load_wake_word("okay_nabu")
@@ -99,7 +102,7 @@ def test_background_speech_without_the_wake_word_sends_nothing(say: Say) -> None
 
 def test_detections_do_not_depend_on_the_chunk_size(say: Say) -> None:
     parts: list[np.ndarray] = []
-    for engine, voice in [*RUN_ON_VOICES, ("espeak", "en-029")]:
+    for engine, voice in [*RUN_ON_VOICES, ("espeak", "en-029"), ("festival", "slt_hts")]:
         parts += [say("okay nabu", engine, voice), ss.silence(2.5), say(BACKGROUND[:80], engine, voice)]
     audio = np.concatenate(parts)
     reference = feed(audio, None)
