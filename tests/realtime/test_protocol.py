@@ -50,7 +50,7 @@ def test_a_recorded_turn_parses_into_typed_events_and_ends_idle() -> None:
     kinds = [type(e).__name__ for e in events]
     assert kinds[:6] == ["SessionCreated", "SessionUpdated", "SpeechStarted", "TranscriptionDelta",
                          "SpeechStopped", "Committed"]
-    assert isinstance(events[6], p.Unknown)  # conversation.item.created carries nothing we need
+    assert isinstance(events[6], p.ItemCreated) and events[6].role == "user"  # confirms a user item
     audio = [e for e in events if isinstance(e, p.AudioDelta)]
     assert audio[0].pcm == PCM and audio[0].response_id == "resp_1"
     assert events[3].text == "What's the weather"  # text + stash is the live preview
@@ -148,6 +148,26 @@ def test_session_update_asks_for_16k_in_24k_out_transcription_and_turn_detection
 def test_manual_turn_detection_sends_null() -> None:
     s = OmniSettings(turn_detection=TurnDetection(type="none"))
     assert p.session_update(s, None)["session"]["turn_detection"] is None
+
+
+def test_idle_timeout_is_sent_only_when_configured() -> None:
+    assert "idle_timeout_ms" not in p.session_update(OmniSettings(), None)["session"]["turn_detection"]
+    s = OmniSettings(idle_timeout_ms=12000)
+    assert p.session_update(s, None)["session"]["turn_detection"]["idle_timeout_ms"] == 12000
+
+
+def test_an_error_names_the_client_event_it_answers_and_item_created_its_content() -> None:
+    err = p.parse_event(json.dumps({"type": "error", "error": {
+        "type": "invalid_request_error", "code": "invalid_value", "message": "no", "param": "item",
+        "event_id": "ev_7"}}))
+    assert isinstance(err, p.ErrorEvent) and err.event_id == "ev_7" and not err.fatal
+    item = p.parse_event(json.dumps({"type": "conversation.item.created", "item": {
+        "id": "item_1", "type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "hi"}]}}))
+    assert isinstance(item, p.ItemCreated)
+    assert (item.item_id, item.item_type, item.role, item.content_types) == (
+        "item_1", "message", "user", ("input_text",))
+    assert p.user_text("hi", "ev_8")["event_id"] == "ev_8"
 
 
 def test_client_events_are_the_documented_shapes() -> None:
