@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from typing import Any
@@ -36,7 +37,10 @@ from agent.realtime import protocol as p
 from agent.realtime.connection import AuthFailed, ConnectFailed, auth_headers, open_socket
 from agent.realtime.verify import lookup, verify_session
 from agent.secrets import redact, resolve_api_key
+from agent.statedir import resolve_state_dir
 from agent.tts import protocol as tts
+from agent.voices import cache
+from agent.voices.plan import plan_voice
 
 PROBE_TEXT = "Hello."
 LLM_PROMPT = "Reply with the single word: ready."
@@ -81,11 +85,27 @@ async def probe_key(http: aiohttp.ClientSession, account: DashScopeAccount, regi
     return r
 
 
+def enrolled_voice(settings: Settings) -> str | None:
+    """The voice id the daemon would use from its cache (read only: a probe moves no files)."""
+    try:
+        plan = plan_voice(settings)
+        path = resolve_state_dir(settings)[0] / cache.FILENAME
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        for raw in doc.get("entries", []):
+            entry = cache.CacheEntry.from_json(raw)
+            if entry.key == plan.key and entry.voice_id and entry.state != cache.PENDING:
+                return entry.voice_id
+    except (OSError, ValueError, TypeError, AttributeError, ConfigError):
+        pass
+    return None
+
+
 def _realtime_asked(settings: Settings) -> tuple[str, str, dict[str, Any]]:
-    """(row name, model, the session.update the daemon sends)."""
+    """(row name, model, the session.update the daemon sends, with the voice it would use)."""
     if settings.mode == "pipeline":
         return "ASR session", settings.pipeline.asr_model, p.asr_session_update()
-    voice = settings.voice.preset if settings.voice.family == "preset" else None
+    family = settings.voice.family
+    voice = settings.voice.preset if family == "preset" else enrolled_voice(settings) or settings.voice.preset
     return "realtime session", settings.omni.model, p.session_update(settings.omni, voice)
 
 

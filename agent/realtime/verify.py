@@ -184,9 +184,11 @@ class SessionCheck:
         return False, []
 
     def _claim(self, event: p.ErrorEvent) -> _Asked | None:
+        """The update this error answers: by `error.event_id`; without one, a `session.*` param,
+        or no param at all, while an update waits (never silent: R2)."""
         if event.event_id is not None:
             return self._pending.pop(event.event_id, None)
-        if self._pending and (event.param or "").startswith("session"):
+        if self._pending and (not event.param or event.param.startswith("session")):
             return self._pending.pop(next(iter(self._pending)))
         return None
 

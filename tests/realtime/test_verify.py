@@ -90,12 +90,26 @@ def test_a_refused_update_is_surfaced_naming_the_field_and_what_the_session_runs
         "the session runs with voice = 'Tina' instead")
 
 
+def test_an_error_without_event_id_or_field_while_an_update_waits_is_taken_as_its_refusal() -> None:
+    check = SessionCheck("realtime session")
+    check.start(p.session_update(OmniSettings(), None))
+    bare = ev({"type": "error", "error": {"type": "invalid_request_error", "message": "bad session"}})
+    consumed, reports = check.receive(bare)
+    assert consumed and "session.update refused, field session: bad session; the session runs " \
+        "with its previous configuration instead" in reports[0].message
+
+
 def test_an_error_that_is_not_about_our_update_is_left_to_the_caller() -> None:
     check = SessionCheck("realtime session")
     check.start(p.session_update(OmniSettings(), None))
+    check.receive(ev({"type": "session.updated", "session": echoed()}))  # nothing waits any more
     other = ev({"type": "error", "error": {"type": "invalid_request_error", "message": "no response",
                                           "param": None}})
     assert check.receive(other) == (False, [])
+    item = ev({"type": "error", "error": {"type": "invalid_request_error", "message": "bad item",
+                                         "param": "item.content"}})
+    check.sent(p.session_update(OmniSettings(), "Ethan"))
+    assert check.receive(item) == (False, [])
 
 
 def test_a_mid_session_voice_change_the_server_ignores_is_applied_at_the_next_rotation() -> None:

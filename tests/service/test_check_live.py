@@ -91,6 +91,34 @@ async def test_every_probed_row_passes_against_a_faithful_service_omni(tmp_path:
     assert audio and all(len(a["sha256"]) == 64 and a["bytes"] > 0 for a in audio)
 
 
+async def test_an_enrolled_voice_from_the_cache_is_the_one_the_realtime_row_asks_for(tmp_path: Path) -> None:
+    import aiohttp
+
+    from agent.voices.cache import READY, CacheEntry, VoiceCache
+    from agent.voices.plan import plan_voice
+
+    emu = await start_emulator(api_key=KEY)
+    try:
+        s = settings(tmp_path, emu.base_url, family="qwen", name="kiosk",
+                     sample_url="https://example.com/kiosk.wav")
+        body = {"model": "qwen-voice-enrollment", "input": {
+            "action": "create", "target_model": s.omni.model, "preferred_name": "kiosk",
+            "audio": {"data": "https://example.com/kiosk.wav"}}}
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{emu.base_url}/api/v1/services/audio/tts/customization", json=body,
+            headers={"Authorization": f"Bearer {KEY}"}) as reply:
+            voice = (await reply.json())["output"]["voice"]
+        (tmp_path / "state").mkdir(mode=0o700)
+        key = plan_voice(s).key
+        VoiceCache(tmp_path / "state").put(CacheEntry(key.family, key.target_model, key.name, key.digest,
+                                                      READY, voice_id=voice))
+        rows = await run_live(s)
+    finally:
+        await emu.stop()
+    row = rows_by_name(rows)["realtime session"]
+    assert row.ok and f"voice {voice!r}" in row.detail, row.detail
+
+
 async def test_pipeline_mode_probes_the_asr_session_and_an_llm_stream(tmp_path: Path) -> None:
     emu = await start_emulator(api_key=KEY)
     try:
@@ -159,6 +187,23 @@ def test_the_command_prints_the_table_and_exits_by_the_probed_rows(
     assert f"wire log (redacted): {record}" in out
     assert code == 0, out
     assert KEY not in out + err + caplog.text + record.read_text(encoding="utf-8")
+
+
+def test_the_cli_exits_1_naming_the_field_when_the_service_misreports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = tmp_path / "wire.jsonl"
+    with EmulatorThread(options=EmulatorOptions(api_key=KEY), faults="misreport=voice@realtime") as emu:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"dashscope: {{api_key: {KEY}, http_url: '{emu.base_url}'}}\n"
+                       f"state_dir: '{tmp_path / 'state'}'\n"
+                       "voice: {family: preset, preset: Tina}\n"
+                       "audio: {input: {backend: 'null'}, output: {backend: 'null'}}\n")
+        code = main(["check", "--config", str(cfg), "--live", "--record", str(record)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "realtime session" in out and "FAIL" in out and "voice: asked 'Tina', the server runs with 'Ethan'" in out
+    assert KEY not in out + record.read_text(encoding="utf-8")
 
 
 def test_record_without_live_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
