@@ -239,8 +239,9 @@ class OmniMode:
 
     async def ask(self, text: str) -> None:
         """A user turn given as text. Returns once the server confirmed the text item (the
-        answer follows); raises `AskRefused` with the server's reason when it refused it or did
-        not confirm it within `ASK_CONFIRM_S`, and then no response is requested."""
+        answer follows) or stayed silent for `ASK_CONFIRM_S` (the answer is asked for anyway);
+        raises `AskRefused` with the server's reason when it refused the item, and then no
+        response is requested."""
         if self.runner.conn is None:
             raise RuntimeError("not connected to the realtime service")
         event_id = p.new_event_id()
@@ -252,7 +253,7 @@ class OmniMode:
                 error = await asyncio.wait_for(asyncio.shield(waiter), ASK_CONFIRM_S)
             except asyncio.TimeoutError:
                 self._apply_all(self.conversation.ask_expired(event_id, ASK_CONFIRM_S))
-                error = waiter.result() if waiter.done() else "no answer from the service"
+                error = waiter.result() if waiter.done() else None
         finally:
             del self._asks[event_id]
         if error is not None:

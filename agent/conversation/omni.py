@@ -434,10 +434,19 @@ class OmniConversation:
         return [Send(p.user_text(text, event_id))]
 
     def ask_expired(self, event_id: str, after_s: float) -> list[Action]:
-        """No confirmation within `after_s`: the ask fails, and a late confirmation is ignored."""
-        if self._asks.pop(event_id, None) is None:
+        """Neither a confirmation nor an error within `after_s`. A refusal comes as an `error`
+        (OMNI-SE), so silence is not one: ask for the answer anyway and say so in the log (be
+        liberal in what we accept: a service that stops echoing `conversation.item.created`
+        must not make every `ask` fail). A late confirmation is then ignored."""
+        ask = self._asks.pop(event_id, None)
+        if ask is None:
             return []
-        return [AskSettled(event_id, f"the service did not confirm the text turn within {after_s:g} s")]
+        turn = self._new_turn()
+        turn.heard = ask.text
+        turn.speech_end_at = ask.asked_at
+        return [Log(f"the service did not confirm the text turn within {after_s:g} s; "
+                    "asking for the answer anyway"),
+                Caption("user", ask.text, True), Send(p.response_create()), AskSettled(event_id, None)]
 
     def _new_turn(self) -> Turn:
         self.current = Turn()
