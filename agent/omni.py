@@ -22,6 +22,7 @@ from typing import Any
 from agent.announce import OmniAnnouncer
 from agent.audio.engine import AudioEngine
 from agent.config import Settings
+from agent.conversation import actions as a
 from agent.conversation import omni as c
 from agent.endpoints import Endpoints
 from agent.modes import Announcement, Turn, publish_turn
@@ -132,7 +133,7 @@ class OmniMode:
                     raise RuntimeError("not connected to the realtime service")
                 else:
                     await conn.send(action.event)
-            elif isinstance(action, c.Flush):
+            elif isinstance(action, a.Flush):
                 # Silence first (the callback fades within one device period), then the server.
                 await self._execute(self.conversation.flushed(self.engine.player.flush()))
             else:
@@ -145,18 +146,15 @@ class OmniMode:
     def _apply(self, action: c.Action) -> None:
         """Every action that needs no await (`Send` and `Flush` are `_execute`'s)."""
         player = self.engine.player
-        if isinstance(action, c.Feed):
+        if isinstance(action, a.Feed):
             player.feed(action.rid, action.pcm)
-        elif isinstance(action, c.SetState):
-            if action.detail is None:
-                self.status.set_state(action.state)
-            else:
-                self.status.set_state(action.state, action.detail)
-        elif isinstance(action, c.Begin):
+        elif isinstance(action, a.SetState):
+            a.show_state(action, self.status)
+        elif isinstance(action, a.Begin):
             player.begin(action.rid)
-        elif isinstance(action, c.End):
+        elif isinstance(action, a.End):
             player.end(action.rid)
-        elif isinstance(action, c.CountBargeIn):
+        elif isinstance(action, a.BargeIn):
             self.status.barge_ins += 1
         elif isinstance(action, c.CountTurn):
             self.status.turns += 1

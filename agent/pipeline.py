@@ -35,16 +35,12 @@ from agent.asr import AsrListener
 from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
 from agent.config import Settings
+from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState, show_state
 from agent.conversation.pipeline import (
     Action,
     AnnouncementDone,
     AwaitPlayout,
-    BargeIn,
-    Begin,
     Cancel,
-    End,
-    Feed,
-    Flush,
     HeardMs,
     Latency,
     NewAnnouncement,
@@ -52,7 +48,6 @@ from agent.conversation.pipeline import (
     Outcome,
     PipelineConversation,
     Produce,
-    SetState,
     TurnDone,
 )
 from agent.endpoints import Endpoints
@@ -220,8 +215,7 @@ class PipelineMode:
     def _do(self, a: Action) -> None:  # noqa: C901 (one branch per action type)
         player = self.engine.player
         if isinstance(a, SetState):
-            if a.only_from is None or self.status.state in a.only_from:
-                self.status.set_state(a.state)
+            show_state(a, self.status)
         elif isinstance(a, Feed):
             player.feed(a.rid, a.pcm)
         elif isinstance(a, Begin):
