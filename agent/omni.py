@@ -27,8 +27,18 @@ from agent.conversation import omni as c
 from agent.endpoints import Endpoints
 from agent.modes import Announcement, Turn, publish_turn
 from agent.realtime import protocol as p
-from agent.realtime.connection import ConnectFailed, RealtimeConnection
-from agent.realtime.session import SessionConnection, SessionRunner
+from agent.realtime.connection import (
+    DEFAULT_REALTIME_TIMINGS,
+    ConnectFailed,
+    RealtimeConnection,
+    RealtimeTimings,
+)
+from agent.realtime.session import (
+    DEFAULT_SESSION_TIMINGS,
+    SessionConnection,
+    SessionRunner,
+    SessionTimings,
+)
 from agent.realtime.uplink import MicUplink
 from agent.status import Status
 
@@ -53,8 +63,13 @@ class OmniMode:
         engine: AudioEngine,
         status: Status,
         voice: str | None,
+        *,
+        realtime: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
+        session: SessionTimings = DEFAULT_SESSION_TIMINGS,
     ) -> None:
+        """`realtime` and `session`: shorter timings in tests, else the defaults."""
         self.settings = settings
+        self.realtime_timings = realtime
         self.endpoints = endpoints
         self.api_key = api_key
         self.engine = engine
@@ -66,7 +81,7 @@ class OmniMode:
         self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
         self.announcer = OmniAnnouncer(settings, endpoints, api_key, engine.player, status,
                                        self._quiet_for_announcement)
-        self.runner = SessionRunner(self, status, log)
+        self.runner = SessionRunner(self, status, log, timings=session)
         self._timers: set[asyncio.Task[None]] = set()
 
     @property
@@ -88,7 +103,8 @@ class OmniMode:
 
     async def open(self) -> SessionConnection:
         url = self.endpoints.realtime_ws(self.settings.omni.model)
-        return await RealtimeConnection.open(url, self.api_key, self.settings.dashscope.workspace)
+        return await RealtimeConnection.open(url, self.api_key, self.settings.dashscope.workspace,
+                                             self.realtime_timings)
 
     def configure_event(self) -> dict[str, Any]:
         return p.session_update(self.settings.omni, self.voice)

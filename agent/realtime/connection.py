@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import websockets
@@ -22,14 +23,25 @@ from agent.secrets import redact
 
 log = logging.getLogger("voice-agent.realtime")
 
-# Keepalive: a silent peer (half-open TCP, a hung server) is noticed within about
-# PING_INTERVAL + PING_TIMEOUT seconds instead of never.
-PING_INTERVAL = 5.0
-PING_TIMEOUT = 5.0
-OPEN_TIMEOUT = 10.0
-# A server that accepts the upgrade but never starts the session (a stalled backend) still
-# answers pings, so keepalive cannot see it: the first event must arrive within this long.
-SESSION_START_TIMEOUT = 10.0
+
+@dataclass(frozen=True)
+class RealtimeTimings:
+    """How long one realtime socket waits for what; tests pass short ones, users cannot set them.
+
+    Keepalive: a silent peer (half-open TCP, a hung server) is noticed within about
+    `ping_interval_s + ping_timeout_s` instead of never. A server that accepts the upgrade but
+    never starts the session (a stalled backend) still answers pings, so keepalive cannot see
+    it: the first event must arrive within `session_start_timeout_s`.
+    """
+
+    ping_interval_s: float = 5.0
+    ping_timeout_s: float = 5.0
+    open_timeout_s: float = 10.0
+    session_start_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0
+
+
+DEFAULT_REALTIME_TIMINGS = RealtimeTimings()
 
 
 class AuthFailed(Exception):
@@ -45,17 +57,18 @@ def auth_headers(api_key: str, workspace: str | None) -> dict[str, str]:
 
 
 async def open_socket(
-    url: str, api_key: str, workspace: str | None, *, max_size: int = protocol.MAX_MESSAGE_BYTES
+    url: str, api_key: str, workspace: str | None, *, max_size: int = protocol.MAX_MESSAGE_BYTES,
+    timings: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
 ) -> ClientConnection:
     """Open a DashScope WebSocket; map handshake failures to AuthFailed / ConnectFailed."""
     try:
         return await connect(
             url,
             additional_headers=auth_headers(api_key, workspace),
-            open_timeout=OPEN_TIMEOUT,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
-            close_timeout=2.0,
+            open_timeout=timings.open_timeout_s,
+            ping_interval=timings.ping_interval_s,
+            ping_timeout=timings.ping_timeout_s,
+            close_timeout=timings.close_timeout_s,
             max_size=max_size,
             compression=None,  # PCM does not compress; deflate only costs CPU on a Pi
             user_agent_header=None,
@@ -72,13 +85,15 @@ async def open_socket(
 class RealtimeConnection:
     """One realtime session over one socket."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, timings: RealtimeTimings = DEFAULT_REALTIME_TIMINGS) -> None:
         self.ws = ws
+        self.timings = timings
         self._started = False  # the server has sent its first event (session.created)
 
     @classmethod
-    async def open(cls, url: str, api_key: str, workspace: str | None) -> RealtimeConnection:
-        return cls(await open_socket(url, api_key, workspace))
+    async def open(cls, url: str, api_key: str, workspace: str | None,
+                   timings: RealtimeTimings = DEFAULT_REALTIME_TIMINGS) -> RealtimeConnection:
+        return cls(await open_socket(url, api_key, workspace, timings=timings), timings)
 
     @property
     def close_code(self) -> int | None:
@@ -108,10 +123,10 @@ class RealtimeConnection:
         try:
             if not self._started:
                 try:
-                    first = await asyncio.wait_for(self.ws.recv(), SESSION_START_TIMEOUT)
+                    first = await asyncio.wait_for(self.ws.recv(), self.timings.session_start_timeout_s)
                 except asyncio.TimeoutError:
                     raise ConnectFailed(
-                        f"no session.created within {SESSION_START_TIMEOUT:g} s of connecting"
+                        f"no session.created within {self.timings.session_start_timeout_s:g} s of connecting"
                     ) from None
                 self._started = True
                 yield protocol.parse_event(first)
@@ -136,6 +151,6 @@ class RealtimeConnection:
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self.ws.close(), 2.0)
+            await asyncio.wait_for(self.ws.close(), self.timings.close_timeout_s)
         except (asyncio.TimeoutError, OSError):
             self.ws.transport.abort()

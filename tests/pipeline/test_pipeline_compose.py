@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.backoff import Backoff
 from agent.emulator.answers import answer_for
 from agent.llm import Conversation, LLMClient
 from agent.textsplit import speech_pieces
+from agent.tts.connection import TtsTimings
 from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
 from tests.support.emulator import API_KEY, MakeEmulator
@@ -29,7 +29,7 @@ async def test_first_audio_arrives_long_before_the_answer_is_complete(
     llm = LLMClient(f"{emu.base_url}/api/v1/services/aigc/text-generation/generation", API_KEY,
                     "qwen-plus")
     tts = SynthesisManager(f"{emu.ws_url}/api-ws/v1/inference", API_KEY,
-                           backoff=Backoff(first=0.05, cap=0.2))
+                           timings=TtsTimings(backoff_s=(0.05, 0.2)))
     await tts.start()
     try:
         stream = await tts.begin("longanyang", "cosyvoice-v3-flash")
@@ -55,7 +55,7 @@ async def test_barge_in_stops_llm_and_synthesis_and_next_turn_is_clean(
     llm = LLMClient(f"{emu.base_url}/api/v1/services/aigc/text-generation/generation", API_KEY,
                     "qwen-plus")
     tts = SynthesisManager(f"{emu.ws_url}/api-ws/v1/inference", API_KEY,
-                           backoff=Backoff(first=0.05, cap=0.2))
+                           timings=TtsTimings(backoff_s=(0.05, 0.2)))
     try:
         stream = await tts.begin("longanyang", "cosyvoice-v3-flash")
         answer = llm.stream(Conversation("Be brief.").messages(QUESTION))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from agent.backoff import Backoff
 from agent.config import settings_from_dict
 from agent.emulator.server import Emulator
-from agent.tts.connection import RateLimiter
+from agent.tts.connection import RateLimiter, TtsTimings
 from agent.tts.errors import SynthesisAuthError, SynthesisError
 from agent.tts.manager import SynthesisManager
 from agent.tts.protocol import InvalidState
@@ -23,9 +23,10 @@ VOICE, MODEL = "longanyang", "cosyvoice-v3-flash"
 QUICK = {"cosyvoice_speed": 40.0}  # audio 40× faster than real time
 
 
-def manager(emu: Emulator, key: str = API_KEY, **kw: object) -> SynthesisManager:
-    kw.setdefault("backoff", Backoff(first=0.05, cap=0.2))
-    return SynthesisManager(f"{emu.ws_url}/api-ws/v1/inference", key, **kw)  # type: ignore[arg-type]
+def manager(emu: Emulator, key: str = API_KEY, **timings: Any) -> SynthesisManager:
+    """A manager on the emulator that retries within 0.2 s, with `timings` scaled down too."""
+    timings.setdefault("backoff_s", (0.05, 0.2))
+    return SynthesisManager(f"{emu.ws_url}/api-ws/v1/inference", key, timings=TtsTimings(**timings))
 
 
 @pytest.fixture
@@ -226,7 +227,7 @@ async def test_server_down_then_up(make_emulator: MakeEmulator) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mgr = SynthesisManager(f"ws://127.0.0.1:{port}/api-ws/v1/inference", API_KEY,
-                           backoff=Backoff(first=0.05, cap=0.1), connect_timeout_s=2)
+                           timings=TtsTimings(backoff_s=(0.05, 0.1), connect_timeout_s=2))
     try:
         with pytest.raises(SynthesisError) as ei:
             await mgr.begin(VOICE, MODEL)
