@@ -18,9 +18,9 @@ import logging
 import time
 from typing import Any, Protocol
 
+from agent.account import DashScopeAccount
 from agent.audio.engine import AudioEngine
 from agent.config import Settings
-from agent.endpoints import Endpoints
 from agent.realtime import protocol as p
 from agent.realtime.connection import (
     DEFAULT_REALTIME_TIMINGS,
@@ -65,8 +65,7 @@ class AsrListener:
     def __init__(
         self,
         settings: Settings,
-        endpoints: Endpoints,
-        api_key: str,
+        account: DashScopeAccount,
         engine: AudioEngine,
         status: Status,
         handler: AsrHandler,
@@ -76,8 +75,8 @@ class AsrListener:
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
     ) -> None:
         self.settings = settings
-        self.url = endpoints.realtime_ws(settings.pipeline.asr_model)
-        self.api_key = api_key
+        self.url = account.urls.realtime_ws(settings.pipeline.asr_model)
+        self.account = account
         self.status = status
         self.handler = handler
         self.session_max_s = session_max_s
@@ -107,8 +106,7 @@ class AsrListener:
     # --- session strategy hooks ---------------------------------------------------------------
 
     async def open(self) -> SessionConnection:
-        return await RealtimeConnection.open(self.url, self.api_key, self.settings.dashscope.workspace,
-                                             self.realtime_timings)
+        return await RealtimeConnection.open(self.url, self.account, self.realtime_timings)
 
     def configure_event(self) -> dict[str, Any]:
         return p.asr_session_update()

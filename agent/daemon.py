@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import sdnotify
+from agent.account import DashScopeAccount
 from agent.audio.engine import DEFAULT_ENGINE_TIMINGS, AudioEngine, EngineTimings
 from agent.backoff import Backoff
 from agent.config import ConfigError, Settings, parse_listen
 from agent.control import ControlServer, resolve_socket_path
 from agent.echo import aec_problem
-from agent.endpoints import Endpoints, resolve_endpoints
 from agent.events import EventBus
 from agent.integration import Integration
 from agent.metrics import require_prometheus
 from agent.modes import Mode, Turn
-from agent.secrets import redact, resolve_api_key
+from agent.secrets import redact
 from agent.statedir import open_state_dir
 from agent.status import AgentState, Status
 from agent.voices.errors import AuthError, QuotaError, VoiceError
@@ -89,7 +89,7 @@ def preflight(settings: Settings) -> None:
 
 
 def make_mode(
-    settings: Settings, endpoints: Endpoints, api_key: str, engine: AudioEngine, status: Status,
+    settings: Settings, account: DashScopeAccount, engine: AudioEngine, status: Status,
     voice: str | None, timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
 ) -> Mode:
     """The mode `settings.mode` names; both offer the same `Mode` surface."""
@@ -97,11 +97,11 @@ def make_mode(
     if settings.mode == "pipeline":
         from agent.pipeline import PipelineMode
 
-        return PipelineMode(settings, endpoints, api_key, engine, status, voice, **_given(
+        return PipelineMode(settings, account, engine, status, voice, **_given(
             timings=t.pipeline, tts=t.tts, realtime=t.realtime, session=t.session))
     from agent.omni import OmniMode
 
-    return OmniMode(settings, endpoints, api_key, engine, status, voice,
+    return OmniMode(settings, account, engine, status, voice,
                     **_given(realtime=t.realtime, session=t.session))
 
 
@@ -113,7 +113,6 @@ class Daemon:
         settings: Settings,
         *,
         api_key: str | None = None,
-        endpoints: Endpoints | None = None,
         ensure_options: EnsureOptions | None = None,
         engine: AudioEngine | None = None,
         control: bool = True,
@@ -122,8 +121,8 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.timings = timings
-        self.api_key = api_key
-        self.endpoints = endpoints or resolve_endpoints(settings.dashscope)
+        self.api_key = api_key  # None: resolved from the settings (SPEC §4 order) at start
+        self.account: DashScopeAccount | None = None  # the one account every component gets
         self.ensure_options = ensure_options
         self.engine = engine
         self.use_control = control
@@ -147,8 +146,7 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         preflight(self.settings)
-        if self.api_key is None:
-            self.api_key = resolve_api_key(self.settings)
+        self.account = DashScopeAccount.from_settings(self.settings, self.api_key)
         state_dir = open_state_dir(self.settings)
         listen = self.settings.metrics.listen
         self.integration = Integration(self.status, state_dir, parse_listen(listen) if listen else None)
@@ -225,9 +223,9 @@ class Daemon:
         if self.voice is not None and not self.voice.verified:
             # Running on a cached id or the preset while offline: confirm (or replace) it later.
             self._tasks.append(asyncio.create_task(self._reverify(state_dir), name="voice-reverify"))
-        assert self.engine is not None and self.api_key is not None
+        assert self.engine is not None and self.account is not None
         self.mode = make_mode(
-            self.settings, self.endpoints, self.api_key, self.engine, self.status, voice, self.timings
+            self.settings, self.account, self.engine, self.status, voice, self.timings
         )
         if self.turn_listener is not None:
             self.mode.turn_listeners.append(self.turn_listener)
@@ -240,11 +238,11 @@ class Daemon:
         from agent.voices.ensure import ensure_voice
         backoff = Backoff(*self.timings.voice_retry_s)
         auth_backoff = Backoff(*self.timings.auth_retry_s)
-        assert self.api_key is not None
+        assert self.account is not None
         while True:
             try:
                 result = await ensure_voice(
-                    self.settings, self.api_key, self.endpoints, state_dir,
+                    self.settings, self.account, state_dir,
                     log=logging.getLogger("voice-agent.voices"), options=self.ensure_options,
                 )
                 self.voice = result
@@ -274,9 +272,9 @@ class Daemon:
         while self.voice is not None and not self.voice.verified:
             await backoff.sleep()
             with contextlib.suppress(VoiceError, aiohttp.ClientError, OSError, asyncio.TimeoutError):
-                assert self.api_key is not None
+                assert self.account is not None
                 result = await ensure_voice(
-                    self.settings, self.api_key, self.endpoints, state_dir,
+                    self.settings, self.account, state_dir,
                     log=logging.getLogger("voice-agent.voices"), options=self.ensure_options,
                 )
                 if result.voice_id != (self.voice.voice_id if self.voice else None):

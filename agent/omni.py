@@ -19,12 +19,12 @@ import time
 from collections import deque
 from typing import Any
 
+from agent.account import DashScopeAccount
 from agent.announce import OmniAnnouncer
 from agent.audio.engine import AudioEngine
 from agent.config import Settings
 from agent.conversation import actions as a
 from agent.conversation import omni as c
-from agent.endpoints import Endpoints
 from agent.modes import Announcement, Turn, publish_turn
 from agent.realtime import protocol as p
 from agent.realtime.connection import (
@@ -58,8 +58,7 @@ class OmniMode:
     def __init__(
         self,
         settings: Settings,
-        endpoints: Endpoints,
-        api_key: str,
+        account: DashScopeAccount,
         engine: AudioEngine,
         status: Status,
         voice: str | None,
@@ -70,8 +69,7 @@ class OmniMode:
         """`realtime` and `session`: shorter timings in tests, else the defaults."""
         self.settings = settings
         self.realtime_timings = realtime
-        self.endpoints = endpoints
-        self.api_key = api_key
+        self.account = account
         self.engine = engine
         self.status = status
         self.voice = voice
@@ -79,7 +77,7 @@ class OmniMode:
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
         self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
-        self.announcer = OmniAnnouncer(settings, endpoints, api_key, engine.player, status,
+        self.announcer = OmniAnnouncer(settings, account, engine.player, status,
                                        self._quiet_for_announcement)
         self.runner = SessionRunner(self, status, log, timings=session)
         self._timers: set[asyncio.Task[None]] = set()
@@ -102,9 +100,8 @@ class OmniMode:
     # --- session strategy hooks ---------------------------------------------------------------
 
     async def open(self) -> SessionConnection:
-        url = self.endpoints.realtime_ws(self.settings.omni.model)
-        return await RealtimeConnection.open(url, self.api_key, self.settings.dashscope.workspace,
-                                             self.realtime_timings)
+        url = self.account.urls.realtime_ws(self.settings.omni.model)
+        return await RealtimeConnection.open(url, self.account, self.realtime_timings)
 
     def configure_event(self) -> dict[str, Any]:
         return p.session_update(self.settings.omni, self.voice)

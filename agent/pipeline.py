@@ -32,6 +32,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from agent.account import DashScopeAccount
 from agent.asr import AsrListener
 from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
@@ -51,7 +52,6 @@ from agent.conversation.pipeline import (
     Produce,
     TurnDone,
 )
-from agent.endpoints import Endpoints
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
 from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
@@ -85,8 +85,7 @@ class PipelineMode:
     def __init__(
         self,
         settings: Settings,
-        endpoints: Endpoints,
-        api_key: str,
+        account: DashScopeAccount,
         engine: AudioEngine,
         status: Status,
         voice: str | None,
@@ -103,10 +102,9 @@ class PipelineMode:
         self.status = status
         self.voice = voice or DEFAULT_COSYVOICE_VOICE
         pl = settings.pipeline
-        self.tts = SynthesisManager.from_settings(settings, api_key, timings=tts)
-        self.llm = LLMClient(endpoints.generation, api_key, pl.llm_model,
-                             workspace=settings.dashscope.workspace)
-        self.asr = (AsrListener(settings, endpoints, api_key, engine, status, self,
+        self.tts = SynthesisManager(account, timings=tts)
+        self.llm = LLMClient(account, pl.llm_model)
+        self.asr = (AsrListener(settings, account, engine, status, self,
                                 realtime=realtime, session=session)
                     if pl.input == "mic" else None)
         self.core = PipelineConversation(pl.system_prompt, pl.history_turns,

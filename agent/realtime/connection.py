@@ -52,19 +52,15 @@ class ConnectFailed(Exception):
     """Could not open the WebSocket (network down, DNS, refused, server error)."""
 
 
-def auth_headers(api_key: str, workspace: str | None) -> dict[str, str]:
-    return DashScopeAccount(api_key, workspace).ws_headers({"user-agent": "voice-agent"})
-
-
 async def open_socket(
-    url: str, api_key: str, workspace: str | None, *, max_size: int = protocol.MAX_MESSAGE_BYTES,
+    url: str, account: DashScopeAccount, *, max_size: int = protocol.MAX_MESSAGE_BYTES,
     timings: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
 ) -> ClientConnection:
     """Open a DashScope WebSocket; map handshake failures to AuthFailed / ConnectFailed."""
     try:
         return await connect(
             url,
-            additional_headers=auth_headers(api_key, workspace),
+            additional_headers=account.ws_headers({"user-agent": "voice-agent"}),
             open_timeout=timings.open_timeout_s,
             ping_interval=timings.ping_interval_s,
             ping_timeout=timings.ping_timeout_s,
@@ -91,9 +87,9 @@ class RealtimeConnection:
         self._started = False  # the server has sent its first event (session.created)
 
     @classmethod
-    async def open(cls, url: str, api_key: str, workspace: str | None,
+    async def open(cls, url: str, account: DashScopeAccount,
                    timings: RealtimeTimings = DEFAULT_REALTIME_TIMINGS) -> RealtimeConnection:
-        return cls(await open_socket(url, api_key, workspace, timings=timings), timings)
+        return cls(await open_socket(url, account, timings=timings), timings)
 
     @property
     def close_code(self) -> int | None:

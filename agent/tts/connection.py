@@ -185,16 +185,14 @@ class SocketPool:
 
     def __init__(
         self,
-        url: str,
-        api_key: str,
+        account: DashScopeAccount,
         *,
-        workspace: str | None = None,
         timings: TtsTimings = DEFAULT_TTS_TIMINGS,
         run_tasks_per_s: int = 3,
         proxy: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = url
+        self.url = account.urls.inference_ws
         self.timings = timings
         self.clock = clock
         self.limiter = RateLimiter(run_tasks_per_s, 1.0, clock=clock)
@@ -204,7 +202,7 @@ class SocketPool:
         self.reconnects = 0  # unplanned: failures and server closes
         self.tasks_started = 0
         self.last_error: str | None = None
-        self._headers = DashScopeAccount(api_key, workspace).ws_headers()
+        self._headers = account.ws_headers()
         self._proxy = proxy
         self._conn: Connection | None = None
         self._attempt: asyncio.Future[Connection] | None = None
