@@ -11,9 +11,9 @@ discipline (SPEC §5.3), written once here:
   bounded, for SIGTERM.
 - `SessionLoop` runs one session after another: a refused key waits minutes and says so; any
   other loss waits a jittered backoff that starts under a second and resets once a session has
-  stayed up `SessionTimings.stable_after_s`; a rotation reconnects at once. The status always says why the
-  session is down (and a new session clears that error once it has lived `SESSION_PROVEN_S`),
-  and the loop never spins.
+  stayed up `SessionTimings.stable_after_s`; a rotation reconnects at once. The status always
+  says why the session is down (and a new session clears that error once it has lived
+  `SESSION_PROVEN_S`), and the loop never spins.
 
 What differs between the modes is a small `SessionStrategy`: how to open and configure, what to
 do with each event, when a rotation is due, and the names in status and logs.

@@ -53,6 +53,7 @@ from agent.tts.protocol import SynthesisTask
 
 log = logging.getLogger("agent.tts")
 
+
 @dataclass(frozen=True)
 class TtsTimings:
     """The synthesis socket's timings (seconds, see the module docstring); tests pass short ones,
