@@ -40,6 +40,13 @@ class DashScopeAccount:
         ds = settings.dashscope
         return cls(key, ds.workspace, ds.region, resolve_endpoints(ds))
 
+    @property
+    def urls(self) -> Endpoints:
+        """The base URLs; an account made for headers alone has none, and asking is a bug."""
+        if self.endpoints is None:
+            raise ValueError("this DashScopeAccount carries no endpoints")
+        return self.endpoints
+
     def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """Auth headers for an HTTP request, plus the caller's own (which cannot override auth)."""
         h = dict(extra or {})

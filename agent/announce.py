@@ -26,9 +26,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from agent.account import DashScopeAccount
 from agent.audio.playout import Player
 from agent.config import Settings
-from agent.endpoints import Endpoints
 from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, is_cosyvoice_voice
 from agent.status import Status
 from agent.tts.errors import SynthesisError
@@ -51,15 +51,13 @@ class OmniAnnouncer:
     def __init__(
         self,
         settings: Settings,
-        endpoints: Endpoints,
-        api_key: str,
+        account: DashScopeAccount,
         player: Player,
         status: Status,
         is_quiet: Callable[[], bool],
     ) -> None:
         self.settings = settings
-        self.endpoints = endpoints
-        self.api_key = api_key
+        self.account = account
         self.player = player
         self.status = status
         self.is_quiet = is_quiet
@@ -102,8 +100,7 @@ class OmniAnnouncer:
             ann.done.set()
 
     async def _synthesize(self, text: str) -> bytes:
-        mgr = SynthesisManager(self.endpoints.inference_ws, self.api_key,
-                               workspace=self.settings.dashscope.workspace)
+        mgr = SynthesisManager(self.account)
         try:
             stream = await mgr.begin(self.voice, self.model)
             await stream.send_text(text)

@@ -3,10 +3,10 @@
 The same session discipline as omni mode (SPEC §5.3), because the same things go wrong: the
 shared `agent.realtime.session.SessionRunner` loops connect → `session.update` (16 kHz PCM,
 server VAD) → serve → on error wait with backoff → reconnect, with this listener as its strategy.
-A refused key backs off for minutes and says so; a session that stayed up `STABLE_AFTER_S` resets
-the backoff; the shared `MicUplink` keeps a pre-roll while disconnected and applies the echo
-handling. Before the server's 120-minute cap the session is rotated at a quiet moment (nobody
-speaking), so no utterance is cut in two.
+A refused key backs off for minutes and says so; a session that stayed up
+`SessionTimings.stable_after_s` resets the backoff; the shared `MicUplink` keeps a pre-roll while
+disconnected and applies the echo handling. Before the server's 120-minute cap the session is
+rotated at a quiet moment (nobody speaking), so no utterance is cut in two.
 
 The listener does not know about turns: it reports `speech_started` (barge-in), `speech_stopped`
 (end of user speech, the latency origin) and final transcripts to an `AsrHandler`.
@@ -18,12 +18,22 @@ import logging
 import time
 from typing import Any, Protocol
 
+from agent.account import DashScopeAccount
 from agent.audio.engine import AudioEngine
 from agent.config import Settings
-from agent.endpoints import Endpoints
 from agent.realtime import protocol as p
-from agent.realtime.connection import ConnectFailed, RealtimeConnection
-from agent.realtime.session import SessionConnection, SessionRunner
+from agent.realtime.connection import (
+    DEFAULT_REALTIME_TIMINGS,
+    ConnectFailed,
+    RealtimeConnection,
+    RealtimeTimings,
+)
+from agent.realtime.session import (
+    DEFAULT_SESSION_TIMINGS,
+    SessionConnection,
+    SessionRunner,
+    SessionTimings,
+)
 from agent.realtime.uplink import MicUplink
 from agent.realtime.verify import SessionCheck
 from agent.status import AgentState, Status
@@ -56,24 +66,26 @@ class AsrListener:
     def __init__(
         self,
         settings: Settings,
-        endpoints: Endpoints,
-        api_key: str,
+        account: DashScopeAccount,
         engine: AudioEngine,
         status: Status,
         handler: AsrHandler,
         *,
         session_max_s: float = SESSION_MAX_S,
+        realtime: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
+        session: SessionTimings = DEFAULT_SESSION_TIMINGS,
     ) -> None:
         self.settings = settings
-        self.url = endpoints.realtime_ws(settings.pipeline.asr_model)
-        self.api_key = api_key
+        self.url = account.urls.realtime_ws(settings.pipeline.asr_model)
+        self.account = account
         self.status = status
         self.handler = handler
         self.session_max_s = session_max_s
+        self.realtime_timings = realtime
         self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
         self.user_speaking = False
         self.sessions = 0
-        self.runner = SessionRunner(self, status, log)
+        self.runner = SessionRunner(self, status, log, timings=session)
         self.session_check = SessionCheck("ASR session")
         self._session_started = time.monotonic()
         self._last_voice_at = time.monotonic()
@@ -96,7 +108,7 @@ class AsrListener:
     # --- session strategy hooks ---------------------------------------------------------------
 
     async def open(self) -> SessionConnection:
-        return await RealtimeConnection.open(self.url, self.api_key, self.settings.dashscope.workspace)
+        return await RealtimeConnection.open(self.url, self.account, self.realtime_timings)
 
     def configure_event(self) -> dict[str, Any]:
         return self.session_check.start(p.asr_session_update())

@@ -11,36 +11,64 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import sdnotify
-from agent.audio.engine import AudioEngine
+from agent.account import DashScopeAccount
+from agent.audio.engine import DEFAULT_ENGINE_TIMINGS, AudioEngine, EngineTimings
 from agent.backoff import Backoff
 from agent.config import ConfigError, Settings, parse_listen
 from agent.control import ControlServer, resolve_socket_path
 from agent.echo import aec_problem
-from agent.endpoints import Endpoints, resolve_endpoints
 from agent.events import EventBus
 from agent.integration import Integration
 from agent.metrics import require_prometheus
 from agent.modes import Mode, Turn
-from agent.secrets import redact, resolve_api_key
+from agent.secrets import redact
 from agent.statedir import open_state_dir
 from agent.status import AgentState, Status
 from agent.voices.errors import AuthError, QuotaError, VoiceError
 from agent.voices.plan import check_voice_config
 from agent.watchdog import Watchdog
 
-if TYPE_CHECKING:  # enrollment pulls in aiohttp (~40 % of this module's import time): after READY
+if TYPE_CHECKING:  # enrollment and the modes pull in aiohttp and websockets: after READY
+    from agent.pipeline import PipelineTimings
+    from agent.realtime.connection import RealtimeTimings
+    from agent.realtime.session import SessionTimings
+    from agent.tts.connection import TtsTimings
     from agent.voices.ensure import EnsureOptions, VoiceResult
 
 log = logging.getLogger("voice-agent")
 
 EX_TEMPFAIL = 75  # sysexits.h: try again later (a fresh process), see _on_audio_fatal
 SHUTDOWN_BUDGET_S = 4.0  # SPEC §5.8: exit within 5 s of SIGTERM
-VOICE_RETRY = (2.0, 300.0)  # enrollment retries: first delay, cap (seconds)
-AUTH_RETRY = (60.0, 900.0)
+
+
+@dataclass(frozen=True)
+class DaemonTimings:
+    """The daemon's own retry timings and the ones it hands to each component.
+
+    Tests and benchmarks pass shorter ones; users cannot set them (SPEC §4 keys are fixed). A
+    component field left None means that component's own defaults: the modes' modules are
+    imported after READY, not here.
+    """
+
+    voice_retry_s: tuple[float, float] = (2.0, 300.0)  # enrollment retries: first delay, cap
+    auth_retry_s: tuple[float, float] = (60.0, 900.0)  # enrollment with a refused key
+    engine: EngineTimings = DEFAULT_ENGINE_TIMINGS
+    realtime: RealtimeTimings | None = None
+    session: SessionTimings | None = None
+    pipeline: PipelineTimings | None = None
+    tts: TtsTimings | None = None
+
+
+def _given(**timings: Any) -> dict[str, Any]:
+    return {k: v for k, v in timings.items() if v is not None}
+
+
+DEFAULT_DAEMON_TIMINGS = DaemonTimings()
 
 
 def preflight(settings: Settings) -> None:
@@ -61,17 +89,20 @@ def preflight(settings: Settings) -> None:
 
 
 def make_mode(
-    settings: Settings, endpoints: Endpoints, api_key: str, engine: AudioEngine, status: Status,
-    voice: str | None,
+    settings: Settings, account: DashScopeAccount, engine: AudioEngine, status: Status,
+    voice: str | None, timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
 ) -> Mode:
     """The mode `settings.mode` names; both offer the same `Mode` surface."""
+    t = timings
     if settings.mode == "pipeline":
         from agent.pipeline import PipelineMode
 
-        return PipelineMode(settings, endpoints, api_key, engine, status, voice)
+        return PipelineMode(settings, account, engine, status, voice, **_given(
+            timings=t.pipeline, tts=t.tts, realtime=t.realtime, session=t.session))
     from agent.omni import OmniMode
 
-    return OmniMode(settings, endpoints, api_key, engine, status, voice)
+    return OmniMode(settings, account, engine, status, voice,
+                    **_given(realtime=t.realtime, session=t.session))
 
 
 class Daemon:
@@ -82,15 +113,16 @@ class Daemon:
         settings: Settings,
         *,
         api_key: str | None = None,
-        endpoints: Endpoints | None = None,
         ensure_options: EnsureOptions | None = None,
         engine: AudioEngine | None = None,
         control: bool = True,
         turn_listener: asyncio.Queue[Turn] | None = None,
+        timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
     ) -> None:
         self.settings = settings
-        self.api_key = api_key
-        self.endpoints = endpoints or resolve_endpoints(settings.dashscope)
+        self.timings = timings
+        self.api_key = api_key  # None: resolved from the settings (SPEC §4 order) at start
+        self.account: DashScopeAccount | None = None  # the one account every component gets
         self.ensure_options = ensure_options
         self.engine = engine
         self.use_control = control
@@ -114,8 +146,7 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         preflight(self.settings)
-        if self.api_key is None:
-            self.api_key = resolve_api_key(self.settings)
+        self.account = DashScopeAccount.from_settings(self.settings, self.api_key)
         state_dir = open_state_dir(self.settings)
         listen = self.settings.metrics.listen
         self.integration = Integration(self.status, state_dir, parse_listen(listen) if listen else None)
@@ -123,7 +154,7 @@ class Daemon:
         watchdog: Watchdog | None = None
         try:
             if self.engine is None:
-                self.engine = AudioEngine(self.settings.audio)
+                self.engine = AudioEngine(self.settings.audio, timings=self.timings.engine)
             self.engine.on_fatal = self._on_audio_fatal
             await self.engine.start()
             self.status.audio_status = self.engine.status
@@ -192,9 +223,9 @@ class Daemon:
         if self.voice is not None and not self.voice.verified:
             # Running on a cached id or the preset while offline: confirm (or replace) it later.
             self._tasks.append(asyncio.create_task(self._reverify(state_dir), name="voice-reverify"))
-        assert self.engine is not None and self.api_key is not None
+        assert self.engine is not None and self.account is not None
         self.mode = make_mode(
-            self.settings, self.endpoints, self.api_key, self.engine, self.status, voice
+            self.settings, self.account, self.engine, self.status, voice, self.timings
         )
         if self.turn_listener is not None:
             self.mode.turn_listeners.append(self.turn_listener)
@@ -205,13 +236,13 @@ class Daemon:
         import aiohttp  # imported here, after READY: it is a third of start → READY otherwise
 
         from agent.voices.ensure import ensure_voice
-        backoff = Backoff(*VOICE_RETRY)
-        auth_backoff = Backoff(*AUTH_RETRY)
-        assert self.api_key is not None
+        backoff = Backoff(*self.timings.voice_retry_s)
+        auth_backoff = Backoff(*self.timings.auth_retry_s)
+        assert self.account is not None
         while True:
             try:
                 result = await ensure_voice(
-                    self.settings, self.api_key, self.endpoints, state_dir,
+                    self.settings, self.account, state_dir,
                     log=logging.getLogger("voice-agent.voices"), options=self.ensure_options,
                 )
                 self.voice = result
@@ -226,7 +257,7 @@ class Daemon:
                 delay = auth_backoff.next_delay()
                 self._voice_problem(f"voice enrollment: {e}", delay)
             except QuotaError as e:
-                delay = AUTH_RETRY[1]
+                delay = self.timings.auth_retry_s[1]
                 self._voice_problem(f"voice enrollment: {e}", delay)
             except (VoiceError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
                 delay = backoff.next_delay()
@@ -237,13 +268,13 @@ class Daemon:
         import aiohttp
 
         from agent.voices.ensure import ensure_voice
-        backoff = Backoff(*VOICE_RETRY)
+        backoff = Backoff(*self.timings.voice_retry_s)
         while self.voice is not None and not self.voice.verified:
             await backoff.sleep()
             with contextlib.suppress(VoiceError, aiohttp.ClientError, OSError, asyncio.TimeoutError):
-                assert self.api_key is not None
+                assert self.account is not None
                 result = await ensure_voice(
-                    self.settings, self.api_key, self.endpoints, state_dir,
+                    self.settings, self.account, state_dir,
                     log=logging.getLogger("voice-agent.voices"), options=self.ensure_options,
                 )
                 if result.voice_id != (self.voice.voice_id if self.voice else None):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.account import DashScopeAccount
 from agent.audio.wav import write_wav
 from agent.config import Settings, settings_from_dict
 from agent.daemon import Daemon
@@ -30,7 +31,6 @@ from agent.emulator.context import EmulatorOptions
 from agent.emulator.cosyvoice_text import split_sentences
 from agent.emulator.server import Emulator
 from agent.emulator.speech import synthesize
-from agent.endpoints import resolve_endpoints
 from agent.logs import setup_logging
 from agent.modes import Turn
 from agent.statedir import open_state_dir
@@ -114,7 +114,7 @@ async def _enroll_ahead(settings: Settings, api_key: str) -> None:
     `voice-agent voices ensure` does this once at installation. The daemon then finds the voice
     in its cache and only verifies it.
     """
-    result = await ensure_voice(settings, api_key, resolve_endpoints(settings.dashscope),
+    result = await ensure_voice(settings, DashScopeAccount.from_settings(settings, api_key),
                                 open_state_dir(settings), log=logging.getLogger("voice-agent.voices"))
     print(f"voice-agent demo: CosyVoice voice {result.voice_id} cloned from a generated sample")
 

@@ -256,11 +256,9 @@ class LLMClient:
 
     def __init__(
         self,
-        url: str,
-        api_key: str,
+        account: DashScopeAccount,
         model: str,
         *,
-        workspace: str | None = None,
         parameters: Mapping[str, Any] | None = None,
         session: aiohttp.ClientSession | None = None,
         connect_timeout_s: float = 10.0,
@@ -270,7 +268,7 @@ class LLMClient:
         trust_env: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = url
+        self.url = account.urls.generation
         self.model = model
         self.parameters = dict(parameters or {})
         self.max_retries = max_retries
@@ -280,8 +278,7 @@ class LLMClient:
             total=None, connect=connect_timeout_s, sock_connect=connect_timeout_s,
             sock_read=read_timeout_s,
         )
-        self._api_key = api_key
-        self._workspace = workspace
+        self._account = account
         self._session = session
         self._own_session = session is None
         self._trust_env = trust_env
@@ -292,7 +289,7 @@ class LLMClient:
         return self.last_stream.first_token_latency if self.last_stream else None
 
     def headers(self) -> dict[str, str]:
-        return DashScopeAccount(self._api_key, self._workspace).headers({
+        return self._account.headers({
             "Content-Type": "application/json; charset=utf-8",
             "Accept": "text/event-stream",
             "X-DashScope-SSE": "enable",

@@ -19,15 +19,26 @@ import time
 from collections import deque
 from typing import Any
 
+from agent.account import DashScopeAccount
 from agent.announce import OmniAnnouncer
 from agent.audio.engine import AudioEngine
 from agent.config import Settings
+from agent.conversation import actions as a
 from agent.conversation import omni as c
-from agent.endpoints import Endpoints
 from agent.modes import Announcement, Turn, publish_turn
 from agent.realtime import protocol as p
-from agent.realtime.connection import ConnectFailed, RealtimeConnection
-from agent.realtime.session import SessionConnection, SessionRunner
+from agent.realtime.connection import (
+    DEFAULT_REALTIME_TIMINGS,
+    ConnectFailed,
+    RealtimeConnection,
+    RealtimeTimings,
+)
+from agent.realtime.session import (
+    DEFAULT_SESSION_TIMINGS,
+    SessionConnection,
+    SessionRunner,
+    SessionTimings,
+)
 from agent.realtime.uplink import MicUplink
 from agent.realtime.verify import Report, SessionCheck
 from agent.status import Status
@@ -54,15 +65,18 @@ class OmniMode:
     def __init__(
         self,
         settings: Settings,
-        endpoints: Endpoints,
-        api_key: str,
+        account: DashScopeAccount,
         engine: AudioEngine,
         status: Status,
         voice: str | None,
+        *,
+        realtime: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
+        session: SessionTimings = DEFAULT_SESSION_TIMINGS,
     ) -> None:
+        """`realtime` and `session`: shorter timings in tests, else the defaults."""
         self.settings = settings
-        self.endpoints = endpoints
-        self.api_key = api_key
+        self.realtime_timings = realtime
+        self.account = account
         self.engine = engine
         self.status = status
         self.voice = voice
@@ -70,9 +84,9 @@ class OmniMode:
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
         self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
-        self.announcer = OmniAnnouncer(settings, endpoints, api_key, engine.player, status,
+        self.announcer = OmniAnnouncer(settings, account, engine.player, status,
                                        self._quiet_for_announcement)
-        self.runner = SessionRunner(self, status, log)
+        self.runner = SessionRunner(self, status, log, timings=session)
         self.session_check = SessionCheck("realtime session")
         self._timers: set[asyncio.Task[None]] = set()
         self._asks: dict[str, asyncio.Future[str | None]] = {}
@@ -95,8 +109,8 @@ class OmniMode:
     # --- session strategy hooks ---------------------------------------------------------------
 
     async def open(self) -> SessionConnection:
-        url = self.endpoints.realtime_ws(self.settings.omni.model)
-        return await RealtimeConnection.open(url, self.api_key, self.settings.dashscope.workspace)
+        url = self.account.urls.realtime_ws(self.settings.omni.model)
+        return await RealtimeConnection.open(url, self.account, self.realtime_timings)
 
     def configure_event(self) -> dict[str, Any]:
         return self.session_check.start(p.session_update(self.settings.omni, self.voice))
@@ -151,7 +165,7 @@ class OmniMode:
                     raise RuntimeError("not connected to the realtime service")
                 else:
                     await conn.send(action.event)
-            elif isinstance(action, c.Flush):
+            elif isinstance(action, a.Flush):
                 # Silence first (the callback fades within one device period), then the server.
                 await self._execute(self.conversation.flushed(self.engine.player.flush()))
             else:
@@ -164,18 +178,15 @@ class OmniMode:
     def _apply(self, action: c.Action) -> None:
         """Every action that needs no await (`Send` and `Flush` are `_execute`'s)."""
         player = self.engine.player
-        if isinstance(action, c.Feed):
+        if isinstance(action, a.Feed):
             player.feed(action.rid, action.pcm)
-        elif isinstance(action, c.SetState):
-            if action.detail is None:
-                self.status.set_state(action.state)
-            else:
-                self.status.set_state(action.state, action.detail)
-        elif isinstance(action, c.Begin):
+        elif isinstance(action, a.SetState):
+            a.show_state(action, self.status)
+        elif isinstance(action, a.Begin):
             player.begin(action.rid)
-        elif isinstance(action, c.End):
+        elif isinstance(action, a.End):
             player.end(action.rid)
-        elif isinstance(action, c.CountBargeIn):
+        elif isinstance(action, a.BargeIn):
             self.status.barge_ins += 1
         elif isinstance(action, c.CountTurn):
             self.status.turns += 1

@@ -29,22 +29,20 @@ import logging
 import time
 from collections import deque
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
+from agent.account import DashScopeAccount
 from agent.asr import AsrListener
 from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
 from agent.config import Settings
+from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState, show_state
 from agent.conversation.pipeline import (
     Action,
     AnnouncementDone,
     AwaitPlayout,
-    BargeIn,
-    Begin,
     Cancel,
-    End,
-    Feed,
-    Flush,
     HeardMs,
     Latency,
     NewAnnouncement,
@@ -52,27 +50,33 @@ from agent.conversation.pipeline import (
     Outcome,
     PipelineConversation,
     Produce,
-    SetState,
     TurnDone,
 )
-from agent.endpoints import Endpoints
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
 from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
+from agent.realtime.connection import DEFAULT_REALTIME_TIMINGS, RealtimeTimings
+from agent.realtime.session import DEFAULT_SESSION_TIMINGS, SessionTimings
 from agent.secrets import redact
 from agent.status import AgentState, Status
 from agent.textsplit import speech_pieces
+from agent.tts.connection import DEFAULT_TTS_TIMINGS, TtsTimings
 from agent.tts.errors import SynthesisError
 from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
 
 log = logging.getLogger("voice-agent.pipeline")
 
-# Synthesis manager timings (module level so tests can shrink them with the emulator's).
-TEXT_GAP_S = 15.0  # finish a task early after this long without text (server limit: 23 s)
-IDLE_REFRESH_S = 50.0  # replace an idle socket before the server's 60 s close
-SYNTHESIS_WATCH_S = 0.5  # how often the synthesis socket's health is copied into the status
-LLM_AUTH_BACKOFF_S = (60.0, 600.0)
+
+@dataclass(frozen=True)
+class PipelineTimings:
+    """The pipeline driver's own timings (seconds); the synthesis socket's are `TtsTimings`."""
+
+    synthesis_watch_s: float = 0.5  # how often the synthesis socket's health is copied into the status
+    llm_auth_backoff_s: tuple[float, float] = (60.0, 600.0)  # a refused key: minutes, not seconds
+
+
+DEFAULT_PIPELINE_TIMINGS = PipelineTimings()
 
 
 class PipelineMode:
@@ -81,23 +85,27 @@ class PipelineMode:
     def __init__(
         self,
         settings: Settings,
-        endpoints: Endpoints,
-        api_key: str,
+        account: DashScopeAccount,
         engine: AudioEngine,
         status: Status,
         voice: str | None,
+        *,
+        timings: PipelineTimings = DEFAULT_PIPELINE_TIMINGS,
+        tts: TtsTimings = DEFAULT_TTS_TIMINGS,
+        realtime: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
+        session: SessionTimings = DEFAULT_SESSION_TIMINGS,
     ) -> None:
+        """`timings`, `tts`, `realtime` and `session`: shorter ones in tests, else the defaults."""
         self.settings = settings
+        self.timings = timings
         self.engine = engine
         self.status = status
         self.voice = voice or DEFAULT_COSYVOICE_VOICE
         pl = settings.pipeline
-        self.tts = SynthesisManager.from_settings(
-            settings, api_key, text_gap_s=TEXT_GAP_S, idle_refresh_s=IDLE_REFRESH_S
-        )
-        self.llm = LLMClient(endpoints.generation, api_key, pl.llm_model,
-                             workspace=settings.dashscope.workspace)
-        self.asr = (AsrListener(settings, endpoints, api_key, engine, status, self)
+        self.tts = SynthesisManager(account, timings=tts)
+        self.llm = LLMClient(account, pl.llm_model)
+        self.asr = (AsrListener(settings, account, engine, status, self,
+                                realtime=realtime, session=session)
                     if pl.input == "mic" else None)
         self.core = PipelineConversation(pl.system_prompt, pl.history_turns,
                                          idle_state=self.idle_state)
@@ -108,7 +116,7 @@ class PipelineMode:
         self._announcements: dict[str, Announcement] = {}
         self._producers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._llm_auth_backoff = Backoff(*LLM_AUTH_BACKOFF_S)
+        self._llm_auth_backoff = Backoff(*timings.llm_auth_backoff_s)
         self._llm_blocked_until = 0.0
         self._turn_error: str | None = None  # the status error a failed turn set, if any
         self._flushed: str | None = None  # what the last flush cut off (for the barge-in log)
@@ -147,7 +155,7 @@ class PipelineMode:
         health = SynthesisHealth(self.tts, self.status, text_mode=self.asr is None)
         while True:
             health.check()
-            await asyncio.sleep(SYNTHESIS_WATCH_S)
+            await asyncio.sleep(self.timings.synthesis_watch_s)
 
     async def stop(self, timeout: float = 2.0) -> None:
         """SIGTERM: end the ASR session (`session.finish`), cancel speech, close the sockets."""
@@ -220,8 +228,7 @@ class PipelineMode:
     def _do(self, a: Action) -> None:  # noqa: C901 (one branch per action type)
         player = self.engine.player
         if isinstance(a, SetState):
-            if a.only_from is None or self.status.state in a.only_from:
-                self.status.set_state(a.state)
+            show_state(a, self.status)
         elif isinstance(a, Feed):
             player.feed(a.rid, a.pcm)
         elif isinstance(a, Begin):

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -42,13 +43,22 @@ from agent.config import AudioSettings
 
 log = logging.getLogger("agent.audio")
 
-WATCH_INTERVAL_S = 0.25
-STALL_S = 1.0  # no callback for this long = the stream is dead
-FIRST_CALLBACK_GRACE_S = 3.0  # a freshly opened stream may take a moment to get going
-BACKOFF_START_S = 0.5
-BACKOFF_CAP_S = 10.0
-CLOSE_TIMEOUT_S = 3.0
-OPEN_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class EngineTimings:
+    """The device watchdog's timings (seconds); tests pass short ones, users cannot set them."""
+
+    watch_interval_s: float = 0.25
+    stall_s: float = 1.0  # no callback for this long = the stream is dead
+    first_callback_grace_s: float = 3.0  # a freshly opened stream may take a moment to get going
+    backoff_start_s: float = 0.5
+    backoff_cap_s: float = 10.0
+    close_timeout_s: float = 3.0
+    open_timeout_s: float = 5.0
+
+
+DEFAULT_ENGINE_TIMINGS = EngineTimings()
 
 T = TypeVar("T")
 _PA_LOCK = threading.Lock()  # PortAudio calls (open/close/re-init) one at a time
@@ -124,6 +134,7 @@ class AudioEngine:
         pace_s: float = DEFAULT_PERIOD_S,
         capacity_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        timings: EngineTimings = DEFAULT_ENGINE_TIMINGS,
     ) -> None:
         """`output_rate`/`input_rate` force the PortAudio device rate (normally negotiated:
         24/16 kHz if the device accepts it, else its default rate, with resampling); `latency`
@@ -135,6 +146,7 @@ class AudioEngine:
         self._latency = latency
         self._pace_s = pace_s
         self._clock = clock
+        self.timings = timings
         self._backend = {"output": settings.output.backend, "input": settings.input.backend}
         self._streams: dict[str, Stream | None] = {"output": None, "input": None}
         self._ok = {"output": False, "input": False}
@@ -176,7 +188,7 @@ class AudioEngine:
         if self.uses_portaudio:
             self._pa = load_portaudio()
             try:
-                rows = await off_loop(self._pa.query, OPEN_TIMEOUT_S, "query")
+                rows = await off_loop(self._pa.query, self.timings.open_timeout_s, "query")
             except AudioError:
                 rows = []  # a wedged sound server: not a config error; the opening below reports it
             if rows:  # an empty list means no sound server yet: not a config error, retry later
@@ -278,7 +290,7 @@ class AudioEngine:
         return opened
 
     async def _open_portaudio(self) -> None:
-        opened = await off_loop(self._open_portaudio_sync, OPEN_TIMEOUT_S, "open", cleanup=_close_streams)
+        opened = await off_loop(self._open_portaudio_sync, self.timings.open_timeout_s, "open", cleanup=_close_streams)
         # Rate changes touch producer-side state: do them on the loop thread, before start.
         for st in opened:
             if st.kind == "output":
@@ -286,10 +298,10 @@ class AudioEngine:
             else:
                 self.mic.set_device_rate(st.samplerate)
         try:
-            await off_loop(lambda: [st.start() for st in opened], OPEN_TIMEOUT_S, "start")
+            await off_loop(lambda: [st.start() for st in opened], self.timings.open_timeout_s, "start")
         except BaseException:
             with contextlib.suppress(Exception):
-                await off_loop(lambda: _close_streams(opened), CLOSE_TIMEOUT_S, "close")
+                await off_loop(lambda: _close_streams(opened), self.timings.close_timeout_s, "close")
             raise
         now = self._clock()
         for st in opened:
@@ -305,7 +317,7 @@ class AudioEngine:
 
         # A wedged driver can hang in close; never let that stall the daemon.
         try:
-            await off_loop(lambda: _close_streams(streams), CLOSE_TIMEOUT_S, "close")
+            await off_loop(lambda: _close_streams(streams), self.timings.close_timeout_s, "close")
         except AudioError as e:
             self._wedge(str(e))
 
@@ -331,11 +343,11 @@ class AudioEngine:
         """Close, re-initialise PortAudio, reopen; back off exponentially until it works."""
         pa = self._pa
         assert pa is not None
-        delay = BACKOFF_START_S
+        delay = self.timings.backoff_start_s
         await self._close_portaudio()
         while not self._stopping and not self.wedged:
             try:
-                await off_loop(pa.reinitialize, CLOSE_TIMEOUT_S, "re-initialisation")
+                await off_loop(pa.reinitialize, self.timings.close_timeout_s, "re-initialisation")
                 await self._open_portaudio()
             except asyncio.CancelledError:
                 raise
@@ -343,7 +355,7 @@ class AudioEngine:
                 self._report(f"reopening audio device failed: {_describe(e)}; retry in {delay:.1f} s")
                 await self._close_portaudio()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_CAP_S)
+                delay = min(delay * 2, self.timings.backoff_cap_s)
                 continue
             self.reopens += 1
             log.info("audio: devices reopened (%d reopen(s) so far)", self.reopens)
@@ -353,7 +365,7 @@ class AudioEngine:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)
+            await asyncio.sleep(self.timings.watch_interval_s)
             self.check_streams()
 
     def check_streams(self) -> None:
@@ -372,7 +384,7 @@ class AudioEngine:
             reason = st.failed
             moved_since_open = since >= self._opened_at[kind]
             quiet = now - max(since, self._opened_at[kind])
-            limit = STALL_S if moved_since_open else FIRST_CALLBACK_GRACE_S
+            limit = self.timings.stall_s if moved_since_open else self.timings.first_callback_grace_s
             if reason is None and quiet > limit:
                 reason = f"{kind} callback not called for {quiet:.1f} s ({st.description})"
             self._ok[kind] = reason is None

@@ -1,6 +1,7 @@
 """File audio backends (SPEC §4, fixed semantics): a WAV stands in for the microphone or speaker.
 
-* Input: any WAV (rate, channels, PCM or float) is converted once to 16 kHz mono and delivered
+* Input: any WAV (rate, channels, PCM or float) is converted once, block by block, to 16 kHz
+  mono int16 (so a long file costs its result, not float32 copies of it) and delivered
   in real time, block by block, like a microphone; after its end, silence for as long as the
   daemon runs.
 * Output: every block the player renders — silence included — is appended to a 24 kHz mono

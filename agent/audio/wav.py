@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-
-from agent.audio.resample import resample_once
+import soxr
 
 _PCM = 1
 _FLOAT = 3
@@ -184,12 +183,45 @@ def encode_wav(mono: np.ndarray, rate: int) -> bytes:
     )
 
 
-def read_wav_mono(path: str | os.PathLike[str], rate: int) -> np.ndarray:
-    """Read any WAV as mono int16 at `rate` (channels averaged, soxr resampling)."""
-    x, src_rate = read_wav(path)
-    mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
-    pcm = np.clip(np.round(mono * 32767.0), -32768, 32767).astype(np.int16)
-    return resample_once(pcm, src_rate, rate)
+def read_wav_mono(path: str | os.PathLike[str], rate: int, block_frames: int = 1 << 16) -> np.ndarray:
+    """Read any WAV as mono int16 at `rate` (channels averaged, soxr resampling).
+
+    Block by block: only `block_frames` of the file are decoded at a time and the resampler keeps
+    its filter state across blocks, so a long input costs its int16 result plus one block of
+    temporaries (loading it whole cost ~4 bytes of float32 per input sample on top of the file).
+    The result equals the whole-file conversion (`agent.audio.resample.resample_once` of the
+    whole mono signal) within 1 LSB.
+    """
+    p = Path(path)
+    try:
+        f = p.open("rb")
+    except OSError as e:
+        raise WavError(f"{p}: cannot read: {e.strerror or e}") from None
+    with f:
+        try:
+            layout = _layout(f, os.fstat(f.fileno()).st_size)
+        except WavError as e:
+            raise WavError(f"{p}: {e}") from None
+        stream = None if layout.rate == rate else soxr.ResampleStream(layout.rate, rate, 1, dtype="float32", quality="HQ")
+        align = layout.channels * layout.bits // 8
+        left = layout.data_bytes
+        f.seek(layout.data_offset)
+        out: list[np.ndarray] = []
+        while True:
+            raw = f.read(min(left, block_frames * align)) if left > 0 else b""
+            raw = raw[: len(raw) - len(raw) % align]  # a file shorter than its header: whole frames
+            left = left - len(raw) if raw else 0
+            x = _decode(raw, layout)
+            mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+            pcm = np.clip(np.round(mono * 32767.0), -32768, 32767).astype(np.int16)
+            if stream is None:
+                out.append(pcm)
+            else:
+                y = stream.resample_chunk(pcm.astype(np.float32), last=left == 0)
+                out.append(np.clip(np.round(y), -32768, 32767).astype(np.int16))
+            if left == 0:
+                break
+    return np.concatenate(out) if out else np.zeros(0, np.int16)
 
 
 def write_wav(path: str | os.PathLike[str], pcm: np.ndarray, rate: int) -> None:

@@ -34,7 +34,7 @@ from agent.check.wirelog import WireLog
 from agent.config import ConfigError, Settings
 from agent.llm import LLMClient
 from agent.realtime import protocol as p
-from agent.realtime.connection import AuthFailed, ConnectFailed, auth_headers, open_socket
+from agent.realtime.connection import AuthFailed, ConnectFailed, open_socket
 from agent.realtime.verify import lookup, verify_session
 from agent.secrets import redact, resolve_api_key
 from agent.statedir import resolve_state_dir
@@ -70,8 +70,8 @@ class _Socket:
 
 
 async def _open(url: str, account: DashScopeAccount, wire: WireLog, channel: str) -> _Socket:
-    wire.opened(channel, url, auth_headers(account.api_key, account.workspace))
-    return _Socket(await open_socket(url, account.api_key, account.workspace), wire, channel)
+    wire.opened(channel, url, account.ws_headers({"user-agent": "voice-agent"}))
+    return _Socket(await open_socket(url, account), wire, channel)
 
 
 # --- the rows ------------------------------------------------------------------------------------
@@ -129,9 +129,8 @@ async def probe_realtime(settings: Settings, account: DashScopeAccount, wire: Wi
     name, model, event = _realtime_asked(settings)
     event = {"event_id": p.new_event_id(), **event}
     asked = event["session"]
-    assert account.endpoints is not None
     try:
-        sock = await _open(account.endpoints.realtime_ws(model), account, wire, "realtime")
+        sock = await _open(account.urls.realtime_ws(model), account, wire, "realtime")
     except AuthFailed as e:
         return failed(name, str(e), KEY_REJECTED_FIX)
     except ConnectFailed as e:
@@ -167,9 +166,8 @@ async def probe_synthesis(settings: Settings, account: DashScopeAccount, wire: W
                           timeout: float) -> CheckResult:
     name = "synthesis"
     model, voice = settings.pipeline.tts_model, announcement_voice(settings)
-    assert account.endpoints is not None
     try:
-        sock = await _open(account.endpoints.inference_ws, account, wire, "synthesis")
+        sock = await _open(account.urls.inference_ws, account, wire, "synthesis")
     except AuthFailed as e:
         return failed(name, str(e), KEY_REJECTED_FIX)
     except ConnectFailed as e:
@@ -208,9 +206,7 @@ async def probe_synthesis(settings: Settings, account: DashScopeAccount, wire: W
 async def probe_llm(settings: Settings, account: DashScopeAccount, http: aiohttp.ClientSession,
                     timeout: float) -> CheckResult:
     name, model = "LLM stream", settings.pipeline.llm_model
-    assert account.endpoints is not None
-    client = LLMClient(account.endpoints.generation, account.api_key, model,
-                       workspace=account.workspace, session=http, max_retries=0,
+    client = LLMClient(account, model, session=http, max_retries=0,
                        connect_timeout_s=timeout, read_timeout_s=2 * timeout)
     pieces: list[str] = []
     try:

@@ -89,7 +89,7 @@ def service_client(session: aiohttp.ClientSession, account: DashScopeAccount, ti
     """The voice-API client as `check` uses it: one attempt per call, answers within 2 × timeout."""
     options = ClientOptions(request_timeout_s=2 * timeout, retries=0, page_size=100, max_pages=50,
                             user_agent=f"voice-agent/{__version__} (check)")
-    return CustomizationClient.for_account(session, account, options=options)
+    return CustomizationClient(session, account, options=options)
 
 
 def _enrollment_model(plan: VoicePlan | None) -> str:

@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Union
 
+from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState
 from agent.modes import Turn
 from agent.realtime import protocol as p
 from agent.status import AgentState
@@ -26,32 +27,7 @@ QUIET_BEFORE_ROTATION_S = 2.0  # the speaker must have been silent this long bef
 DROPPED_IDS_KEPT = 64  # a long session cancels many responses; the newest ids are enough
 
 
-# --- actions: what the driver must do, in order --------------------------------------------
-
-
-@dataclass(frozen=True)
-class Begin:
-    """Open a new response in the player (a still-open previous one plays out)."""
-
-    rid: str
-
-
-@dataclass(frozen=True)
-class Feed:
-    rid: str
-    pcm: bytes
-
-
-@dataclass(frozen=True)
-class End:
-    """No more audio for this response: what is queued plays out."""
-
-    rid: str
-
-
-@dataclass(frozen=True)
-class Flush:
-    """Silence the output now; report the id the flush interrupted through `flushed()`."""
+# --- actions: what the driver must do, in order (player and status ones: conversation.actions) -
 
 
 @dataclass(frozen=True)
@@ -60,17 +36,6 @@ class Send:
 
     event: dict[str, Any]
     best_effort: bool = False
-
-
-@dataclass(frozen=True)
-class SetState:
-    state: AgentState
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class CountBargeIn:
-    pass
 
 
 @dataclass(frozen=True)
@@ -151,7 +116,7 @@ class Fail:
     message: str
 
 
-Action = Union[Begin, Feed, End, Flush, Send, SetState, CountBargeIn, CountTurn, RecordLatency,
+Action = Union[Begin, Feed, End, Flush, Send, SetState, BargeIn, CountTurn, RecordLatency,
                RecordHeard, SetHeardMs, FinishTurn, PublishTurn, Caption, ClearErrorIf, Log, Warn,
                AskSettled, Fail]
 
@@ -397,7 +362,7 @@ class OmniConversation:
         turn = self.by_response.get(interrupted or "")
         if turn is not None:
             turn.interrupted = True
-        actions: list[Action] = [CountBargeIn(), *(Send(ev, best_effort=True) for ev in cancel)]
+        actions: list[Action] = [BargeIn(), *(Send(ev, best_effort=True) for ev in cancel)]
         if interrupted:
             actions.append(RecordHeard(interrupted))
         return actions

@@ -36,6 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState
 from agent.llm_history import Conversation
 from agent.status import AgentState
 
@@ -68,24 +69,6 @@ def spoken_prefix(text: str, heard_ms: float, audio_ms: float, complete: bool) -
 
 
 @dataclass(frozen=True)
-class SetState:
-    """Show `state`; with `only_from`, only if the status currently shows one of those."""
-
-    state: AgentState
-    only_from: frozenset[AgentState] | None = None
-
-
-@dataclass(frozen=True)
-class Flush:
-    """Silence the output now: the player fades out and drops everything queued."""
-
-
-@dataclass(frozen=True)
-class BargeIn:
-    """Count one barge-in in the status (the `Flush` before it said what was playing)."""
-
-
-@dataclass(frozen=True)
 class Cancel:
     """Cancel the production of `rid` (LLM request, feeding, synthesis task)."""
 
@@ -112,26 +95,6 @@ class NewAnnouncement:
 @dataclass(frozen=True)
 class Produce:
     """The lane is `rid`'s: stream it into synthesis and report `audio()` and `produced()`."""
-
-    rid: str
-
-
-@dataclass(frozen=True)
-class Begin:
-    """Open `rid` in the player (its first audio arrived)."""
-
-    rid: str
-
-
-@dataclass(frozen=True)
-class Feed:
-    rid: str
-    pcm: bytes
-
-
-@dataclass(frozen=True)
-class End:
-    """`rid` is complete in the player: play it out."""
 
     rid: str
 
@@ -323,7 +286,7 @@ class PipelineConversation:
             del self.responses[rid]
             actions.append(AnnouncementDone(rid, r.interrupted))
             if not self.producing():
-                actions.append(SetState(self.idle_state, _SPEAKING))
+                actions.append(SetState(self.idle_state, only_from=_SPEAKING))
             return actions
         if first_audible is not None and r.speech_end_at is not None and not r.interrupted:
             r.latency_ms = (first_audible - r.speech_end_at) * 1000.0
@@ -337,7 +300,7 @@ class PipelineConversation:
         actions.append(TurnDone(rid, r.text_sent.strip(), r.interrupted, r.latency_ms,
                                 count=not r.failed or r.audio_bytes > 0))
         if not self.producing():
-            actions.append(SetState(self.idle_state, _BUSY_STATES))
+            actions.append(SetState(self.idle_state, only_from=_BUSY_STATES))
         return actions
 
     # --- rules -----------------------------------------------------------------------------------

@@ -24,28 +24,26 @@ from agent.secrets import redact
 log = logging.getLogger("voice-agent.realtime")
 
 
-
 @dataclass(frozen=True)
-class Timings:
-    """How long the realtime socket waits for things; tests inject short ones.
+class RealtimeTimings:
+    """How long one realtime socket waits for what; tests pass short ones, users cannot set them.
 
     Keepalive: a silent peer (half-open TCP, a hung server) is noticed within about
-    `ping_interval + ping_timeout` seconds instead of never. 20 s / 20 s is the `websockets`
-    default that the official raw Omni client runs with (the 1.x SDK sends no pings at all);
-    a stricter timeout only adds reconnects on a slow uplink (audit R10).
-    `session_start`: a server that accepts the upgrade but never starts the session (a stalled
-    backend) still answers pings, so keepalive cannot see it: the first event must arrive
-    within this long.
+    `ping_interval_s + ping_timeout_s` instead of never. 20 s / 20 s is the `websockets` default
+    that the official raw Omni client runs with (the 1.x SDK sends no pings at all); a stricter
+    timeout only adds reconnects on a slow uplink (audit R10). A server that accepts the upgrade but
+    never starts the session (a stalled backend) still answers pings, so keepalive cannot see
+    it: the first event must arrive within `session_start_timeout_s`.
     """
 
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
-    open: float = 10.0
-    session_start: float = 10.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
+    open_timeout_s: float = 10.0
+    session_start_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0
 
 
-# The timings every connection uses unless one is passed; tests replace this one object.
-TIMINGS = Timings()
+DEFAULT_REALTIME_TIMINGS = RealtimeTimings()
 
 
 class AuthFailed(Exception):
@@ -56,24 +54,19 @@ class ConnectFailed(Exception):
     """Could not open the WebSocket (network down, DNS, refused, server error)."""
 
 
-def auth_headers(api_key: str, workspace: str | None) -> dict[str, str]:
-    return DashScopeAccount(api_key, workspace).ws_headers({"user-agent": "voice-agent"})
-
-
 async def open_socket(
-    url: str, api_key: str, workspace: str | None, *, max_size: int = protocol.MAX_MESSAGE_BYTES,
-    timings: Timings | None = None,
+    url: str, account: DashScopeAccount, *, max_size: int = protocol.MAX_MESSAGE_BYTES,
+    timings: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
 ) -> ClientConnection:
     """Open a DashScope WebSocket; map handshake failures to AuthFailed / ConnectFailed."""
-    t = timings or TIMINGS
     try:
         return await connect(
             url,
-            additional_headers=auth_headers(api_key, workspace),
-            open_timeout=t.open,
-            ping_interval=t.ping_interval,
-            ping_timeout=t.ping_timeout,
-            close_timeout=2.0,
+            additional_headers=account.ws_headers({"user-agent": "voice-agent"}),
+            open_timeout=timings.open_timeout_s,
+            ping_interval=timings.ping_interval_s,
+            ping_timeout=timings.ping_timeout_s,
+            close_timeout=timings.close_timeout_s,
             max_size=max_size,
             compression=None,  # PCM does not compress; deflate only costs CPU on a Pi
             user_agent_header=None,
@@ -90,16 +83,15 @@ async def open_socket(
 class RealtimeConnection:
     """One realtime session over one socket."""
 
-    def __init__(self, ws: ClientConnection, timings: Timings | None = None) -> None:
+    def __init__(self, ws: ClientConnection, timings: RealtimeTimings = DEFAULT_REALTIME_TIMINGS) -> None:
         self.ws = ws
-        self.timings = timings or TIMINGS
+        self.timings = timings
         self._started = False  # the server has sent its first event (session.created)
 
     @classmethod
-    async def open(cls, url: str, api_key: str, workspace: str | None,
-                   timings: Timings | None = None) -> RealtimeConnection:
-        t = timings or TIMINGS
-        return cls(await open_socket(url, api_key, workspace, timings=t), t)
+    async def open(cls, url: str, account: DashScopeAccount,
+                   timings: RealtimeTimings = DEFAULT_REALTIME_TIMINGS) -> RealtimeConnection:
+        return cls(await open_socket(url, account, timings=timings), timings)
 
     @property
     def close_code(self) -> int | None:
@@ -128,11 +120,12 @@ class RealtimeConnection:
         """
         try:
             if not self._started:
-                limit = self.timings.session_start
                 try:
-                    first = await asyncio.wait_for(self.ws.recv(), limit)
+                    first = await asyncio.wait_for(self.ws.recv(), self.timings.session_start_timeout_s)
                 except asyncio.TimeoutError:
-                    raise ConnectFailed(f"no session.created within {limit:g} s of connecting") from None
+                    raise ConnectFailed(
+                        f"no session.created within {self.timings.session_start_timeout_s:g} s of connecting"
+                    ) from None
                 self._started = True
                 yield protocol.parse_event(first)
             async for message in self.ws:
@@ -156,6 +149,6 @@ class RealtimeConnection:
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self.ws.close(), 2.0)
+            await asyncio.wait_for(self.ws.close(), self.timings.close_timeout_s)
         except (asyncio.TimeoutError, OSError):
             self.ws.transport.abort()

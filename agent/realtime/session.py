@@ -11,9 +11,9 @@ discipline (SPEC §5.3), written once here:
   bounded, for SIGTERM.
 - `SessionLoop` runs one session after another: a refused key waits minutes and says so; any
   other loss waits a jittered backoff that starts under a second and resets once a session has
-  stayed up `STABLE_AFTER_S`; a rotation reconnects at once. The status always says why the
-  session is down (and a new session clears that error once it has lived `SESSION_PROVEN_S`),
-  and the loop never spins.
+  stayed up `SessionTimings.stable_after_s`; a rotation reconnects at once. The status always
+  says why the session is down (and a new session clears that error once it has lived
+  `SESSION_PROVEN_S`), and the loop never spins.
 
 What differs between the modes is a small `SessionStrategy`: how to open and configure, what to
 do with each event, when a rotation is due, and the names in status and logs.
@@ -26,6 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.backoff import Backoff
@@ -34,8 +35,18 @@ from agent.realtime.connection import AuthFailed, ConnectFailed
 from agent.secrets import redact
 from agent.status import AgentState, Status
 
-STABLE_AFTER_S = 30.0  # a session that lived this long resets the backoff
-AUTH_BACKOFF_S = (60.0, 600.0)  # a refused key is retried after minutes, not seconds
+
+@dataclass(frozen=True)
+class SessionTimings:
+    """The session loop's retry policy (seconds); tests pass short ones, users cannot set them."""
+
+    backoff_first_s: float = 0.5  # the first retry after a blip: barely noticed
+    backoff_cap_s: float = 30.0
+    stable_after_s: float = 30.0  # a session that lived this long resets the backoff
+    auth_backoff_s: tuple[float, float] = (60.0, 600.0)  # a refused key: minutes, not seconds
+
+
+DEFAULT_SESSION_TIMINGS = SessionTimings()
 
 
 class SessionConnection(Protocol):
@@ -102,17 +113,19 @@ class SessionLoop:
     """Runs one session after another for a mode; `what` names the session in status and logs."""
 
     def __init__(self, what: str, status: Status, log: logging.Logger, *, auth_prefix: str = "",
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 timings: SessionTimings = DEFAULT_SESSION_TIMINGS) -> None:
         self.what = what
         self.sleep = sleep
         self.status = status
         self.log = log
         self.auth_prefix = auth_prefix
-        self.backoff = Backoff(first=0.5, cap=30.0, stable_s=STABLE_AFTER_S)
-        self.auth_backoff = Backoff(first=AUTH_BACKOFF_S[0], cap=AUTH_BACKOFF_S[1])
+        self.backoff = Backoff(first=timings.backoff_first_s, cap=timings.backoff_cap_s,
+                               stable_s=timings.stable_after_s)
+        self.auth_backoff = Backoff(*timings.auth_backoff_s)
 
     def connected(self) -> None:
-        """A session is up: if it stays up `STABLE_AFTER_S`, past failures are forgotten."""
+        """A session is up: if it stays up `stable_after_s`, past failures are forgotten."""
         self.backoff.connected()
 
     async def run(
@@ -175,14 +188,16 @@ class SessionRunner:
 
     def __init__(self, strategy: SessionStrategy, status: Status, log: logging.Logger, *,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 timings: SessionTimings = DEFAULT_SESSION_TIMINGS) -> None:
         """`clock` and `sleep` are seams for tests (no real time passes in tests/realtime)."""
         self.strategy = strategy
         self.status = status
         self.log = log
         self.clock = clock
         self.sleep = sleep
-        self.loop = SessionLoop(strategy.what, status, log, auth_prefix=strategy.auth_prefix, sleep=sleep)
+        self.loop = SessionLoop(strategy.what, status, log, auth_prefix=strategy.auth_prefix, sleep=sleep,
+                                timings=timings)
         self.conn: SessionConnection | None = None  # the configured session, while served
         self.stopping = False
         self._closed = asyncio.Event()

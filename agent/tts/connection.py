@@ -39,6 +39,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -51,6 +52,25 @@ from agent.tts.errors import SynthesisAuthError, SynthesisError
 from agent.tts.protocol import SynthesisTask
 
 log = logging.getLogger("agent.tts")
+
+
+@dataclass(frozen=True)
+class TtsTimings:
+    """The synthesis socket's timings (seconds, see the module docstring); tests pass short ones,
+    users cannot set them."""
+
+    idle_refresh_s: float = 50.0
+    text_gap_s: float = 15.0
+    start_timeout_s: float = 5.0
+    connect_timeout_s: float = 10.0
+    cancel_grace_s: float = 1.0
+    stall_timeout_s: float = 10.0
+    backoff_s: tuple[float, float] = (1.0, 30.0)  # first retry, cap
+    auth_backoff_s: tuple[float, float] = (30.0, 300.0)  # a refused key: minutes
+
+
+DEFAULT_TTS_TIMINGS = TtsTimings()
+
 
 class RateLimiter:
     """At most `limit` acquisitions in any window of `per_s` seconds (sliding window)."""
@@ -166,38 +186,24 @@ class SocketPool:
 
     def __init__(
         self,
-        url: str,
-        api_key: str,
+        account: DashScopeAccount,
         *,
-        workspace: str | None = None,
-        idle_refresh_s: float = 50.0,
-        text_gap_s: float = 15.0,
-        start_timeout_s: float = 5.0,
-        connect_timeout_s: float = 10.0,
-        cancel_grace_s: float = 1.0,
-        stall_timeout_s: float = 10.0,
+        timings: TtsTimings = DEFAULT_TTS_TIMINGS,
         run_tasks_per_s: int = 3,
-        backoff: Backoff | None = None,
-        auth_backoff: Backoff | None = None,
         proxy: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = url
-        self.idle_refresh_s = idle_refresh_s
-        self.text_gap_s = text_gap_s
-        self.start_timeout_s = start_timeout_s
-        self.connect_timeout_s = connect_timeout_s
-        self.cancel_grace_s = cancel_grace_s
-        self.stall_timeout_s = stall_timeout_s
+        self.url = account.urls.inference_ws
+        self.timings = timings
         self.clock = clock
         self.limiter = RateLimiter(run_tasks_per_s, 1.0, clock=clock)
-        self.backoff = backoff or Backoff(first=1.0, cap=30.0, clock=clock)
-        self.auth_backoff = auth_backoff or Backoff(first=30.0, cap=300.0, clock=clock)
+        self.backoff = Backoff(*timings.backoff_s, clock=clock)
+        self.auth_backoff = Backoff(*timings.auth_backoff_s, clock=clock)
         self.connects = 0
         self.reconnects = 0  # unplanned: failures and server closes
         self.tasks_started = 0
         self.last_error: str | None = None
-        self._headers = DashScopeAccount(api_key, workspace).ws_headers()
+        self._headers = account.ws_headers()
         self._proxy = proxy
         self._conn: Connection | None = None
         self._attempt: asyncio.Future[Connection] | None = None
@@ -255,7 +261,7 @@ class SocketPool:
                 continue
             timeout: float | None = None
             if conn.sink is None:
-                timeout = conn.idle_since + self.idle_refresh_s - self.clock()
+                timeout = conn.idle_since + self.timings.idle_refresh_s - self.clock()
                 if timeout <= 0:
                     log.debug("cosyvoice: refreshing idle socket before the server's 60 s close")
                     conn.close("idle refresh")
@@ -311,7 +317,7 @@ class SocketPool:
             ws = await connect(
                 self.url,
                 additional_headers=self._headers,
-                open_timeout=self.connect_timeout_s,
+                open_timeout=self.timings.connect_timeout_s,
                 close_timeout=1.0,
                 compression=None,  # PCM does not compress; save the CPU
                 proxy=self._proxy,
@@ -364,7 +370,7 @@ class SocketPool:
     async def socket(self) -> Connection:
         """A usable idle socket, connecting now if needed (raises that attempt's error)."""
         await self.start()
-        deadline = self.clock() + self.connect_timeout_s + 1.0
+        deadline = self.clock() + self.timings.connect_timeout_s + 1.0
         while True:
             conn = self._conn
             if conn is not None and conn.usable and conn.sink is None:

@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from agent.config import Settings
-from agent.endpoints import resolve_endpoints
 from agent.tts.connection import SocketPool
 from agent.tts.protocol import SynthesisParams
 from agent.tts.stream import SynthesisStream
@@ -23,11 +21,6 @@ _PARAM_FIELDS = {f.name for f in fields(SynthesisParams)} - {"model", "voice", "
 
 class SynthesisManager(SocketPool):
     """Owns the synthesis socket; `begin()` starts a `SynthesisStream` (one task, or a chain)."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings, api_key: str, **kw: Any) -> SynthesisManager:
-        ep = resolve_endpoints(settings.dashscope)
-        return cls(ep.inference_ws, api_key, workspace=settings.dashscope.workspace, **kw)
 
     async def begin(
         self, voice: str, model: str, params: Mapping[str, Any] | None = None

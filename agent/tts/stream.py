@@ -213,7 +213,7 @@ class SynthesisStream:
 
     async def _watch_stall(self) -> None:
         """A finishing task whose socket stays silent for `stall_timeout_s` is declared dead."""
-        limit = self._pool.stall_timeout_s
+        limit = self._pool.timings.stall_timeout_s
         while not self.ended and not self._cancelled:
             task, conn = self._task, self._conn
             if task is not None and conn is not None and task.state is TaskState.FINISHING:
@@ -319,26 +319,26 @@ class SynthesisStream:
                 self._fail(e)
 
     async def _watch_start(self, task: SynthesisTask, conn: Connection) -> None:
-        await asyncio.sleep(self._pool.start_timeout_s)
+        await asyncio.sleep(self._pool.timings.start_timeout_s)
         if self._task is task and task.state is TaskState.CREATED and not self._cancelled:
             log.warning("cosyvoice: no task-started within %.1f s; replacing the socket",
-                        self._pool.start_timeout_s)
+                        self._pool.timings.start_timeout_s)
             conn.close("start timeout", planned=False)
 
     async def _cancel_cleanup(self, task: SynthesisTask, conn: Connection) -> None:
         """Wait briefly for task-finished after cancel; otherwise replace the socket."""
         try:
-            await asyncio.wait_for(self._task_done.wait(), self._pool.cancel_grace_s)
+            await asyncio.wait_for(self._task_done.wait(), self._pool.timings.cancel_grace_s)
         except asyncio.TimeoutError:
             log.info("cosyvoice: no task-finished %.1f s after cancel; replacing the socket",
-                     self._pool.cancel_grace_s)
+                     self._pool.timings.cancel_grace_s)
             conn.close("cancel not acknowledged")
             self._detach()
         self._end()
 
     async def _watch_gap(self) -> None:
         """Keep every task under the server's 23 s text-gap limit (see module docstring)."""
-        gap = self._pool.text_gap_s
+        gap = self._pool.timings.text_gap_s
         while not (self._finished or self._cancelled or self.ended):
             task, conn = self._task, self._conn
             remaining = self._last_text_at + gap - self._clock()

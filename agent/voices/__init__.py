@@ -3,7 +3,7 @@
 Public API for the daemon and the CLI (details in docs/voices.md):
 
 - `check_voice_config(settings)`: offline family ↔ mode and voice-section checks (ConfigError).
-- `ensure_voice(settings, api_key, endpoints, state_dir, *, log) -> VoiceResult`.
+- `ensure_voice(settings, account, state_dir, *, log) -> VoiceResult`.
 - errors: `VoiceError` (base, `.retryable`), `SampleError(ConfigError)`, `AuthError`,
   `QuotaError`, `EnrollmentError`, `DeployTimeout`, `ServiceUnavailable`, `Busy`.
 - `main_voices(args) -> int`: the `voice-agent voices ...` subcommand.

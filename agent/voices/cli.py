@@ -21,8 +21,7 @@ import aiohttp
 
 from agent.account import DashScopeAccount
 from agent.config import EX_CONFIG, ConfigError, Settings, load_settings
-from agent.endpoints import resolve_endpoints
-from agent.secrets import redact, resolve_api_key
+from agent.secrets import redact
 from agent.statedir import open_state_dir
 from agent.voices import samples
 from agent.voices.cache import VoiceCache
@@ -54,12 +53,10 @@ async def voices_command(args: argparse.Namespace, *, options: EnsureOptions | N
     as_json = bool(getattr(args, "json", False))
     options = options or EnsureOptions()
     plan = plan_voice(settings)
-    api_key = resolve_api_key(settings)
-    assert api_key is not None
-    endpoints = resolve_endpoints(settings.dashscope)
+    account = DashScopeAccount.from_settings(settings)
     state_dir = open_state_dir(settings)
     if action == "ensure":
-        result = await ensure_voice(settings, api_key, endpoints, state_dir, log=log, options=options)
+        result = await ensure_voice(settings, account, state_dir, log=log, options=options)
         _emit(result.to_json() if as_json else result.voice_id, as_json)
         if not result.verified:
             print(f"voice-agent: voice {result.voice_id} could not be verified with the service "
@@ -73,8 +70,7 @@ async def voices_command(args: argparse.Namespace, *, options: EnsureOptions | N
             "to qwen (omni mode) or cosyvoice (pipeline mode) to manage cloned voices"
         )
     async with aiohttp.ClientSession() as http:
-        account = DashScopeAccount(api_key, settings.dashscope.workspace, settings.dashscope.region, endpoints)
-        client = CustomizationClient.for_account(http, account, options=options.client, log=log)
+        client = CustomizationClient(http, account, options=options.client, log=log)
         cache = VoiceCache(state_dir, log=log)
         if action == "list":
             return await _list(plan, client, cache, as_json)

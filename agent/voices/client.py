@@ -23,7 +23,6 @@ import aiohttp
 
 from agent import __version__
 from agent.account import DashScopeAccount
-from agent.endpoints import Endpoints
 from agent.secrets import redact
 from agent.voices.errors import (
     EnrollmentError,
@@ -90,35 +89,19 @@ class CustomizationClient:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        endpoints: Endpoints,
-        api_key: str,
-        *,
-        workspace: str | None = None,
-        options: ClientOptions | None = None,
-        log: logging.Logger | None = None,
-    ) -> None:
-        self.session = session
-        self.endpoints = endpoints
-        self.account = DashScopeAccount(api_key, workspace, endpoints=endpoints)
-        self.workspace = workspace
-        self.options = options or ClientOptions()
-        self.log = log or logging.getLogger("voice-agent.voices")
-
-    # --- plumbing ---------------------------------------------------------------------------
-
-    @classmethod
-    def for_account(
-        cls,
-        session: aiohttp.ClientSession,
         account: DashScopeAccount,
         *,
         options: ClientOptions | None = None,
         log: logging.Logger | None = None,
-    ) -> CustomizationClient:
-        """A client for `account` (which must carry its endpoints)."""
-        assert account.endpoints is not None, "the account's endpoints are needed for requests"
-        return cls(session, account.endpoints, account.api_key, workspace=account.workspace,
-                   options=options, log=log)
+    ) -> None:
+        """`account` must carry its endpoints (`DashScopeAccount.from_settings` does)."""
+        self.session = session
+        self.endpoints = account.urls
+        self.account = account
+        self.options = options or ClientOptions()
+        self.log = log or logging.getLogger("voice-agent.voices")
+
+    # --- plumbing ---------------------------------------------------------------------------
 
     def _headers(self, *, oss: bool = False, json_body: bool = True) -> dict[str, str]:
         h = {

@@ -30,7 +30,6 @@ import aiohttp
 
 from agent.account import DashScopeAccount
 from agent.config import ConfigError, Settings
-from agent.endpoints import Endpoints
 from agent.voices import samples
 from agent.voices.cache import (
     DEPLOYING,
@@ -98,8 +97,7 @@ class VoiceResult:
 
 async def ensure_voice(
     settings: Settings,
-    api_key: str,
-    endpoints: Endpoints,
+    account: DashScopeAccount,
     state_dir: Path,
     *,
     log: logging.Logger,
@@ -126,8 +124,7 @@ async def ensure_voice(
         plan = dataclasses.replace(plan, digest=prepared.digest)
     try:
         async with _http(session) as http:
-            account = DashScopeAccount(api_key, settings.dashscope.workspace, settings.dashscope.region, endpoints)
-            client = CustomizationClient.for_account(http, account, options=options.client, log=log)
+            client = CustomizationClient(http, account, options=options.client, log=log)
             cache = VoiceCache(state_dir, log=log)
             try:
                 async with cache.locked(options.lock_timeout_s):

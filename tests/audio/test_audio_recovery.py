@@ -89,10 +89,6 @@ class FakePA:
 def fake(monkeypatch):
     pa = FakePA()
     monkeypatch.setattr(engmod, "load_portaudio", lambda: pa)
-    monkeypatch.setattr(engmod, "WATCH_INTERVAL_S", 0.05)
-    monkeypatch.setattr(engmod, "BACKOFF_START_S", 0.1)
-    monkeypatch.setattr(engmod, "BACKOFF_CAP_S", 0.4)
-    monkeypatch.setattr(engmod, "CLOSE_TIMEOUT_S", 0.3)
     yield pa
     # Un-wedge the fake so its stuck thread lets go of the process-wide PortAudio lock.
     pa.release.set()
@@ -100,8 +96,14 @@ def fake(monkeypatch):
     engmod._PA_LOCK.release()
 
 
+# The watchdog scaled down: checks every 50 ms, retries after 0.1 s doubling to 0.4 s, and
+# gives up on a wedged close after 0.3 s.
+FAST = engmod.EngineTimings(watch_interval_s=0.05, backoff_start_s=0.1, backoff_cap_s=0.4, close_timeout_s=0.3)
+
+
 def make_engine() -> engmod.AudioEngine:
-    return engmod.AudioEngine(AudioSettings(output=StreamSettings(device="fake"), input=StreamSettings(device=0)))
+    return engmod.AudioEngine(AudioSettings(output=StreamSettings(device="fake"), input=StreamSettings(device=0)),
+                              timings=FAST)
 
 
 async def until(pred, timeout: float) -> bool:

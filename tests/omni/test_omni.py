@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.daemon import DaemonTimings
+from agent.realtime.connection import RealtimeTimings
 from agent.status import AgentState
 from tests.support.audio import OUT_RATE, locate, read_wav, rms
 from tests.support.daemon import RunDaemon
@@ -91,12 +93,11 @@ async def test_a_dropped_connection_mid_answer_reconnects_and_the_next_turn_is_a
 
 
 async def test_a_half_open_connection_is_detected_and_replaced(
-    daemon: RunDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    daemon: RunDaemon, tmp_path: Path
 ) -> None:
-    from agent.realtime import connection
-
-    monkeypatch.setattr(connection, "TIMINGS", connection.Timings(ping_interval=0.5, ping_timeout=1.0))
-    async with daemon([(5.0, QUESTION)], faults="half_open=2@realtime*once"
+    # Keepalive scaled down: a silent peer is noticed within 1.5 s (shipped: 40 s).
+    keepalive = DaemonTimings(realtime=RealtimeTimings(ping_interval_s=0.5, ping_timeout_s=1.0))
+    async with daemon([(5.0, QUESTION)], faults="half_open=2@realtime*once", timings=keepalive
     ) as run:
         turn = await run.next_turn(timeout=30)
         assert turn.heard == QUESTION

@@ -127,7 +127,7 @@ def test_speech_while_an_answer_streams_flushes_then_cancels_and_drops_it() -> N
     answering(conv)
     assert conv.receive(speech_started(), 12.0, output_busy=True) == [
         c.SetState(AgentState.LISTENING), c.Flush()]
-    assert conv.flushed("r1") == [c.CountBargeIn(), c.Send(p.response_cancel(), best_effort=True),
+    assert conv.flushed("r1") == [c.BargeIn(), c.Send(p.response_cancel(), best_effort=True),
                                   c.RecordHeard("r1")]
     assert conv.by_response["r1"].interrupted
     assert conv.last_speech_started_at == 12.0
@@ -161,7 +161,7 @@ def test_speech_while_a_finished_answer_still_plays_out_flushes_it_without_a_can
     answering(conv)
     turn = of(conv.receive(done("r1"), 11.0), c.FinishTurn)[0].turn
     assert conv.receive(speech_started(), 11.5, output_busy=True)[-1] == c.Flush()
-    assert conv.flushed("r1") == [c.CountBargeIn(), c.RecordHeard("r1")]
+    assert conv.flushed("r1") == [c.BargeIn(), c.RecordHeard("r1")]
     assert conv.receive(audio("r1"), 11.6) == []
     # The player reports the flush when the turn leaves the speaker.
     assert of(conv.output_finished(turn, found=True, interrupted=True), c.PublishTurn)

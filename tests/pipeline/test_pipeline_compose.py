@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.backoff import Backoff
 from agent.emulator.answers import answer_for
 from agent.llm import Conversation, LLMClient
 from agent.textsplit import speech_pieces
+from agent.tts.connection import TtsTimings
 from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
-from tests.support.emulator import API_KEY, MakeEmulator
+from tests.support.emulator import MakeEmulator, account_for
 
 QUESTION = "tell me a joke"
 
@@ -26,10 +26,9 @@ async def test_first_audio_arrives_long_before_the_answer_is_complete(
     make_emulator: MakeEmulator,
 ) -> None:
     emu = await make_emulator(llm_token_s=0.04, cosyvoice_speed=40.0)
-    llm = LLMClient(f"{emu.base_url}/api/v1/services/aigc/text-generation/generation", API_KEY,
+    llm = LLMClient(account_for(emu),
                     "qwen-plus")
-    tts = SynthesisManager(f"{emu.ws_url}/api-ws/v1/inference", API_KEY,
-                           backoff=Backoff(first=0.05, cap=0.2))
+    tts = SynthesisManager(account_for(emu), timings=TtsTimings(backoff_s=(0.05, 0.2)))
     await tts.start()
     try:
         stream = await tts.begin("longanyang", "cosyvoice-v3-flash")
@@ -52,10 +51,9 @@ async def test_barge_in_stops_llm_and_synthesis_and_next_turn_is_clean(
     make_emulator: MakeEmulator,
 ) -> None:
     emu = await make_emulator(llm_token_s=0.1, cosyvoice_speed=4.0)
-    llm = LLMClient(f"{emu.base_url}/api/v1/services/aigc/text-generation/generation", API_KEY,
+    llm = LLMClient(account_for(emu),
                     "qwen-plus")
-    tts = SynthesisManager(f"{emu.ws_url}/api-ws/v1/inference", API_KEY,
-                           backoff=Backoff(first=0.05, cap=0.2))
+    tts = SynthesisManager(account_for(emu), timings=TtsTimings(backoff_s=(0.05, 0.2)))
     try:
         stream = await tts.begin("longanyang", "cosyvoice-v3-flash")
         answer = llm.stream(Conversation("Be brief.").messages(QUESTION))
@@ -83,9 +81,9 @@ async def test_barge_in_stops_llm_and_synthesis_and_next_turn_is_clean(
 
 async def test_cancelling_the_producer_alone_closes_the_llm_stream(make_emulator: MakeEmulator) -> None:
     emu = await make_emulator(llm_token_s=0.3, cosyvoice_speed=40.0)
-    llm = LLMClient(f"{emu.base_url}/api/v1/services/aigc/text-generation/generation", API_KEY,
+    llm = LLMClient(account_for(emu),
                     "qwen-plus")
-    tts = SynthesisManager(f"{emu.ws_url}/api-ws/v1/inference", API_KEY)
+    tts = SynthesisManager(account_for(emu))
     try:
         stream = await tts.begin("longanyang", "cosyvoice-v3-flash")
         answer = llm.stream(Conversation("").messages(QUESTION))

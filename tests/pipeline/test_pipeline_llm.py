@@ -18,15 +18,14 @@ from agent.llm import (
     TransientError,
     error_for,
 )
-from tests.support.emulator import API_KEY, MakeEmulator
+from tests.support.emulator import API_KEY, MakeEmulator, account_at, account_for
 
 QUESTION = "what is the weather like"
 ANSWER = answer_for(QUESTION)
 
 
 def client_for(emu: Emulator, key: str = API_KEY, **kw: object) -> LLMClient:
-    return LLMClient(f"{emu.base_url}/api/v1/services/aigc/text-generation/generation", key,
-                     "qwen-plus", **kw)  # type: ignore[arg-type]
+    return LLMClient(account_for(emu, key), "qwen-plus", **kw)  # type: ignore[arg-type]
 
 
 def ask(text: str = QUESTION) -> list[dict[str, str]]:
@@ -115,7 +114,7 @@ def test_conversation_is_bounded_and_ordered() -> None:
 
 @pytest.mark.unit
 def test_request_body_is_native_incremental_message_format() -> None:
-    c = LLMClient("http://x/gen", "k", "qwen-plus", workspace="ws1", parameters={"temperature": 0.3})
+    c = LLMClient(account_at("http://x", "k", "ws1"), "qwen-plus", parameters={"temperature": 0.3})
     body = c.request_body([{"role": "user", "content": "hi"}])
     assert body == {"model": "qwen-plus", "input": {"messages": [{"role": "user", "content": "hi"}]},
                     "parameters": {"result_format": "message", "incremental_output": True,
@@ -160,8 +159,7 @@ async def test_json_response_without_sse_is_accepted(emulator: Emulator) -> None
         def headers(self) -> dict[str, str]:
             return {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
 
-    llm = NoSSE(f"{emulator.base_url}/api/v1/services/aigc/text-generation/generation", API_KEY,
-                "qwen-plus")
+    llm = NoSSE(account_for(emulator), "qwen-plus")
     try:
         stream = llm.stream(ask())
         assert [d async for d in stream] == [ANSWER] and stream.finish_reason == "stop"
@@ -335,7 +333,7 @@ async def test_aclose_from_another_task_ends_iteration_quietly(make_emulator: Ma
 
 
 async def test_unreachable_server_is_transient_error() -> None:
-    llm = LLMClient("http://127.0.0.1:9/gen", API_KEY, "qwen-plus", max_retries=1,
+    llm = LLMClient(account_at("http://127.0.0.1:9"), "qwen-plus", max_retries=1,
                     retry_first_s=0.01, connect_timeout_s=1)
     try:
         with pytest.raises(TransientError, match="connection failed"):

@@ -5,27 +5,29 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from agent.backoff import Backoff
+from agent.account import DashScopeAccount
 from agent.config import settings_from_dict
 from agent.emulator.server import Emulator
-from agent.tts.connection import RateLimiter
+from agent.tts.connection import RateLimiter, TtsTimings
 from agent.tts.errors import SynthesisAuthError, SynthesisError
 from agent.tts.manager import SynthesisManager
 from agent.tts.protocol import InvalidState
 from agent.tts.stream import SynthesisStream
-from tests.support.emulator import API_KEY, MakeEmulator, options
+from tests.support.emulator import API_KEY, MakeEmulator, account_at, account_for, options
 from tests.support.emulator import PIPELINE_FAST as FAST
 
 VOICE, MODEL = "longanyang", "cosyvoice-v3-flash"
 QUICK = {"cosyvoice_speed": 40.0}  # audio 40× faster than real time
 
 
-def manager(emu: Emulator, key: str = API_KEY, **kw: object) -> SynthesisManager:
-    kw.setdefault("backoff", Backoff(first=0.05, cap=0.2))
-    return SynthesisManager(f"{emu.ws_url}/api-ws/v1/inference", key, **kw)  # type: ignore[arg-type]
+def manager(emu: Emulator, key: str = API_KEY, **timings: Any) -> SynthesisManager:
+    """A manager on the emulator that retries within 0.2 s, with `timings` scaled down too."""
+    timings.setdefault("backoff_s", (0.05, 0.2))
+    return SynthesisManager(account_for(emu, key), timings=TtsTimings(**timings))
 
 
 @pytest.fixture
@@ -80,9 +82,9 @@ def test_rate_limiter_sliding_window() -> None:
 
 
 @pytest.mark.unit
-def test_manager_from_settings_uses_ws_override_and_workspace() -> None:
+def test_manager_of_the_configured_account_uses_ws_override_and_workspace() -> None:
     s = settings_from_dict({"dashscope": {"http_url": "http://127.0.0.1:8700", "workspace": "ws-1"}})
-    m = SynthesisManager.from_settings(s, "k")
+    m = SynthesisManager(DashScopeAccount.from_settings(s, "k"))
     assert m.url == "ws://127.0.0.1:8700/api-ws/v1/inference"
     assert m._headers == {"Authorization": "Bearer k", "X-DashScope-WorkSpace": "ws-1"}
 
@@ -225,8 +227,8 @@ async def test_server_down_then_up(make_emulator: MakeEmulator) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mgr = SynthesisManager(f"ws://127.0.0.1:{port}/api-ws/v1/inference", API_KEY,
-                           backoff=Backoff(first=0.05, cap=0.1), connect_timeout_s=2)
+    mgr = SynthesisManager(account_at(f"http://127.0.0.1:{port}"),
+                           timings=TtsTimings(backoff_s=(0.05, 0.1), connect_timeout_s=2))
     try:
         with pytest.raises(SynthesisError) as ei:
             await mgr.begin(VOICE, MODEL)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agent.tts.connection import Connection, SocketPool
+from tests.support.emulator import account_at
 
 pytestmark = pytest.mark.unit
 
@@ -66,7 +67,7 @@ class Clock:
 
 
 def pool(clock: Clock | None = None) -> SocketPool:
-    return SocketPool("ws://unused.invalid/api-ws/v1/inference", "k", clock=clock or Clock())
+    return SocketPool(account_at("http://unused.invalid", "k"), clock=clock or Clock())
 
 
 async def settle() -> None:

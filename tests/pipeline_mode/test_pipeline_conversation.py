@@ -78,7 +78,7 @@ def test_a_transcript_starts_a_turn_thinking_then_speaking_then_idle() -> None:
     done = c.output_finished("turn-1", 12.5, flushed=False, first_audible=11.9)
     assert done == [Latency("turn-1", pytest.approx(900.0)),
                     TurnDone("turn-1", "It is noon.", False, pytest.approx(900.0), count=True),
-                    SetState(AgentState.LISTENING, BUSY)]
+                    SetState(AgentState.LISTENING, only_from=BUSY)]
     assert [(t.user, t.assistant) for t in c.history.turns] == [("what time is it", "It is noon.")]
 
 
@@ -209,7 +209,7 @@ def test_an_announcement_alone_returns_to_idle_when_played() -> None:
     ann = rid_of(c.say("Hello."))
     answer(c, ann, "", 300)
     assert c.output_finished(ann, 1.0, flushed=False) == [
-        AnnouncementDone(ann, False), SetState(AgentState.LISTENING, frozenset({AgentState.SPEAKING}))]
+        AnnouncementDone(ann, False), SetState(AgentState.LISTENING, only_from=frozenset({AgentState.SPEAKING}))]
 
 
 def test_ask_while_an_announcement_is_speaking_waits_for_it() -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
-from agent import pipeline
+from agent.daemon import DaemonTimings
 from agent.emulator.answers import answer_for
+from agent.tts.connection import TtsTimings
 from tests.support.audio import locate, read_wav
 from tests.support.daemon import RunDaemon
 from tests.support.emulator import GENERATION, INFERENCE, REALTIME
@@ -50,13 +49,13 @@ async def test_task_failed_mid_answer_ends_the_turn_and_the_next_turn_works(daem
 
 
 async def test_a_slow_llm_never_lets_the_server_fail_the_task_on_a_text_gap(
-    daemon: RunDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    daemon: RunDaemon, tmp_path: Path
 ) -> None:
     # Scaled down: the server fails a task after 0.8 s without text (the cloud: 23 s); the LLM
     # writes a word every 1.5 s; the synthesis manager finishes a task after 0.4 s without text.
-    monkeypatch.setattr(pipeline, "TEXT_GAP_S", 0.4)
     async with daemon(pipeline__input="text",
         emulator_options={"cosyvoice_text_gap_s": 0.8, "llm_token_s": 1.5},
+        timings=DaemonTimings(tts=TtsTimings(text_gap_s=0.4)),
     ) as run:
         mode = await run.serving()
         mode.llm.parameters["max_tokens"] = 4
@@ -74,12 +73,11 @@ async def test_a_slow_llm_never_lets_the_server_fail_the_task_on_a_text_gap(
 
 
 async def test_the_synthesis_socket_closed_between_turns_is_reopened(
-    daemon: RunDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    daemon: RunDaemon, tmp_path: Path
 ) -> None:
     # The server closes an idle socket after 1 s; our own refresh (50 s) would come much later.
-    monkeypatch.setattr(pipeline, "IDLE_REFRESH_S", 30.0)
-    async with daemon(pipeline__input="text",
-                                emulator_options={"cosyvoice_idle_close_s": 1.0}) as run:
+    async with daemon(pipeline__input="text", emulator_options={"cosyvoice_idle_close_s": 1.0},
+                      timings=DaemonTimings(tts=TtsTimings(idle_refresh_s=30.0))) as run:
         mode = await run.serving()
         mode.llm.parameters["max_tokens"] = 5
         first = await mode.ask(BYE)

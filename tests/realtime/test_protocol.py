@@ -213,6 +213,7 @@ def test_response_done_carries_the_text_of_its_assistant_messages() -> None:
 def test_keepalive_is_the_sdk_and_raw_client_practice_20_s_and_tests_inject_their_own() -> None:
     from agent.realtime import connection
 
-    assert (connection.TIMINGS.ping_interval, connection.TIMINGS.ping_timeout) == (20.0, 20.0)
-    short = connection.Timings(ping_interval=0.5, ping_timeout=1.0)
+    default = connection.DEFAULT_REALTIME_TIMINGS
+    assert (default.ping_interval_s, default.ping_timeout_s) == (20.0, 20.0)
+    short = connection.RealtimeTimings(ping_interval_s=0.5, ping_timeout_s=1.0)
     assert connection.RealtimeConnection(None, short).timings is short  # type: ignore[arg-type]

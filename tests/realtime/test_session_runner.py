@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from agent.realtime import protocol as p
-from agent.realtime import session
 from agent.realtime.connection import AuthFailed
-from agent.realtime.session import SessionConnection, SessionRunner
+from agent.realtime.session import SessionConnection, SessionRunner, SessionTimings
 from agent.status import AgentState, Status
 
 pytestmark = pytest.mark.unit
@@ -201,8 +200,8 @@ async def test_stop_is_bounded_when_the_server_never_acknowledges() -> None:
     assert conn.closed
 
 
-async def test_a_refused_key_backs_off_for_minutes_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session, "AUTH_BACKOFF_S", (60.0, 600.0))
+async def test_a_refused_key_backs_off_for_minutes_and_says_so() -> None:
+    assert SessionTimings().auth_backoff_s == (60.0, 600.0)  # what is shipped
     strategy = Strategy([AuthFailed("the server refused the API key (HTTP 401)")])
     sleeps = Sleeps()
     runner, status = runner_for(strategy, sleeps)

@@ -36,10 +36,11 @@ from typing import Any
 
 import pytest
 
-from agent import daemon, pipeline
-from agent.backoff import Backoff
-from agent.realtime import connection, session
-from agent.tts.manager import SynthesisManager
+from agent.daemon import DaemonTimings
+from agent.pipeline import PipelineTimings
+from agent.realtime.connection import RealtimeTimings
+from agent.realtime.session import SessionTimings
+from agent.tts.connection import TtsTimings
 from tests.support.recovery import RECOVERY, RecoveryRow
 from tests.support.rig import BYE, JOKE, Rig, free_port, rig, settings_for
 from tests.support.samples import write_voice_sample
@@ -176,23 +177,14 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Detection and auth backoffs an operator could set; everything else as shipped."""
-    monkeypatch.setattr(connection, "TIMINGS",
-                        connection.Timings(ping_interval=0.5, ping_timeout=1.0, session_start=1.5))
-    monkeypatch.setattr(session, "AUTH_BACKOFF_S", (1.0, 1.0))
-    monkeypatch.setattr(daemon, "AUTH_RETRY", (1.0, 1.0))
-    monkeypatch.setattr(pipeline, "LLM_AUTH_BACKOFF_S", (1.0, 1.0))
-    original = SynthesisManager.from_settings.__func__  # type: ignore[attr-defined]
-
-    def from_settings(cls: type, settings: Any, api_key: str, **kw: Any) -> SynthesisManager:
-        kw.setdefault("start_timeout_s", 1.0)
-        kw.setdefault("stall_timeout_s", 1.5)
-        kw.setdefault("auth_backoff", Backoff(1.0, 1.0))
-        return original(cls, settings, api_key, **kw)
-
-    monkeypatch.setattr(SynthesisManager, "from_settings", classmethod(from_settings))
+# Detection and auth backoffs an operator could set; everything else as shipped.
+SHORT = DaemonTimings(
+    auth_retry_s=(1.0, 1.0),
+    realtime=RealtimeTimings(ping_interval_s=0.5, ping_timeout_s=1.0, session_start_timeout_s=1.5),
+    session=SessionTimings(auth_backoff_s=(1.0, 1.0)),
+    pipeline=PipelineTimings(llm_auth_backoff_s=(1.0, 1.0)),
+    tts=TtsTimings(start_timeout_s=1.0, stall_timeout_s=1.5, auth_backoff_s=(1.0, 1.0)),
+)
 
 
 def service_up(r: Rig, case: Case) -> bool:
@@ -240,7 +232,7 @@ async def test_the_daemon_survives_reports_and_recovers(
 
     initial = case.spec if case.kind in ("once", "hold") else None
     async with rig(tmp_path, settings, faults=initial, port=port,
-                   start_emulator=case.kind != "refused") as r:
+                   start_emulator=case.kind != "refused", timings=SHORT) as r:
         t_fault = r.started
         if case.kind == "switch" or case.trigger:
             await r.until(lambda: service_up(r, case), 20, "the first connection")

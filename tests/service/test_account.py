@@ -55,3 +55,11 @@ def test_from_settings_takes_key_region_workspace_and_endpoints() -> None:
     assert (account.api_key, account.region, account.workspace) == (KEY, "cn", "ws-2")
     assert account.endpoints == Endpoints("http://127.0.0.1:9", "ws://127.0.0.1:9")
     assert DashScopeAccount.from_settings(s, "sk-given-key-123456").api_key == "sk-given-key-123456"
+
+
+def test_components_get_their_urls_from_the_account_and_a_headers_only_account_has_none() -> None:
+    account = DashScopeAccount(KEY, endpoints=Endpoints("http://127.0.0.1:8700", "ws://127.0.0.1:8700"))
+    assert account.urls.inference_ws == "ws://127.0.0.1:8700/api-ws/v1/inference"
+    assert account.urls.realtime_ws("m") == "ws://127.0.0.1:8700/api-ws/v1/realtime?model=m"
+    with pytest.raises(ValueError, match="no endpoints"):
+        DashScopeAccount(KEY).urls  # noqa: B018 - the property raises

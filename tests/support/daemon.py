@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from agent.daemon import Daemon
+from agent.daemon import DEFAULT_DAEMON_TIMINGS, Daemon, DaemonTimings
 from agent.emulator.server import Emulator
 from agent.modes import Turn
 from tests.support.audio import OUT_RATE, script
@@ -104,11 +104,13 @@ async def running_daemon(
     emulator_options: dict[str, Any] | None = None,
     faults: str | None = None,
     user: Callable[[Phrases], Path] | None = None,
+    timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
     **overrides: Any,
 ) -> AsyncIterator[Running]:
     """An emulator, the scripted user in `work/user.wav`, and the daemon ready and serving.
 
-    `api_key` is what the daemon sends (the emulator always expects `API_KEY`)."""
+    `api_key` is what the daemon sends (the emulator always expects `API_KEY`); `timings`
+    scales the daemon's components down to the emulator's."""
     emulator = await start_emulator(faults, **{**REALISTIC, **(emulator_options or {})})
     if user is not None:
         user(phrases or [])
@@ -117,7 +119,7 @@ async def running_daemon(
     turns: asyncio.Queue[Turn] = asyncio.Queue()
     settings = build_settings(mode, base_url=emulator.base_url, work=work, api_key=api_key,
                               **overrides)
-    daemon = Daemon(settings, turn_listener=turns)
+    daemon = Daemon(settings, turn_listener=turns, timings=timings)
     task = asyncio.create_task(daemon.run())
     run = Running(emulator, daemon, task, turns, work)
     try:

@@ -17,10 +17,23 @@ from typing import Any
 
 import pytest
 
+from agent.account import DashScopeAccount
 from agent.emulator.context import EmulatorOptions
 from agent.emulator.server import Emulator, EmulatorThread
+from agent.endpoints import Endpoints
 
 API_KEY = "sk-emulator-test"
+
+
+def account_for(emu: Emulator, key: str = API_KEY, workspace: str | None = None) -> DashScopeAccount:
+    """The account a component gets to talk to the emulator `emu` (with `key`)."""
+    return account_at(emu.base_url, key, workspace)
+
+
+def account_at(http_base: str, key: str = API_KEY, workspace: str | None = None) -> DashScopeAccount:
+    """An account whose base URLs are `http_base` and its ws:// twin (nothing need listen)."""
+    ws_base = "ws" + http_base[len("http"):]
+    return DashScopeAccount(key, workspace, endpoints=Endpoints(http_base=http_base, ws_base=ws_base))
 
 # Endpoints whose requests the tests count in the emulator's request log.
 REALTIME = "/api-ws/v1/realtime"

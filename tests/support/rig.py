@@ -23,7 +23,7 @@ from typing import Any
 from agent.audio.engine import AudioEngine
 from agent.audio.virtual import ScriptedMic
 from agent.config import Settings
-from agent.daemon import Daemon
+from agent.daemon import DEFAULT_DAEMON_TIMINGS, Daemon, DaemonTimings
 from agent.emulator.server import Emulator
 from agent.emulator.speech import synthesize
 from agent.modes import Turn
@@ -238,12 +238,13 @@ async def rig(
     start_emulator: bool = True,
     ensure_options: EnsureOptions | None = FAST_ENSURE,
     max_tokens: int | None = 3,
+    timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
 ) -> AsyncIterator[Rig]:
     """Start an emulator (unless `start_emulator` is False: the test starts it on `port` later)
     and the daemon with `settings(base_url)`; stop both afterwards.
 
     `max_tokens` keeps pipeline answers to a few words (the LLM is asked for that many tokens),
-    so a turn plays in about a second.
+    so a turn plays in about a second. `timings` scales the daemon's components down.
     """
     emulator = new_emulator(faults, **{**RELIABILITY_FAST, **(emulator_options or {})})
     if start_emulator:
@@ -252,12 +253,12 @@ async def rig(
         assert port is not None
         base = f"http://127.0.0.1:{port}"
     s = settings(base)
-    engine = AudioEngine(s.audio)
+    engine = AudioEngine(s.audio, timings=timings.engine)
     mic = ScriptedMic(synthesize)
     mic.install(engine)
     turns: asyncio.Queue[Turn] = asyncio.Queue()
     daemon = Daemon(s, api_key=API_KEY, engine=engine, control=False, turn_listener=turns,
-                    ensure_options=ensure_options)
+                    ensure_options=ensure_options, timings=timings)
     started = time.monotonic()
     task = asyncio.create_task(daemon.run(), name="daemon")
     r = Rig(work, emulator, daemon, mic, task, turns, max_tokens, started)

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from agent.account import DashScopeAccount
 from agent.config import Settings
-from agent.endpoints import resolve_endpoints
 from agent.voices.client import ClientOptions
 from agent.voices.ensure import EnsureOptions, VoiceResult, ensure_voice
 from tests.support.emulator import API_KEY
@@ -53,6 +53,6 @@ async def run(em: Any, tmp_path: Path, family: str = "qwen", *, options: EnsureO
     """ensure_voice with settings for `family` pointed at the emulator; state in tmp_path/state."""
     settings = make_settings(em.base_url, tmp_path / "state", family=family, **voice)
     return await ensure_voice(
-        settings, API_KEY, resolve_endpoints(settings.dashscope), tmp_path / "state",
+        settings, DashScopeAccount.from_settings(settings, API_KEY), tmp_path / "state",
         log=log or logging.getLogger("test.voices"), options=options or fast_options(),
     )

@@ -27,12 +27,11 @@ SCRIPT = """
 import asyncio, logging, sys
 from pathlib import Path
 from agent.config import load_settings
-from agent.endpoints import resolve_endpoints
-from agent.secrets import resolve_api_key
+from agent.account import DashScopeAccount
 from agent.voices import ensure_voice
 
 s = load_settings(sys.argv[1])
-res = asyncio.run(ensure_voice(s, resolve_api_key(s), resolve_endpoints(s.dashscope),
+res = asyncio.run(ensure_voice(s, DashScopeAccount.from_settings(s),
                                Path(s.state_dir), log=logging.getLogger("crash-test")))
 print(res.voice_id)
 """

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.account import DashScopeAccount
 from agent.emulator.server import Emulator
-from agent.endpoints import resolve_endpoints
 from agent.voices import (
     AuthError,
     Busy,
@@ -306,7 +306,7 @@ async def test_wrong_key_says_what_to_check_and_never_shows_the_key(emulator: Em
     settings = make_settings(emulator.base_url, tmp_path / "state", api_key="sk-wrongkey-9876543210",
                              sample=sample(tmp_path))
     with pytest.raises(AuthError) as e:
-        await ensure_voice(settings, "sk-wrongkey-9876543210", resolve_endpoints(settings.dashscope),
+        await ensure_voice(settings, DashScopeAccount.from_settings(settings, "sk-wrongkey-9876543210"),
                            tmp_path / "state", log=logging.getLogger("t"), options=fast_options())
     assert "dashscope.api_key" in str(e.value) and "region" in str(e.value)
     assert "sk-wrongkey-9876543210" not in str(e.value)
@@ -329,18 +329,18 @@ async def test_no_network_uses_the_cache_unverified_or_the_preset(emulator: Emul
     settings = make_settings(base, tmp_path / "state", sample=path)
     opts = fast_options()
     opts.client.retries = 1
-    offline = await ensure_voice(settings, API_KEY, resolve_endpoints(settings.dashscope), tmp_path / "state",
+    offline = await ensure_voice(settings, DashScopeAccount.from_settings(settings, API_KEY), tmp_path / "state",
                                  log=logging.getLogger("t"), options=opts)
     assert (offline.voice_id, offline.outcome, offline.verified) == (online.voice_id, "cached", False)
     assert "cannot reach the service" in offline.note
 
     (tmp_path / "state" / "voices.json").unlink()
     with pytest.raises(ServiceUnavailable) as e:
-        await ensure_voice(settings, API_KEY, resolve_endpoints(settings.dashscope), tmp_path / "state",
+        await ensure_voice(settings, DashScopeAccount.from_settings(settings, API_KEY), tmp_path / "state",
                            log=logging.getLogger("t"), options=opts)
     assert e.value.retryable
     with_preset = make_settings(base, tmp_path / "state", sample=path, preset="Tina")
-    fb = await ensure_voice(with_preset, API_KEY, resolve_endpoints(with_preset.dashscope), tmp_path / "state",
+    fb = await ensure_voice(with_preset, DashScopeAccount.from_settings(with_preset, API_KEY), tmp_path / "state",
                             log=logging.getLogger("t"), options=opts)
     assert (fb.voice_id, fb.outcome, fb.verified) == ("Tina", "fallback-preset", False)
 
@@ -348,7 +348,7 @@ async def test_no_network_uses_the_cache_unverified_or_the_preset(emulator: Emul
 @pytest.mark.unit
 async def test_preset_family_needs_no_service(tmp_path: Path) -> None:
     settings = make_settings("http://127.0.0.1:9", tmp_path / "state", family="preset", preset="Tina")
-    res = await ensure_voice(settings, API_KEY, resolve_endpoints(settings.dashscope), tmp_path / "state",
+    res = await ensure_voice(settings, DashScopeAccount.from_settings(settings, API_KEY), tmp_path / "state",
                              log=logging.getLogger("t"))
     assert (res.voice_id, res.outcome, res.verified) == ("Tina", "preset", True)
 
