@@ -23,7 +23,9 @@ from agent.announce import OmniAnnouncer
 from agent.audio.engine import AudioEngine
 from agent.config import Settings
 from agent.conversation import omni as c
+from agent.conversation.seed import SessionSeed
 from agent.endpoints import Endpoints
+from agent.memory import Memory
 from agent.modes import Announcement, Turn, publish_turn
 from agent.realtime import protocol as p
 from agent.realtime.connection import ConnectFailed, RealtimeConnection
@@ -52,6 +54,7 @@ class OmniMode:
         engine: AudioEngine,
         status: Status,
         voice: str | None,
+        memory: Memory | None = None,
     ) -> None:
         self.settings = settings
         self.endpoints = endpoints
@@ -66,6 +69,8 @@ class OmniMode:
         self.announcer = OmniAnnouncer(settings, endpoints, api_key, engine.player, status,
                                        self._quiet_for_announcement)
         self.runner = SessionRunner(self, status, log)
+        self.memory = memory  # remembered turns, carried into every new session
+        self.seed = SessionSeed(settings.omni.instructions)
         self._timers: set[asyncio.Task[None]] = set()
 
     @property
@@ -90,7 +95,17 @@ class OmniMode:
         return await RealtimeConnection.open(url, self.api_key, self.settings.dashscope.workspace)
 
     def configure_event(self) -> dict[str, Any]:
-        return p.session_update(self.settings.omni, self.voice)
+        return self._session_update(self.voice)
+
+    def _session_update(self, voice: str | None) -> dict[str, Any]:
+        event = p.session_update(self.settings.omni, voice)
+        if self.memory is not None:  # the remembered turns, once the service refused them as items
+            event["session"]["instructions"] = self.seed.instructions(self.memory.turns)
+        return event
+
+    def seed_events(self) -> list[dict[str, Any]]:
+        """Sent right after `configure_event`: the remembered turns (agent.conversation.seed)."""
+        return self.seed.opening(self.memory.turns) if self.memory is not None else []
 
     def opened(self, conn: SessionConnection) -> None:
         self._apply_all(self.conversation.session_opened(time.monotonic(), self.status.last_error))
@@ -98,6 +113,14 @@ class OmniMode:
         self.uplink.attach(conn)
 
     async def on_event(self, event: p.ServerEvent) -> None:
+        if self.memory is not None:
+            handled, sends = self.seed.on_event(event, self.memory.turns)
+            if sends:
+                log.info("the service refused remembered turns as items; "
+                         "carrying them in the instructions instead")
+                await self._execute([c.Send(e, best_effort=True) for e in sends])
+            if handled:
+                return
         now = time.monotonic()
         busy = self.engine.player.activity.busy(now) if isinstance(event, p.SpeechStarted) else False
         await self._execute(self.conversation.receive(event, time.monotonic(), output_busy=busy))
@@ -223,7 +246,7 @@ class OmniMode:
         conn = self.runner.conn
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.send(p.session_update(self.settings.omni, voice))
+                await conn.send(self._session_update(voice))
 
     async def interrupt(self) -> None:
         await self._execute(self.conversation.interrupt(output_busy=self.engine.player.activity.busy(time.monotonic())))

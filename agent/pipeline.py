@@ -57,6 +57,7 @@ from agent.conversation.pipeline import (
 )
 from agent.endpoints import Endpoints
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
+from agent.memory import Memory
 from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.secrets import redact
@@ -86,6 +87,7 @@ class PipelineMode:
         engine: AudioEngine,
         status: Status,
         voice: str | None,
+        memory: Memory | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -102,6 +104,10 @@ class PipelineMode:
         self.core = PipelineConversation(pl.system_prompt, pl.history_turns,
                                          idle_state=self.idle_state)
         self.conv = self.core.history
+        if memory is not None:  # what was said before a restart, and `forget` clears it too
+            for t in memory.turns:
+                self.conv.add(t.user, t.assistant)
+            memory.on_forget.append(self.conv.clear)
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
         self._turns: dict[str, Turn] = {}  # by response id, until done
