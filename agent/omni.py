@@ -71,6 +71,9 @@ class OmniMode:
         self.runner = SessionRunner(self, status, log)
         self.memory = memory  # remembered turns, carried into every new session
         self.seed = SessionSeed(settings.omni.instructions)
+        self._forgotten = False  # `forget`: start a session without the old context when quiet
+        if memory is not None:
+            memory.on_forget.append(self._on_forget)
         self._timers: set[asyncio.Task[None]] = set()
 
     @property
@@ -125,14 +128,22 @@ class OmniMode:
         busy = self.engine.player.activity.busy(now) if isinstance(event, p.SpeechStarted) else False
         await self._execute(self.conversation.receive(event, time.monotonic(), output_busy=busy))
 
+    def _on_forget(self) -> None:
+        self._forgotten = True
+
     def rotation_due(self, now: float) -> bool:
         activity = self.engine.player.activity  # the one "audible / quiet" signal
         quiet_since = activity.quiet_since(now)
         if quiet_since is None:  # speaking now, or never spoke
             quiet_since = now if activity.speaking(now) else float("-inf")
-        return self.conversation.rotation_due(
-            now, max_age_s=self.settings.omni.session_max_minutes * 60.0,  # read live: tests shorten it
+        # After `forget` at once (when quiet): the service keeps a session's context, a new one forgets.
+        max_age_s = 0.0 if self._forgotten else self.settings.omni.session_max_minutes * 60.0
+        due = self.conversation.rotation_due(
+            now, max_age_s=max_age_s,  # read live: tests shorten it
             output_busy=activity.busy(now), output_quiet_since=quiet_since)
+        if due:
+            self._forgotten = False
+        return due
 
     def closed(self) -> None:
         self.uplink.detach()

@@ -106,9 +106,16 @@ async def test_omni_memory_survives_a_restart_and_forget_clears_it(
         await r.until(lambda: r.daemon.status.connected, 10, "the session after the restart")
         await r.until(lambda: seeded(frames, 1, JOKE)[0], 10, "the remembered turn sent as an item")
         await r.until(lambda: seeded(frames, 1, JOKE)[1], 10, "the refused items summarised")
+        sessions = len(r.requests(REALTIME))
         await DaemonControl(r.daemon).forget()
         assert r.daemon.status.memory_turns == 0 and r.status["memory_turns"] == 0
         assert not path.exists()
+        # The service keeps the session's context, so the daemon starts a fresh session (when
+        # quiet) that carries nothing.
+        await r.until(lambda: len(r.requests(REALTIME)) > sessions, 15, "a fresh session")
+        await r.until(lambda: r.daemon.status.connected, 10, "the fresh session serving")
+        fresh = frames.peers()[-1]
+        assert fresh > 1 and seeded(frames, fresh, JOKE) == (False, False)
         assert await r.stop() == 0
     assert not path.exists()
     assert "carrying them in the instructions instead" in caplog.text
