@@ -171,7 +171,9 @@ class McpSource:
     async def _connect_and_serve(self, client_cls: Any, scope: Any, backoff: Backoff) -> None:
         async with contextlib.AsyncExitStack() as stack:
             transport = await self._transport(stack)
-            client = client_cls(transport, client_info=_client_info())
+            # The initialize handshake: every released server answers it (Home Assistant's
+            # included); v2's default "auto" first probes the 2026-07-28 `server/discover`.
+            client = client_cls(transport, client_info=_client_info(), mode="legacy")
             await stack.enter_async_context(client)
             self._close_child_stderr()
             await self._list(client)
