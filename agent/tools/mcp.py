@@ -64,6 +64,7 @@ class McpSource:
         self._specs: list[ToolSpec] = []
         self._names: dict[str, str] = {}  # offered name -> the server's name
         self._lost = asyncio.Event()
+        self._attempted = asyncio.Event()  # the first connection attempt succeeded or failed
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
         self._token: str | None = None
@@ -131,6 +132,16 @@ class McpSource:
 
         await asyncio.wait_for(wait(), timeout)
 
+    async def settled(self, timeout: float) -> str:
+        """Wait (at most `timeout` s) for the first connection attempt; returns `status()`.
+
+        For `voice-agent tools`: `start()` returns at once, so a caller that wants to show
+        which servers answered waits here instead of sleeping a fixed time.
+        """
+        with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+            await asyncio.wait_for(self._attempted.wait(), timeout)
+        return self.status()
+
     async def _set_client(self, client: Any) -> None:
         self._client = client
         async with self._changed:
@@ -154,6 +165,7 @@ class McpSource:
             if self._task is None:  # stopping: whatever the SDK raised while being cancelled
                 return
             self.last_error = why
+            self._attempted.set()
             delay = backoff.next_delay()
             log.warning("mcp %s: down (%s); retrying in %.1f s", self.name, why, delay)
             await asyncio.sleep(delay)
@@ -183,6 +195,7 @@ class McpSource:
             self.last_error = None
             backoff.connected()
             await self._set_client(client)
+            self._attempted.set()
             log.info("mcp %s: up (%s), %d tool(s): %s", self.name, self.config.kind,
                      len(self._specs), ", ".join(s.name for s in self._specs) or "none")
             try:

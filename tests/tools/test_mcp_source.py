@@ -47,7 +47,7 @@ async def test_a_stdio_server_is_started_listed_and_called(caplog: pytest.LogCap
     caplog.set_level(logging.INFO, "voice-agent.mcp")
     async with started(light()) as source:
         assert isinstance(source, ToolSource)
-        await source.wait_status("up", 15)
+        assert await source.settled(15) == "up"
         specs = {s.name: s for s in source.specs()}
         assert {"light_set", "light_get"} <= set(specs)
         assert specs["light_set"].description == "Switch the light on or off."
@@ -129,6 +129,7 @@ async def test_a_server_that_cannot_start_never_blocks_and_keeps_being_retried()
     assert time.monotonic() - t0 < 0.1
     try:
         assert source.status() == "down" and source.specs() == []
+        assert await source.settled(5) == "down"  # the first attempt failed: no need to wait on
         result = await source.call("anything", {})
         assert result.is_error
         await asyncio.sleep(1.0)
