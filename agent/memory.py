@@ -36,7 +36,7 @@ VERSION = 1
 MAX_TEXT = 600  # characters kept of one user or assistant text
 MAX_TOOLS = 4  # tool notes kept per turn
 MAX_NOTE = 120  # characters of one tool note
-MAX_FILE_BYTES = 1 << 20  # a larger file is not ours (200 turns * ~1.9 KB is ~400 KB at most)
+MAX_FILE_BYTES = 4 << 20  # a larger file is not ours (200 turns of 4-byte characters: < 1.5 MB)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -108,7 +108,7 @@ class OmniMode:
 
     def seed_events(self) -> list[dict[str, Any]]:
         """Sent right after `configure_event`: the remembered turns (agent.conversation.seed)."""
-        return self.seed.opening(self.memory.turns) if self.memory is not None else []
+        return self.seed.opening(self.memory.turns, time.monotonic()) if self.memory is not None else []
 
     def opened(self, conn: SessionConnection) -> None:
         self._apply_all(self.conversation.session_opened(time.monotonic(), self.status.last_error))
@@ -150,6 +150,7 @@ class OmniMode:
 
     def disconnected(self) -> None:
         self.uplink.detach()
+        self.seed.session_ended(time.monotonic())
         self._apply_all(self.conversation.session_lost())
 
     # --- executing the core's actions ---------------------------------------------------------

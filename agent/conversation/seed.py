@@ -16,7 +16,8 @@ with `memory_`. If the service refuses any of them (an `error` naming that event
 item while the seed is being sent), the seed falls back: one `session.update` puts a summary of
 the turns into `instructions`, and every later session of this process puts the summary there at
 once and sends no items. Refusals of seed items are swallowed here, so they never reach the
-conversation core as failures.
+conversation core as failures. A session that ends within seconds of a seed, before any response, counts
+as a refusal too (a service might close the session over such items instead of answering).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from agent.memory import MemoryTurn
 from agent.realtime import protocol as p
 
 SEED_ID_PREFIX = "memory_"
+SEED_TRUST_S = 15.0  # a session that ends sooner after its seed, having answered nothing, refused it
 SUMMARY_MAX_CHARS = 6000  # of the instructions given to the remembered turns (newest kept)
 SUMMARY_HEADER = ("Earlier conversation with this user (most recent last); continue from it "
                   "and do not repeat it:")
@@ -99,14 +101,15 @@ class SessionSeed:
         self.base = base_instructions
         self.items_refused = False
         self._seeding = False  # seed items sent, the session's first response not yet seen
+        self._seeded_at = 0.0
 
     def instructions(self, turns: Sequence[MemoryTurn]) -> str:
         """What the session's `instructions` should be now."""
         return instructions_with(self.base, turns) if self.items_refused else self.base
 
-    def opening(self, turns: Sequence[MemoryTurn]) -> list[dict[str, Any]]:
-        """Events to send right after the session's configuration."""
-        self._seeding = False
+    def opening(self, turns: Sequence[MemoryTurn], now: float = 0.0) -> list[dict[str, Any]]:
+        """Events to send right after the session's configuration (`now`: monotonic seconds)."""
+        self._seeding, self._seeded_at = False, now
         if self.items_refused or not turns:
             return []
         events = seed_items(turns)
@@ -127,6 +130,15 @@ class SessionSeed:
         self.items_refused = True
         update = {"type": "session.update", "session": {"instructions": self.instructions(turns)}}
         return True, [update]
+
+    def session_ended(self, now: float) -> None:
+        """A session that ends within `SEED_TRUST_S` of its seed, having answered nothing, may
+        have been closed for it: later sessions use the instructions, so a service that drops
+        sessions over the items does not make the daemon reconnect in a loop. (A rotation comes
+        a minute or more after the seed.)"""
+        if self._seeding and now - self._seeded_at < SEED_TRUST_S:
+            self.items_refused = True
+        self._seeding = False
 
     def _is_seed_error(self, event: p.ErrorEvent) -> bool:
         err = event.raw.get("error")

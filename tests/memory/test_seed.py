@@ -92,3 +92,26 @@ def test_nothing_is_sent_without_turns() -> None:
     seed = SessionSeed("Be brief.")
     assert seed.opening(()) == []
     assert seed.instructions(()) == "Be brief."
+
+
+def test_a_session_lost_right_after_the_seed_switches_to_the_instructions() -> None:
+    seed = SessionSeed("Be brief.")
+    assert seed.opening(TURNS, now=100.0)
+    seed.session_ended(now=101.0)  # closed at once, before answering: maybe over the items
+    assert seed.items_refused and seed.opening(TURNS) == []
+    assert "Ada" in seed.instructions(TURNS)
+
+
+def test_a_session_lost_after_it_served_keeps_the_items() -> None:
+    seed = SessionSeed("Be brief.")
+    seed.opening(TURNS, now=100.0)
+    seed.on_event(p.parse_event('{"type": "response.created", "response": {"id": "r"}}'), TURNS)
+    seed.session_ended(now=101.0)
+    assert not seed.items_refused and len(seed.opening(TURNS)) == 4
+
+
+def test_a_quiet_session_rotated_later_keeps_the_items() -> None:
+    seed = SessionSeed("Be brief.")
+    seed.opening(TURNS, now=100.0)
+    seed.session_ended(now=100.0 + 60 * 100)  # a rotation, nobody spoke
+    assert not seed.items_refused
