@@ -25,6 +25,7 @@ from agent.realtime import protocol as p
 from agent.realtime.connection import ConnectFailed, RealtimeConnection
 from agent.realtime.session import SessionConnection, SessionRunner
 from agent.realtime.uplink import MicUplink
+from agent.realtime.verify import SessionCheck
 from agent.status import AgentState, Status
 
 log = logging.getLogger("voice-agent.asr")
@@ -73,6 +74,7 @@ class AsrListener:
         self.user_speaking = False
         self.sessions = 0
         self.runner = SessionRunner(self, status, log)
+        self.session_check = SessionCheck("ASR session")
         self._session_started = time.monotonic()
         self._last_voice_at = time.monotonic()
 
@@ -97,7 +99,7 @@ class AsrListener:
         return await RealtimeConnection.open(self.url, self.api_key, self.settings.dashscope.workspace)
 
     def configure_event(self) -> dict[str, Any]:
-        return p.asr_session_update()
+        return self.session_check.start(p.asr_session_update())
 
     def opened(self, conn: SessionConnection) -> None:
         self.sessions += 1
@@ -120,7 +122,13 @@ class AsrListener:
         self.user_speaking = False
 
     async def on_event(self, event: p.ServerEvent) -> None:
-        self._on_event(event)
+        consumed, reports = self.session_check.receive(event)
+        for r in reports:
+            log.log(r.level, "%s", r.message)
+            if r.surface:
+                self.status.error(r.message)
+        if not consumed:
+            self._on_event(event)
 
     def _on_event(self, event: p.ServerEvent) -> None:
         if self.runner.stopping:

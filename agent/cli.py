@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and the voice; print a checklist; exit 0 only if all pass.",
     )
     _add_config(p)
+    p.add_argument("--live", action="store_true",
+                   help="also probe the real service (a few cents): key and region, a realtime "
+                   "session's echoed configuration, a short synthesis, a short LLM stream")
+    p.add_argument("--record", metavar="FILE",
+                   help="with --live: write a redacted wire log (JSON lines, no key, audio as "
+                   "length and digest) for a bug report")
 
     for name, helptext in (
         ("status", "print the running daemon's status JSON"),
@@ -174,7 +180,10 @@ def cmd_voices(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from agent.check import check_command
 
-    return check_command(args.settings)
+    if args.record and not args.live:
+        print("voice-agent: check: --record needs --live", file=sys.stderr)
+        return EX_USAGE
+    return check_command(args.settings, args.live, args.record)
 
 
 def cmd_control(args: argparse.Namespace) -> int:

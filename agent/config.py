@@ -16,6 +16,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -68,6 +69,9 @@ class OmniSettings:
     instructions: str = "You are a helpful voice assistant."
     turn_detection: TurnDetection = field(default_factory=TurnDetection)
     session_max_minutes: float = 100
+    # After an answer and this much user silence the model speaks unprompted (qwen3.5 + server
+    # VAD only). None: never sent, so it never does (audit R3).
+    idle_timeout_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -353,6 +357,7 @@ def validate(s: Settings) -> None:
         raise bad("omni.turn_detection.threshold", f"must be between 0 and 1, got {td.threshold}")
     if not 200 <= td.silence_duration_ms <= 6000:
         raise bad("omni.turn_detection.silence_duration_ms", f"must be between 200 and 6000, got {td.silence_duration_ms}")
+    _check_idle_timeout(s.omni, bad)
     if not 1 <= s.omni.session_max_minutes <= 119:
         raise bad("omni.session_max_minutes", f"must be between 1 and 119 (the server closes at 120), got {s.omni.session_max_minutes}")
     if not 0 <= s.pipeline.history_turns <= 100:
@@ -412,3 +417,22 @@ def check_family_fits_mode(s: Settings) -> None:
             f"{_WHY_FAMILY[s.mode]}; use voice.family {' or '.join(fits)} "
             "(preset = a system voice in voice.preset)"
         )
+
+
+IDLE_TIMEOUT_RANGE_MS = (5000, 30000)  # OMNI-CE, turn_detection.idle_timeout_ms
+
+
+def _check_idle_timeout(omni: OmniSettings, bad: Callable[[str, str], ConfigError]) -> None:
+    """`omni.idle_timeout_ms` exists only for qwen3.5-omni with server VAD (OMNI-CE)."""
+    ms = omni.idle_timeout_ms
+    if ms is None:
+        return
+    lo, hi = IDLE_TIMEOUT_RANGE_MS
+    key = "omni.idle_timeout_ms"
+    if not lo <= ms <= hi:
+        raise bad(key, f"must be between {lo} and {hi} (or null: never speak unprompted), got {ms}")
+    if not omni.model.startswith("qwen3.5-omni"):
+        raise bad(key, f"only qwen3.5-omni models support it, not {omni.model}; remove it")
+    if omni.turn_detection.type != "server_vad":
+        raise bad(key, "needs omni.turn_detection.type: server_vad "
+                       f"(got {omni.turn_detection.type}); remove it or use server_vad")

@@ -31,9 +31,16 @@ from agent.realtime import protocol as p
 from agent.realtime.connection import ConnectFailed, RealtimeConnection
 from agent.realtime.session import SessionConnection, SessionRunner
 from agent.realtime.uplink import MicUplink
+from agent.realtime.verify import Report, SessionCheck
 from agent.status import Status
 
 log = logging.getLogger("voice-agent.omni")
+
+ASK_CONFIRM_S = 3.0  # how long `ask` waits for the server to confirm the text item (R1)
+
+
+class AskRefused(Exception):
+    """The service did not take an `ask`'s text turn; the message says why (the control reply)."""
 
 __all__ = ["OmniMode", "Turn"]  # Turn lives in agent.modes; re-exported for existing imports
 
@@ -69,12 +76,14 @@ class OmniMode:
         self.announcer = OmniAnnouncer(settings, endpoints, api_key, engine.player, status,
                                        self._quiet_for_announcement)
         self.runner = SessionRunner(self, status, log)
+        self.session_check = SessionCheck("realtime session")
         self.memory = memory  # remembered turns, carried into every new session
         self.seed = SessionSeed(settings.omni.instructions)
         self._forgotten = False  # `forget`: start a session without the old context when quiet
         if memory is not None:
             memory.on_forget.append(self._on_forget)
         self._timers: set[asyncio.Task[None]] = set()
+        self._asks: dict[str, asyncio.Future[str | None]] = {}
 
     @property
     def conn(self) -> SessionConnection | None:
@@ -98,7 +107,7 @@ class OmniMode:
         return await RealtimeConnection.open(url, self.api_key, self.settings.dashscope.workspace)
 
     def configure_event(self) -> dict[str, Any]:
-        return self._session_update(self.voice)
+        return self.session_check.start(self._session_update(self.voice))
 
     def _session_update(self, voice: str | None) -> dict[str, Any]:
         event = p.session_update(self.settings.omni, voice)
@@ -121,12 +130,23 @@ class OmniMode:
             if sends:
                 log.info("the service refused remembered turns as items; "
                          "carrying them in the instructions instead")
-                await self._execute([c.Send(e, best_effort=True) for e in sends])
+                await self._execute([c.Send(self.session_check.sent(e), best_effort=True)
+                                     for e in sends])
             if handled:
-                return
+                return  # an answer to the seed's items: handled there
+        consumed, reports = self.session_check.receive(event)
+        self._report(reports)
+        if consumed:
+            return  # an error that answered our session.update: reported, nothing else to do
         now = time.monotonic()
         busy = self.engine.player.activity.busy(now) if isinstance(event, p.SpeechStarted) else False
         await self._execute(self.conversation.receive(event, time.monotonic(), output_busy=busy))
+
+    def _report(self, reports: list[Report]) -> None:
+        for r in reports:
+            log.log(r.level, "%s", r.message)
+            if r.surface:
+                self.status.error(r.message)
 
     def _on_forget(self) -> None:
         self._forgotten = True
@@ -215,6 +235,13 @@ class OmniMode:
                 q.put_nowait(action.turn)
         elif isinstance(action, c.Log):
             log.info("%s", action.message)
+        elif isinstance(action, c.Warn):
+            log.warning("%s", action.message)
+            self.status.error(action.message)
+        elif isinstance(action, c.AskSettled):
+            waiter = self._asks.get(action.event_id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(action.error)
         elif isinstance(action, c.Fail):
             raise ConnectFailed(action.message)
         else:
@@ -247,18 +274,35 @@ class OmniMode:
     # --- control ----------------------------------------------------------------------------
 
     async def ask(self, text: str) -> None:
-        """A user turn given as text: a text item plus `response.create`."""
+        """A user turn given as text. Returns once the server confirmed the text item (the
+        answer follows) or stayed silent for `ASK_CONFIRM_S` (the answer is asked for anyway);
+        raises `AskRefused` with the server's reason when it refused the item, and then no
+        response is requested."""
         if self.runner.conn is None:
             raise RuntimeError("not connected to the realtime service")
-        await self._execute(self.conversation.ask(text, time.monotonic()))
+        event_id = p.new_event_id()
+        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._asks[event_id] = waiter
+        try:
+            await self._execute(self.conversation.ask(text, time.monotonic(), event_id))
+            try:
+                error = await asyncio.wait_for(asyncio.shield(waiter), ASK_CONFIRM_S)
+            except asyncio.TimeoutError:
+                self._apply_all(self.conversation.ask_expired(event_id, ASK_CONFIRM_S))
+                error = waiter.result() if waiter.done() else None
+        finally:
+            del self._asks[event_id]
+        if error is not None:
+            raise AskRefused(error)
 
     async def set_voice(self, voice: str | None) -> None:
-        """Use another voice from now on (the next session, and this one if it is open)."""
+        """Use another voice from now on (the next session, and this one if it is open). If the
+        open session does not take it, `session_check` says so: it applies from the next one."""
         self.voice = voice
         conn = self.runner.conn
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.send(self._session_update(voice))
+                await conn.send(self.session_check.sent(self._session_update(voice)))
 
     async def interrupt(self) -> None:
         await self._execute(self.conversation.interrupt(output_busy=self.engine.player.activity.busy(time.monotonic())))

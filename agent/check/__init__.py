@@ -128,8 +128,15 @@ def format_checklist(results: list[CheckResult], stream: Any = None) -> str:
     return redact("\n".join(lines))
 
 
-def check_command(settings: Settings) -> int:
-    """`voice-agent check`: print the checklist; 0 only if every check passed."""
+def check_command(settings: Settings, live: bool = False, record: str | None = None) -> int:
+    """`voice-agent check [--live [--record FILE]]`: print the checklist (and the live probe's
+    table, `agent.check.live`); 0 only if every check passed and no probed row failed."""
     results = asyncio.run(run_checks(settings))
     print(format_checklist(results, sys.stdout), flush=True)
-    return 0 if all(r.ok for r in results) else 1
+    ok = all(r.ok for r in results)
+    if live:
+        from agent.check.live import live_command
+
+        print(flush=True)
+        ok = live_command(settings, record) and ok
+    return 0 if ok else 1

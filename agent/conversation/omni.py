@@ -130,6 +130,21 @@ class Log:
 
 
 @dataclass(frozen=True)
+class Warn:
+    """Log at WARNING and show it in the status' `last_error`."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class AskSettled:
+    """The `ask` sent as `event_id` is answered: `error` None = accepted, else why it failed."""
+
+    event_id: str
+    error: str | None
+
+
+@dataclass(frozen=True)
 class Fail:
     """The session is unusable (a fatal server error): the driver ends it as a loss."""
 
@@ -137,7 +152,17 @@ class Fail:
 
 
 Action = Union[Begin, Feed, End, Flush, Send, SetState, CountBargeIn, CountTurn, RecordLatency,
-               RecordHeard, SetHeardMs, FinishTurn, PublishTurn, Caption, ClearErrorIf, Log, Fail]
+               RecordHeard, SetHeardMs, FinishTurn, PublishTurn, Caption, ClearErrorIf, Log, Warn,
+               AskSettled, Fail]
+
+
+@dataclass(frozen=True)
+class PendingAsk:
+    """A text turn sent as `conversation.item.create`, not yet confirmed by the server."""
+
+    event_id: str
+    text: str
+    asked_at: float
 
 
 # --- the registry ----------------------------------------------------------------------------
@@ -218,6 +243,7 @@ class OmniConversation:
         self.last_speech_started_at: float | None = None
         self._stale_error: str | None = None  # the error shown when the session (re)connected
         self._barging: str | None = None  # the active response when the flush was asked for
+        self._asks: dict[str, PendingAsk] = {}  # by event_id, oldest first
 
     # --- views -------------------------------------------------------------------------------
 
@@ -248,12 +274,16 @@ class OmniConversation:
         self.registry.reset()
         self.session_started = now
         self._stale_error = last_error
-        return [SetState(AgentState.LISTENING, "connected")]
+        return [*self._settle_all("the session was replaced"), SetState(AgentState.LISTENING, "connected")]
 
     def session_lost(self) -> list[Action]:
-        """The session is gone: an answer still streaming gets no more audio."""
+        """The session is gone: an answer still streaming gets no more audio, a pending ask fails."""
         rid = self.registry.active_response
-        return [End(rid)] if rid else []
+        return [*self._settle_all("the realtime session was lost"), *([End(rid)] if rid else [])]
+
+    def _settle_all(self, why: str) -> list[Action]:
+        asks, self._asks = self._asks, {}
+        return [AskSettled(a.event_id, why) for a in asks.values()]
 
     # --- server events -----------------------------------------------------------------------
 
@@ -294,12 +324,38 @@ class OmniConversation:
             return []
         if isinstance(event, p.ResponseDone):
             return self._response_done(event)
+        if isinstance(event, p.ItemCreated):
+            return self._item_created(event)
         if isinstance(event, p.ErrorEvent):
             text = f"server error {event.code or event.error_type}: {event.message}"
             if event.fatal:
-                return [Fail(text)]
+                return [*self._settle_all(text), Fail(text)]
+            ask = self._refused_ask(event)
+            if ask is not None:
+                why = f"the service refused the text turn: {event.message or event.code}"
+                return [Warn(f"ask {ask.text[:60]!r}: {why} (no response requested)"),
+                        AskSettled(ask.event_id, why)]
             return [Log(f"{text} (tolerated)")]  # e.g. a cancel that raced the natural end
         return []
+
+    def _refused_ask(self, event: p.ErrorEvent) -> PendingAsk | None:
+        """The pending ask this error answers: matched by `event_id`, or, when the server gave
+        none, any request error while an ask waits (only our own events can cause one)."""
+        if event.event_id is not None:
+            return self._asks.pop(event.event_id, None)
+        if self._asks and event.error_type == "invalid_request_error":
+            return self._asks.pop(next(iter(self._asks)))
+        return None
+
+    def _item_created(self, event: p.ItemCreated) -> list[Action]:
+        """The server confirmed a user text item: now (and only now) ask for the answer."""
+        if not self._asks or event.role not in (None, "user") or "input_text" not in event.content_types:
+            return []
+        ask = self._asks.pop(next(iter(self._asks)))
+        turn = self._new_turn()
+        turn.heard = ask.text
+        turn.speech_end_at = ask.asked_at
+        return [Caption("user", ask.text, True), Send(p.response_create()), AskSettled(ask.event_id, None)]
 
     def _response_done(self, event: p.ResponseDone) -> list[Action]:
         rid = event.response_id
@@ -369,13 +425,28 @@ class OmniConversation:
         actions.append(PublishTurn(turn))
         return actions
 
-    def ask(self, text: str, now: float) -> list[Action]:
-        """A user turn given as text: a text item plus `response.create`. An answer still
-        playing is not cut off: the server's next response begins after it (`Begin` ends it)."""
+    def ask(self, text: str, now: float, event_id: str) -> list[Action]:
+        """A user turn given as text: the text item first; `response.create` only once the server
+        confirmed it (`conversation.item.created`). A refused item (`error`) fails the ask instead
+        of being answered with something unrelated (audit R1). An answer still playing is not
+        cut off: the server's next response begins after it (`Begin` ends it)."""
+        self._asks[event_id] = PendingAsk(event_id, text, now)
+        return [Send(p.user_text(text, event_id))]
+
+    def ask_expired(self, event_id: str, after_s: float) -> list[Action]:
+        """Neither a confirmation nor an error within `after_s`. A refusal comes as an `error`
+        (OMNI-SE), so silence is not one: ask for the answer anyway and say so in the log (be
+        liberal in what we accept: a service that stops echoing `conversation.item.created`
+        must not make every `ask` fail). A late confirmation is then ignored."""
+        ask = self._asks.pop(event_id, None)
+        if ask is None:
+            return []
         turn = self._new_turn()
-        turn.heard = text
-        turn.speech_end_at = now
-        return [Caption("user", text, True), Send(p.user_text(text)), Send(p.response_create())]
+        turn.heard = ask.text
+        turn.speech_end_at = ask.asked_at
+        return [Log(f"the service did not confirm the text turn within {after_s:g} s; "
+                    "asking for the answer anyway"),
+                Caption("user", ask.text, True), Send(p.response_create()), AskSettled(event_id, None)]
 
     def _new_turn(self) -> Turn:
         self.current = Turn()

@@ -141,8 +141,7 @@ class SessionSeed:
         self._seeding = False
 
     def _is_seed_error(self, event: p.ErrorEvent) -> bool:
-        err = event.raw.get("error")
-        ref = err.get("event_id") if isinstance(err, dict) else None
+        ref = event.event_id
         if isinstance(ref, str) and ref:
             return ref.startswith(SEED_ID_PREFIX)
         # No event id in the error: while the seed is in flight, an error about an item is ours.

@@ -14,6 +14,8 @@ Grammar (full description and examples in docs/emulator.md)::
 
     latency=50ms  jitter=20ms  stall=3s  drop_after=25  error_event[=N]  task_failed
     http=429  malformed[=N]  binary_frame[=N]  oversized[=BYTES]  half_open[=N]
+    refuse_input_text  misreport=FIELD   (realtime; FIELD: voice | input_audio_format |
+                                          output_audio_format | turn_detection; repeatable)
 
 Durations take a unit (`ms` or `s`). Without a scope a rule applies to every connection kind;
 without a count it applies to every connection for as long as the plan is in force.
@@ -57,7 +59,11 @@ _FAULTS: dict[str, str] = {
     "binary_frame": "opt_int",
     "oversized": "opt_int",
     "half_open": "opt_int",
+    "refuse_input_text": "flag",
+    "misreport": "field",
 }
+# `misreport=FIELD`: `session.updated` shows another value for FIELD than the session runs with.
+MISREPORT_FIELDS = ("voice", "input_audio_format", "output_audio_format", "turn_detection")
 
 _ITEM_RE = re.compile(
     r"^(?P<name>[a-z_]+)"
@@ -75,7 +81,7 @@ class FaultSpecError(ValueError):
 @dataclass
 class FaultRule:
     name: str
-    value: float | int | None
+    value: float | int | str | None
     scopes: tuple[str, ...]
     count: int | None  # remaining connections it applies to; None = unlimited
     text: str  # the item as written, for describe()
@@ -105,16 +111,20 @@ def _parse_item(item: str) -> FaultRule:
     kind = _FAULTS.get(name)
     if kind is None:
         raise FaultSpecError(f"unknown fault {name!r}; known faults: {', '.join(_FAULTS)}")
-    value: float | int | None = None
+    value: float | int | str | None = None
     if kind == "flag":
         if value_text is not None:
             raise FaultSpecError(f"fault {name!r} takes no value (got {value_text!r})")
     elif value_text is None:
         if kind != "opt_int":
-            example = {"dur": "50ms", "int": "25", "status": "429"}[kind]
+            example = {"dur": "50ms", "int": "25", "status": "429", "field": "voice"}[kind]
             raise FaultSpecError(f"fault {name!r} needs a value, e.g. '{name}={example}'")
     elif kind == "dur":
         value = _parse_duration(value_text, item)
+    elif kind == "field":
+        if value_text not in MISREPORT_FIELDS:
+            raise FaultSpecError(f"fault {item!r}: field must be one of {', '.join(MISREPORT_FIELDS)}")
+        value = value_text
     else:
         if not value_text.isdigit():
             raise FaultSpecError(f"fault {item!r}: value {value_text!r} must be an integer")
@@ -171,7 +181,10 @@ class ConnectionFaults:
     - `malformed` / `binary_frame` (after `*_after` messages, default handler's choice): one
       non-JSON text frame / one unexpected binary frame; `oversized`: one text frame of
       `oversized_bytes`;
-    - `http_status`: HTTP routes answer with that status; WS upgrades are refused with it.
+    - `http_status`: HTTP routes answer with that status; WS upgrades are refused with it;
+    - `refuse_input_text`: realtime refuses user `message` items with `input_text` content (the
+      reading of the client-events page that lists no such item type, audit R1);
+    - `misreport`: realtime `session.updated` shows other values for these fields than asked.
     """
 
     kind: str = ""
@@ -191,6 +204,8 @@ class ConnectionFaults:
     oversized_bytes: int = DEFAULT_OVERSIZED_BYTES
     half_open: bool = False
     half_open_after: int = 0  # messages sent before going silent
+    refuse_input_text: bool = False
+    misreport: tuple[str, ...] = ()
     rules: list[str] = field(default_factory=list)
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
 
@@ -246,6 +261,10 @@ class ConnectionFaults:
                 self.oversized_bytes = int(v)
         elif n == "half_open":
             self.half_open, self.half_open_after = True, int(v or 0)
+        elif n == "refuse_input_text":
+            self.refuse_input_text = True
+        elif n == "misreport":
+            self.misreport = (*self.misreport, str(v))
         self.rules.append(rule.text)
 
 

@@ -9,6 +9,7 @@ not place gets the "please say it again" answer instead of an answer to a placeh
 from __future__ import annotations
 
 import asyncio
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,3 +91,33 @@ def transcription_events(item_id: str, text: str, asr: bool) -> list[tuple[str, 
         ("conversation.item.input_audio_transcription.completed", {**common, "transcript": text})
     )
     return events
+
+
+def refuse_input_text(event_item: Any) -> None:
+    """The `refuse_input_text` fault: the reading of the client-events page that lists only
+    `function_call_output` / `mcp_approval_response` items (audit R1)."""
+    content = event_item.get("content") if isinstance(event_item, dict) else None
+    for i, part in enumerate(content if isinstance(content, list) else []):
+        if isinstance(part, dict) and part.get("type") == "input_text":
+            raise SessionError(
+                "Invalid value: 'input_text'. Supported values are: 'function_call_output', "
+                "'mcp_approval_response'.",
+                f"item.content[{i}].type",
+            )
+
+
+def misreported(session: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """The `misreport=FIELD` fault: what `session.updated` shows, other than what is in force."""
+    if not fields:
+        return session
+    shown = copy.deepcopy(session)
+    for name in fields:
+        if name == "voice":
+            shown["voice"] = "Ethan" if session.get("voice") != "Ethan" else "Tina"
+        elif name in ("input_audio_format", "output_audio_format"):
+            shown[name] = "g711_ulaw"
+        elif name == "turn_detection":
+            td = shown.get("turn_detection") or {}
+            td["type"] = "semantic_vad" if td.get("type") != "semantic_vad" else "server_vad"
+            shown["turn_detection"] = td
+    return shown

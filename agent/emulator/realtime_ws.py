@@ -25,7 +25,14 @@ from agent.emulator.context import EmulatorContext
 from agent.emulator.errors import ApiError, error_response
 from agent.emulator.faults import ConnectionFaults
 from agent.emulator.realtime_audio import InputAudio
-from agent.emulator.realtime_items import Turn, text_turn, transcription_events, user_audio_item
+from agent.emulator.realtime_items import (
+    Turn,
+    misreported,
+    refuse_input_text,
+    text_turn,
+    transcription_events,
+    user_audio_item,
+)
 from agent.emulator.realtime_response import ResponsePlan, ResponseStream
 from agent.emulator.realtime_session import (
     SessionError,
@@ -172,7 +179,7 @@ class RealtimeSession:
         td, rate = self.session.get("turn_detection"), input_rate(self.session)
         if td != old.get("turn_detection") or rate != input_rate(old):
             self.audio.configure(td, rate)  # a new VAD only when its settings changed
-        self._send("session.updated", session=self.session)
+        self._send("session.updated", session=misreported(self.session, self.faults.misreport))
 
     async def _append(self, event: dict[str, Any]) -> None:
         data = event.get("audio")
@@ -246,6 +253,8 @@ class RealtimeSession:
             raise SessionError("Append audio before the first image.", "image")
 
     async def _item_create(self, event: dict[str, Any]) -> None:
+        if self.faults.refuse_input_text:
+            refuse_input_text(event.get("item"))
         turn, item = text_turn(event.get("item"))
         if turn is not None:
             self.latest = turn

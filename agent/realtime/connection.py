@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import websockets
@@ -22,14 +23,29 @@ from agent.secrets import redact
 
 log = logging.getLogger("voice-agent.realtime")
 
-# Keepalive: a silent peer (half-open TCP, a hung server) is noticed within about
-# PING_INTERVAL + PING_TIMEOUT seconds instead of never.
-PING_INTERVAL = 5.0
-PING_TIMEOUT = 5.0
-OPEN_TIMEOUT = 10.0
-# A server that accepts the upgrade but never starts the session (a stalled backend) still
-# answers pings, so keepalive cannot see it: the first event must arrive within this long.
-SESSION_START_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How long the realtime socket waits for things; tests inject short ones.
+
+    Keepalive: a silent peer (half-open TCP, a hung server) is noticed within about
+    `ping_interval + ping_timeout` seconds instead of never. 20 s / 20 s is the `websockets`
+    default that the official raw Omni client runs with (the 1.x SDK sends no pings at all);
+    a stricter timeout only adds reconnects on a slow uplink (audit R10).
+    `session_start`: a server that accepts the upgrade but never starts the session (a stalled
+    backend) still answers pings, so keepalive cannot see it: the first event must arrive
+    within this long.
+    """
+
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    open: float = 10.0
+    session_start: float = 10.0
+
+
+# The timings every connection uses unless one is passed; tests replace this one object.
+TIMINGS = Timings()
 
 
 class AuthFailed(Exception):
@@ -45,16 +61,18 @@ def auth_headers(api_key: str, workspace: str | None) -> dict[str, str]:
 
 
 async def open_socket(
-    url: str, api_key: str, workspace: str | None, *, max_size: int = protocol.MAX_MESSAGE_BYTES
+    url: str, api_key: str, workspace: str | None, *, max_size: int = protocol.MAX_MESSAGE_BYTES,
+    timings: Timings | None = None,
 ) -> ClientConnection:
     """Open a DashScope WebSocket; map handshake failures to AuthFailed / ConnectFailed."""
+    t = timings or TIMINGS
     try:
         return await connect(
             url,
             additional_headers=auth_headers(api_key, workspace),
-            open_timeout=OPEN_TIMEOUT,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
+            open_timeout=t.open,
+            ping_interval=t.ping_interval,
+            ping_timeout=t.ping_timeout,
             close_timeout=2.0,
             max_size=max_size,
             compression=None,  # PCM does not compress; deflate only costs CPU on a Pi
@@ -72,13 +90,16 @@ async def open_socket(
 class RealtimeConnection:
     """One realtime session over one socket."""
 
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, timings: Timings | None = None) -> None:
         self.ws = ws
+        self.timings = timings or TIMINGS
         self._started = False  # the server has sent its first event (session.created)
 
     @classmethod
-    async def open(cls, url: str, api_key: str, workspace: str | None) -> RealtimeConnection:
-        return cls(await open_socket(url, api_key, workspace))
+    async def open(cls, url: str, api_key: str, workspace: str | None,
+                   timings: Timings | None = None) -> RealtimeConnection:
+        t = timings or TIMINGS
+        return cls(await open_socket(url, api_key, workspace, timings=t), t)
 
     @property
     def close_code(self) -> int | None:
@@ -107,12 +128,11 @@ class RealtimeConnection:
         """
         try:
             if not self._started:
+                limit = self.timings.session_start
                 try:
-                    first = await asyncio.wait_for(self.ws.recv(), SESSION_START_TIMEOUT)
+                    first = await asyncio.wait_for(self.ws.recv(), limit)
                 except asyncio.TimeoutError:
-                    raise ConnectFailed(
-                        f"no session.created within {SESSION_START_TIMEOUT:g} s of connecting"
-                    ) from None
+                    raise ConnectFailed(f"no session.created within {limit:g} s of connecting") from None
                 self._started = True
                 yield protocol.parse_event(first)
             async for message in self.ws:

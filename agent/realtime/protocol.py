@@ -43,6 +43,11 @@ def _event_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
+def new_event_id() -> str:
+    """An id to put on a client event whose answer (or `error`) must be matched to it."""
+    return _event_id()
+
+
 def encode(event: dict[str, Any]) -> str:
     """Serialize a client event, giving it an `event_id` like the SDK does."""
     if event.get("type") == _APPEND and len(event) == 2:
@@ -78,6 +83,8 @@ def session_update(
             "prefix_padding_ms": td.prefix_padding_ms,
             "silence_duration_ms": td.silence_duration_ms,
         }
+        if settings.idle_timeout_ms is not None:  # unset: the model never speaks unprompted
+            turn_detection["idle_timeout_ms"] = settings.idle_timeout_ms
     session: dict[str, Any] = {
         "modalities": ["text", "audio"] if audio_output else ["text"],
         "instructions": settings.instructions,
@@ -120,12 +127,14 @@ def audio_clear() -> dict[str, Any]:
     return {"type": "input_audio_buffer.clear"}
 
 
-def user_text(text: str) -> dict[str, Any]:
-    """A user turn given as text (`ask`); follow it with `response_create()`."""
-    return {
+def user_text(text: str, event_id: str | None = None) -> dict[str, Any]:
+    """A user turn given as text (`ask`); follow it with `response_create()` once the server
+    confirmed the item (`conversation.item.created`). `event_id` lets an `error` be matched."""
+    event: dict[str, Any] = {
         "type": "conversation.item.create",
         "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
     }
+    return {"event_id": event_id, **event} if event_id else event
 
 
 def response_create(instructions: str | None = None) -> dict[str, Any]:
@@ -157,10 +166,31 @@ class SessionCreated(ServerEvent):
     session_id: str
     voice: str | None
 
+    @property
+    def session(self) -> dict[str, Any]:
+        """The session configuration the server reports (empty if it sent none)."""
+        sess = self.raw.get("session")
+        return sess if isinstance(sess, dict) else {}
+
 
 @dataclass(frozen=True)
 class SessionUpdated(ServerEvent):
     voice: str | None
+
+    @property
+    def session(self) -> dict[str, Any]:
+        sess = self.raw.get("session")
+        return sess if isinstance(sess, dict) else {}
+
+
+@dataclass(frozen=True)
+class ItemCreated(ServerEvent):
+    """`conversation.item.created`: `role` and the content types (`input_text`, `input_audio`)."""
+
+    item_id: str | None
+    item_type: str
+    role: str | None
+    content_types: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -241,6 +271,7 @@ class ErrorEvent(ServerEvent):
     code: str
     message: str
     param: str | None
+    event_id: str | None = None  # `error.event_id`: the client event this error answers
 
     @property
     def fatal(self) -> bool:
@@ -348,9 +379,14 @@ def _typed(raw: dict[str, Any]) -> ServerEvent:
         return SessionUpdated(t, raw, voice)
     if t == "error":
         err = raw.get("error") if isinstance(raw.get("error"), dict) else {}
-        return ErrorEvent(
-            t, raw, _str(err, "type"), _str(err, "code"), _str(err, "message"), _opt_str(err, "param")
-        )
+        return ErrorEvent(t, raw, _str(err, "type"), _str(err, "code"), _str(err, "message"),
+                          _opt_str(err, "param"), _opt_str(err, "event_id"))
+    if t == "conversation.item.created":
+        item = raw.get("item") if isinstance(raw.get("item"), dict) else {}
+        content = item.get("content")
+        kinds = tuple(_str(c, "type") for c in (content if isinstance(content, list) else [])
+                      if isinstance(c, dict))
+        return ItemCreated(t, raw, _opt_str(item, "id"), _str(item, "type"), _opt_str(item, "role"), kinds)
     if t == "session.finished":
         return SessionFinished(t, raw)
     return Unknown(t, raw)

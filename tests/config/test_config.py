@@ -31,6 +31,12 @@ def test_empty_file_means_all_defaults() -> None:
     assert s.mode == "omni"
     assert s.audio.jitter.target_ms == 80
     assert s.omni.turn_detection.silence_duration_ms == 800
+    assert s.omni.idle_timeout_ms is None  # never sent: the model does not speak unprompted
+
+
+@pytest.mark.unit
+def test_idle_timeout_is_accepted_for_qwen35_with_server_vad() -> None:
+    assert parse_settings("omni:\n  idle_timeout_ms: 15000\n").omni.idle_timeout_ms == 15000
 
 
 @pytest.mark.unit
@@ -62,6 +68,9 @@ def test_unknown_top_level_key() -> None:
         ("voice:\n  family: preset\n", "voice.preset"),
         ("dashscope:\n  http_url: ftp://x\n", "dashscope.http_url"),
         ("omni:\n  session_max_minutes: 150\n", "omni.session_max_minutes"),
+        ("omni:\n  idle_timeout_ms: 1000\n", "omni.idle_timeout_ms"),
+        ("omni:\n  idle_timeout_ms: 10000\n  model: qwen3-omni-flash-realtime\n", "omni.idle_timeout_ms"),
+        ("omni:\n  idle_timeout_ms: 10000\n  turn_detection: {type: semantic_vad}\n", "omni.idle_timeout_ms"),
     ],
 )
 def test_invalid_values_name_the_key(text: str, key: str) -> None:

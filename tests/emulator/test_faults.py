@@ -53,11 +53,22 @@ def test_full_example_parses() -> None:
         ("stall=1s*0", "count must be at least 1"),
         ("latency=1s,,stall=1s", "empty item"),
         ("latency=1s@ws@http", "not of the form"),
+        ("misreport=colour", "field must be one of voice"),
+        ("misreport", "needs a value"),
+        ("refuse_input_text=1", "takes no value"),
     ],
 )
 def test_bad_specs_are_rejected_clearly(spec: str, message: str) -> None:
     with pytest.raises(FaultSpecError, match=message):
         parse_spec(spec)
+
+
+@pytest.mark.unit
+def test_fidelity_faults_refuse_text_items_and_misreport_fields() -> None:
+    view = FaultPlan("refuse_input_text@realtime,misreport=voice,misreport=turn_detection").for_connection(
+        "realtime")
+    assert view.refuse_input_text and view.misreport == ("voice", "turn_detection")
+    assert not FaultPlan("refuse_input_text@realtime").for_connection("inference").refuse_input_text
 
 
 @pytest.mark.unit

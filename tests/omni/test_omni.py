@@ -95,8 +95,7 @@ async def test_a_half_open_connection_is_detected_and_replaced(
 ) -> None:
     from agent.realtime import connection
 
-    monkeypatch.setattr(connection, "PING_INTERVAL", 0.5)
-    monkeypatch.setattr(connection, "PING_TIMEOUT", 1.0)
+    monkeypatch.setattr(connection, "TIMINGS", connection.Timings(ping_interval=0.5, ping_timeout=1.0))
     async with daemon([(5.0, QUESTION)], faults="half_open=2@realtime*once"
     ) as run:
         turn = await run.next_turn(timeout=30)

@@ -231,13 +231,88 @@ def test_a_fatal_server_error_ends_the_session_and_a_recoverable_one_is_tolerate
 # --- ask ------------------------------------------------------------------------------------------
 
 
+def item_created(text: str = "Tell me a joke", role: str = "user") -> p.ServerEvent:
+    return ev({"type": "conversation.item.created", "item": {
+        "id": "item_t", "type": "message", "role": role, "status": "completed",
+        "content": [{"type": "input_text", "text": text}]}})
+
+
+def refused(event_id: str | None, error_type: str = "invalid_request_error") -> p.ServerEvent:
+    err = {"type": error_type, "code": "invalid_value", "param": "item.content[0].type",
+           "message": "Invalid value: 'input_text'."}
+    return ev({"type": "error", "error": {**err, **({"event_id": event_id} if event_id else {})}})
+
+
+def test_ask_sends_the_text_item_and_requests_the_answer_only_once_the_server_confirmed_it() -> None:
+    conv = conversation()
+    assert conv.ask("Tell me a joke", 11.0, "ev1") == [c.Send(p.user_text("Tell me a joke", "ev1"))]
+    assert conv.current is None  # no turn before the server took the text
+    assert conv.receive(item_created(), 11.1) == [c.Caption("user", "Tell me a joke", True),
+                                                  c.Send(p.response_create()), c.AskSettled("ev1", None)]
+    asked = conv.current
+    assert asked is not None and (asked.heard, asked.speech_end_at) == ("Tell me a joke", 11.0)
+    assert conv.receive(item_created(), 11.2) == []  # a second confirmation asks for nothing
+
+
+def test_a_refused_ask_fails_with_the_servers_message_and_no_answer_is_requested() -> None:
+    conv = conversation()
+    conv.ask("Tell me a joke", 11.0, "ev1")
+    actions = conv.receive(refused("ev1"), 11.1)
+    why = "the service refused the text turn: Invalid value: 'input_text'."
+    assert actions == [c.Warn(f"ask 'Tell me a joke': {why} (no response requested)"),
+                       c.AskSettled("ev1", why)]
+    assert not of(actions, c.Send) and conv.current is None
+    assert conv.receive(item_created(), 11.2) == []  # nothing pending any more
+
+
+def test_a_request_error_without_event_id_while_an_ask_waits_fails_that_ask() -> None:
+    conv = conversation()
+    conv.ask("Tell me a joke", 11.0, "ev1")
+    assert of(conv.receive(refused(None), 11.1), c.AskSettled) == [
+        c.AskSettled("ev1", "the service refused the text turn: Invalid value: 'input_text'.")]
+
+
+def test_an_error_naming_another_event_leaves_the_ask_waiting() -> None:
+    conv = conversation()
+    conv.ask("Tell me a joke", 11.0, "ev1")
+    assert of(conv.receive(refused("ev_other"), 11.1), c.AskSettled) == []
+    assert of(conv.receive(item_created(), 11.2), c.AskSettled) == [c.AskSettled("ev1", None)]
+
+
+def test_an_unconfirmed_ask_is_answered_anyway_and_a_late_confirmation_asks_for_nothing() -> None:
+    conv = conversation()
+    conv.ask("Tell me a joke", 11.0, "ev1")
+    actions = conv.ask_expired("ev1", 3.0)
+    assert of(actions, c.AskSettled) == [c.AskSettled("ev1", None)]
+    assert [a.event["type"] for a in of(actions, c.Send)] == ["response.create"]
+    assert "did not confirm" in of(actions, c.Log)[0].message
+    assert conv.ask_expired("ev1", 3.0) == []
+    assert conv.receive(item_created(), 14.5) == []
+
+
+def test_a_spoken_users_audio_item_does_not_confirm_a_pending_ask() -> None:
+    conv = conversation()
+    conv.ask("Tell me a joke", 11.0, "ev1")
+    audio_item = ev({"type": "conversation.item.created", "item": {
+        "id": "item_a", "type": "message", "role": "user", "content": [{"type": "input_audio"}]}})
+    assert conv.receive(audio_item, 11.1) == []
+
+
+def test_a_fatal_error_or_a_lost_session_fails_the_pending_ask() -> None:
+    conv = conversation()
+    conv.ask("Tell me a joke", 11.0, "ev1")
+    actions = conv.receive(refused(None, error_type="server_error"), 11.1)
+    assert of(actions, c.AskSettled)[0].event_id == "ev1" and of(actions, c.Fail)
+    conv.ask("Tell me a joke", 12.0, "ev2")
+    assert of(conv.session_lost(), c.AskSettled) == [c.AskSettled("ev2", "the realtime session was lost")]
+
+
 def test_ask_while_an_answer_plays_does_not_cut_it_off_and_the_next_answer_follows() -> None:
     conv = conversation()
     answering(conv)
     first = conv.by_response["r1"]
-    assert conv.ask("Tell me a joke", 11.0) == [c.Caption("user", "Tell me a joke", True),
-                                                c.Send(p.user_text("Tell me a joke")),
-                                                c.Send(p.response_create())]
+    conv.ask("Tell me a joke", 11.0, "ev1")
+    conv.receive(item_created(), 11.05)
     asked = conv.current
     assert asked is not None and asked is not first
     assert (asked.heard, asked.speech_end_at) == ("Tell me a joke", 11.0)
@@ -303,7 +378,10 @@ def test_a_recorded_live_text_and_tool_session_replays_through_parser_and_core()
     """Real frames (tests/omni/recording_text_tools.json): two `ask`s, the second answered
     with two function calls. Tool frames are parsed but not yet used by the core; they must
     not disturb the turns. The recording has no `response.created` for the tool-call and the
-    final responses, so (as live) only the first turn is bound to a response and published."""
+    final responses, so (as live) only the first turn is bound to a response and published.
+    The live server confirmed the first text item (`conversation.item.created`, R1), so the
+    core asks for its answer; the recording leaves out the second item's confirmation (and
+    the client's `response.create` frames), so the second ask stays unconfirmed."""
     frames = json.loads(RECORDING.read_text(encoding="utf-8"))["frames"]
     conv = conversation(log_transcripts=True)
     published: list[Any] = []
@@ -313,12 +391,16 @@ def test_a_recorded_live_text_and_tool_session_replays_through_parser_and_core()
         frame = f["frame"]
         if f["direction"] == "send":
             if frame["type"] == "conversation.item.create" and frame["item"]["type"] == "message":
-                conv.ask(frame["item"]["content"][0]["text"], now)
+                assert conv.ask(frame["item"]["content"][0]["text"], now, frame["event_id"]) == [
+                    c.Send(p.user_text(frame["item"]["content"][0]["text"], frame["event_id"]))]
             continue
         event = p.parse_event(json.dumps(frame, ensure_ascii=False))
         parsed.append(event)
-        for action in conv.receive(event, now):
-            assert not isinstance(action, (c.Fail, c.Flush, c.Feed)), (f["name"], action)
+        actions = conv.receive(event, now)
+        if f["name"] == "05_recv_item.created_user_text":
+            assert actions[1:] == [c.Send(p.response_create()), c.AskSettled("record_002", None)]
+        for action in actions:
+            assert not isinstance(action, (c.Fail, c.Flush, c.Feed, c.Warn)), (f["name"], action)
             if isinstance(action, c.FinishTurn):
                 published += of(conv.output_finished(action.turn, found=False), c.PublishTurn)
 
@@ -335,7 +417,6 @@ def test_a_recorded_live_text_and_tool_session_replays_through_parser_and_core()
     assert first.heard == "记住测试口令：蓝色方块。只回复已记住，不调用工具。"
     assert first.answered == "已记住测试口令：蓝色方块。"
     assert first.response_id == "resp_BPdS3pZw9rS72JXXIsA8P" and not first.interrupted
-    second = conv.current
-    assert second is not None and second.heard.startswith("先复述刚才口令")
-    assert second.response_id is None and not second.interrupted and second.answered == ""
+    assert conv.current is None
+    assert [a.event_id for a in of(conv.session_lost(), c.AskSettled)] == ["record_004"]
     assert not conv.response_in_progress

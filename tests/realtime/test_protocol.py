@@ -50,7 +50,7 @@ def test_a_recorded_turn_parses_into_typed_events_and_ends_idle() -> None:
     kinds = [type(e).__name__ for e in events]
     assert kinds[:6] == ["SessionCreated", "SessionUpdated", "SpeechStarted", "TranscriptionDelta",
                          "SpeechStopped", "Committed"]
-    assert isinstance(events[6], p.Unknown)  # conversation.item.created carries nothing we need
+    assert isinstance(events[6], p.ItemCreated) and events[6].role == "user"  # confirms a user item
     audio = [e for e in events if isinstance(e, p.AudioDelta)]
     assert audio[0].pcm == PCM and audio[0].response_id == "resp_1"
     assert events[3].text == "What's the weather"  # text + stash is the live preview
@@ -150,6 +150,26 @@ def test_manual_turn_detection_sends_null() -> None:
     assert p.session_update(s, None)["session"]["turn_detection"] is None
 
 
+def test_idle_timeout_is_sent_only_when_configured() -> None:
+    assert "idle_timeout_ms" not in p.session_update(OmniSettings(), None)["session"]["turn_detection"]
+    s = OmniSettings(idle_timeout_ms=12000)
+    assert p.session_update(s, None)["session"]["turn_detection"]["idle_timeout_ms"] == 12000
+
+
+def test_an_error_names_the_client_event_it_answers_and_item_created_its_content() -> None:
+    err = p.parse_event(json.dumps({"type": "error", "error": {
+        "type": "invalid_request_error", "code": "invalid_value", "message": "no", "param": "item",
+        "event_id": "ev_7"}}))
+    assert isinstance(err, p.ErrorEvent) and err.event_id == "ev_7" and not err.fatal
+    item = p.parse_event(json.dumps({"type": "conversation.item.created", "item": {
+        "id": "item_1", "type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "hi"}]}}))
+    assert isinstance(item, p.ItemCreated)
+    assert (item.item_id, item.item_type, item.role, item.content_types) == (
+        "item_1", "message", "user", ("input_text",))
+    assert p.user_text("hi", "ev_8")["event_id"] == "ev_8"
+
+
 def test_client_events_are_the_documented_shapes() -> None:
     assert p.audio_append(PCM) == {"type": "input_audio_buffer.append", "audio": B64}
     assert p.user_text("hi")["item"]["content"] == [{"type": "input_text", "text": "hi"}]
@@ -188,3 +208,11 @@ def test_response_done_carries_the_text_of_its_assistant_messages() -> None:
     assert isinstance(done, p.ResponseDone) and done.text == "Blue square."
     bare = p.parse_event('{"type": "response.done", "response": {"id": "r", "output": "junk"}}')
     assert isinstance(bare, p.ResponseDone) and bare.text == "" and bare.status == "completed"
+
+
+def test_keepalive_is_the_sdk_and_raw_client_practice_20_s_and_tests_inject_their_own() -> None:
+    from agent.realtime import connection
+
+    assert (connection.TIMINGS.ping_interval, connection.TIMINGS.ping_timeout) == (20.0, 20.0)
+    short = connection.Timings(ping_interval=0.5, ping_timeout=1.0)
+    assert connection.RealtimeConnection(None, short).timings is short  # type: ignore[arg-type]

@@ -179,9 +179,8 @@ CASES = [
 @pytest.fixture(autouse=True)
 def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Detection and auth backoffs an operator could set; everything else as shipped."""
-    monkeypatch.setattr(connection, "PING_INTERVAL", 0.5)
-    monkeypatch.setattr(connection, "PING_TIMEOUT", 1.0)
-    monkeypatch.setattr(connection, "SESSION_START_TIMEOUT", 1.5)
+    monkeypatch.setattr(connection, "TIMINGS",
+                        connection.Timings(ping_interval=0.5, ping_timeout=1.0, session_start=1.5))
     monkeypatch.setattr(session, "AUTH_BACKOFF_S", (1.0, 1.0))
     monkeypatch.setattr(daemon, "AUTH_RETRY", (1.0, 1.0))
     monkeypatch.setattr(pipeline, "LLM_AUTH_BACKOFF_S", (1.0, 1.0))
