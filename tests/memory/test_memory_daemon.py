@@ -181,3 +181,26 @@ async def test_pipeline_history_is_seeded_after_a_restart_and_forget_clears_it(
         assert (await control(tmp_path, "status"))["status"]["memory_turns"] == 0
         assert not (tmp_path / "state" / FILENAME).exists()
         await run.stop()
+
+
+async def test_omni_memory_goes_into_the_instructions_when_text_items_are_refused(
+    tmp_path: Path,
+) -> None:
+    """The strict reading of the client-events page (only tool outputs as items): the emulator's
+    `refuse_input_text` fault refuses the seed's user items too; the turns still arrive, in the
+    instructions, and the refusals never show as the daemon's error."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / FILENAME).write_text(json.dumps(
+        {"version": 1, "turns": [{"user": "my name is Ada", "assistant": "Hello Ada."}]}))
+    frames = Frames()
+    async with rig(tmp_path, omni(tmp_path), faults="refuse_input_text@realtime",
+                   emulator_options={"on_sent": frames.on_sent}) as r:
+        await r.until(lambda: r.daemon.status.connected, 10, "the session")
+        await r.until(lambda: seeded(frames, 1, "my name is Ada")[1], 10, "the instructions")
+        await asyncio.sleep(0.5)
+        status = r.status
+        assert await r.stop() == 0
+    assert seeded(frames, 1, "my name is Ada")[0] is False  # no item was accepted
+    assert frames.of(1, "error"), "the emulator refused the items"
+    assert status["last_error"] is None and status["memory_turns"] == 1
