@@ -101,6 +101,7 @@ class SessionSeed:
         self.base = base_instructions
         self.items_refused = False
         self._seeding = False  # seed items sent, the session's first response not yet seen
+        self._unanswered = 0  # seed items the server has neither acknowledged nor refused yet
         self._seeded_at = 0.0
 
     def instructions(self, turns: Sequence[MemoryTurn]) -> str:
@@ -109,11 +110,12 @@ class SessionSeed:
 
     def opening(self, turns: Sequence[MemoryTurn], now: float = 0.0) -> list[dict[str, Any]]:
         """Events to send right after the session's configuration (`now`: monotonic seconds)."""
-        self._seeding, self._seeded_at = False, now
+        self._seeding, self._seeded_at, self._unanswered = False, now, 0
         if self.items_refused or not turns:
             return []
         events = seed_items(turns)
         self._seeding = bool(events)
+        self._unanswered = len(events)
         return events
 
     def on_event(
@@ -123,8 +125,14 @@ class SessionSeed:
         if isinstance(event, p.ResponseCreated):
             self._seeding = False
             return False, []
+        if isinstance(event, p.ItemCreated) and self._unanswered:
+            # The server answers items in order and the seed went first: this ack is the seed's,
+            # not the confirmation an `ask` sent later is waiting for.
+            self._unanswered -= 1
+            return True, []
         if not isinstance(event, p.ErrorEvent) or not self._is_seed_error(event):
             return False, []
+        self._unanswered = max(0, self._unanswered - 1)
         if self.items_refused:
             return True, []  # the rest of this session's items: already falling back
         self.items_refused = True
@@ -144,5 +152,5 @@ class SessionSeed:
         ref = event.event_id
         if isinstance(ref, str) and ref:
             return ref.startswith(SEED_ID_PREFIX)
-        # No event id in the error: while the seed is in flight, an error about an item is ours.
-        return self._seeding and "item" in f"{event.param or ''} {event.message}".lower()
+        # No event id in the error: while seed items are unanswered, an error about an item is ours.
+        return bool(self._unanswered) and "item" in f"{event.param or ''} {event.message}".lower()

@@ -22,11 +22,12 @@ import pytest
 from agent.config import Settings
 from agent.conversation.seed import SUMMARY_HEADER
 from agent.daemon import DaemonControl
+from agent.emulator.answers import answer_for
 from agent.emulator.observe import SentFrame
 from agent.memory import FILENAME
 from tests.support.daemon import RunDaemon
 from tests.support.emulator import REALTIME
-from tests.support.rig import JOKE, rig, settings_for
+from tests.support.rig import BYE, JOKE, rig, settings_for
 
 
 class Frames:
@@ -101,9 +102,16 @@ async def test_omni_memory_survives_a_restart_and_forget_clears_it(
     assert json.loads(path.read_text())["turns"][0]["user"] == JOKE
 
     frames = Frames()
-    async with rig(tmp_path, omni(tmp_path), emulator_options={"on_sent": frames.on_sent}) as r:
+    # Server frames are late, so the question below is sent before the seed is acknowledged.
+    async with rig(tmp_path, omni(tmp_path), faults="latency=300ms@realtime",
+                   emulator_options={"on_sent": frames.on_sent}) as r:
         assert r.daemon.status.memory_turns == 1  # loaded before the first session
         await r.until(lambda: r.daemon.status.connected, 10, "the session after the restart")
+        # Asked at once, while the seed's items are still being acknowledged: the answer is to
+        # this question, not to the remembered one.
+        await r.answer(BYE)
+        turn = await asyncio.wait_for(r.turns.get(), 20)
+        assert turn.heard == BYE and turn.answered == answer_for(BYE)
         await r.until(lambda: seeded(frames, 1, JOKE)[0], 10, "the remembered turn sent as an item")
         await r.until(lambda: seeded(frames, 1, JOKE)[1], 10, "the refused items summarised")
         sessions = len(r.requests(REALTIME))
@@ -113,9 +121,11 @@ async def test_omni_memory_survives_a_restart_and_forget_clears_it(
         # The service keeps the session's context, so the daemon starts a fresh session (when
         # quiet) that carries nothing.
         await r.until(lambda: len(r.requests(REALTIME)) > sessions, 15, "a fresh session")
-        await r.until(lambda: r.daemon.status.connected, 10, "the fresh session serving")
-        fresh = frames.peers()[-1]
-        assert fresh > 1 and seeded(frames, fresh, JOKE) == (False, False)
+        await r.until(lambda: len(frames.peers()) > 1 and frames.of(frames.peers()[-1],
+                                                                    "session.updated"),
+                      10, "the fresh session configured")
+        await asyncio.sleep(1.0)  # what a seed would have sent has arrived by now
+        assert seeded(frames, frames.peers()[-1], JOKE) == (False, False)
         assert await r.stop() == 0
     assert not path.exists()
     assert "carrying them in the instructions instead" in caplog.text

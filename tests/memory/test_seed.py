@@ -69,11 +69,25 @@ def test_items_first_then_the_instructions_once_the_service_refuses_an_item() ->
     assert "Ada" in seed.instructions(TURNS)
 
 
-def test_an_error_without_an_event_id_counts_only_while_the_seed_is_in_flight() -> None:
+def item_created(role: str, kind: str) -> p.ServerEvent:
+    return p.parse_event(json.dumps({"type": "conversation.item.created", "item": {
+        "id": "item_1", "type": "message", "role": role, "content": [{"type": kind, "text": "x"}]}}))
+
+
+def test_the_seed_consumes_its_own_acknowledgements_not_those_of_a_later_ask() -> None:
     seed = SessionSeed("Be brief.")
-    seed.opening(TURNS)
-    created = p.parse_event('{"type": "response.created", "response": {"id": "resp_1"}}')
-    assert seed.on_event(created, TURNS) == (False, [])  # the session has moved on
+    opening = seed.opening(TURNS)
+    for _ in opening:  # all four accepted
+        assert seed.on_event(item_created("user", "input_text"), TURNS) == (True, [])
+    # The next acknowledgement answers an `ask`: the conversation core must see it.
+    assert seed.on_event(item_created("user", "input_text"), TURNS) == (False, [])
+    assert not seed.items_refused
+
+
+def test_an_error_without_an_event_id_counts_only_while_seed_items_are_unanswered() -> None:
+    seed = SessionSeed("Be brief.")
+    for _ in seed.opening(TURNS):
+        seed.on_event(item_created("user", "input_text"), TURNS)
     assert seed.on_event(error_for(None), TURNS) == (False, [])
     seed2 = SessionSeed("Be brief.")
     seed2.opening(TURNS)
