@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("interrupt", "barge in from software (stop the answer being spoken)"),
         ("mute", "stop sending microphone audio"),
         ("unmute", "resume sending microphone audio"),
+        ("forget", "clear the conversation memory, in memory and on disk"),
     ):
         _add_socket(sub.add_parser(name, help=helptext, description=helptext))
     for name, helptext in (
@@ -222,6 +223,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "interrupt": cmd_control,
     "mute": cmd_control,
     "unmute": cmd_control,
+    "forget": cmd_control,
     "events": cmd_events,
     "volume": cmd_volume,
 }

@@ -23,6 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+MAX_MEMORY_TURNS = 200  # memory.turns: a bounded file and a bounded prompt
 EX_CONFIG = 78  # sysexits.h EX_CONFIG; systemd's RestartPreventExitStatus=78 stops restart loops
 
 
@@ -124,6 +125,12 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class MemorySettings:
+    turns: int = 20  # transcript turns kept and carried into new sessions (0 = off)
+    persist: bool = True  # keep them in state_dir across restarts
+
+
+@dataclass(frozen=True)
 class Settings:
     mode: Literal["omni", "pipeline"] = "omni"
     dashscope: DashScopeSettings = field(default_factory=DashScopeSettings)
@@ -135,6 +142,7 @@ class Settings:
     control: ControlSettings = field(default_factory=ControlSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
     # Where the settings came from, for messages; not a config key (set at construction).
     source: str = field(default="<defaults>", repr=False, compare=False, metadata={"internal": True})
 
@@ -354,6 +362,8 @@ def validate(s: Settings) -> None:
         raise bad("omni.session_max_minutes", f"must be between 1 and 119 (the server closes at 120), got {s.omni.session_max_minutes}")
     if not 0 <= s.pipeline.history_turns <= 100:
         raise bad("pipeline.history_turns", f"must be between 0 and 100, got {s.pipeline.history_turns}")
+    if not 0 <= s.memory.turns <= MAX_MEMORY_TURNS:
+        raise bad("memory.turns", f"must be between 0 and {MAX_MEMORY_TURNS}, got {s.memory.turns}")
     if not s.voice.name or not re.fullmatch(r"[A-Za-z0-9_]{1,16}", s.voice.name):
         raise bad("voice.name", f"use 1-16 letters, digits or underscores, got {s.voice.name!r}")
     v = s.voice

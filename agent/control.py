@@ -483,5 +483,7 @@ class ControlServer:
             h.mute()
         elif cmd == "unmute":
             h.unmute()
+        elif cmd == "forget":
+            await h.forget()  # type: ignore[attr-defined]
         log.info("control: %s", cmd)  # status polls are not logged: integrators poll often
         return _reply(True)

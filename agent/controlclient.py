@@ -31,6 +31,7 @@ _CONFIRM = {
     "interrupt": "interrupted",
     "mute": "microphone muted",
     "unmute": "microphone unmuted",
+    "forget": "memory cleared",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from agent.secrets import redact
 
-COMMANDS = ("status", "say", "ask", "interrupt", "mute", "unmute", "volume", "subscribe")
+COMMANDS = ("status", "say", "ask", "interrupt", "mute", "unmute", "volume", "subscribe", "forget")
 TEXT_COMMANDS = ("say", "ask")
 MAX_LINE = 64 * 1024  # bytes per request line
 MAX_TEXT = 4096  # UTF-8 bytes of say/ask text: a spoken answer, not a book

@@ -24,6 +24,7 @@ from agent.control import ControlServer, resolve_socket_path
 from agent.echo import aec_problem
 from agent.events import EventBus
 from agent.integration import Integration
+from agent.memory import Memory
 from agent.metrics import require_prometheus
 from agent.modes import Mode, Turn
 from agent.secrets import redact
@@ -79,6 +80,9 @@ def preflight(settings: Settings) -> None:
             require_prometheus()
         except ImportError as e:
             raise ConfigError(f"{settings.source}: {e}") from None
+    mcp_problem = _mcp_problem(settings)
+    if mcp_problem is not None:
+        raise ConfigError(f"{settings.source}: {mcp_problem}")
     if settings.audio.echo == "aec":
         why = aec_problem()  # the canceller is an optional extra: say how to get it
         if why is not None:
@@ -88,20 +92,30 @@ def preflight(settings: Settings) -> None:
             )
 
 
+def _mcp_problem(settings: Settings) -> str | None:
+    """`tools.mcp` servers configured but the optional `mcp` package missing (exit 78)."""
+    tools = getattr(settings, "tools", None)
+    if not getattr(tools, "mcp", None):
+        return None
+    from agent.tools.mcp_config import mcp_missing
+
+    return mcp_missing()
+
+
 def make_mode(
     settings: Settings, account: DashScopeAccount, engine: AudioEngine, status: Status,
-    voice: str | None, timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
+    voice: str | None, memory: Memory | None = None, timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
 ) -> Mode:
     """The mode `settings.mode` names; both offer the same `Mode` surface."""
     t = timings
     if settings.mode == "pipeline":
         from agent.pipeline import PipelineMode
 
-        return PipelineMode(settings, account, engine, status, voice, **_given(
+        return PipelineMode(settings, account, engine, status, voice, memory=memory, **_given(
             timings=t.pipeline, tts=t.tts, realtime=t.realtime, session=t.session))
     from agent.omni import OmniMode
 
-    return OmniMode(settings, account, engine, status, voice,
+    return OmniMode(settings, account, engine, status, voice, memory=memory,
                     **_given(realtime=t.realtime, session=t.session))
 
 
@@ -131,6 +145,7 @@ class Daemon:
         self.status.on_change = self._on_status_change
         self.integration: Integration | None = None  # events, volume, metrics: once the state dir is open
         self.mode: Mode | None = None
+        self.memory: Memory | None = None  # conversation memory (SPEC §11), once the state dir is open
         self.voice: VoiceResult | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -150,6 +165,7 @@ class Daemon:
         state_dir = open_state_dir(self.settings)
         listen = self.settings.metrics.listen
         self.integration = Integration(self.status, state_dir, parse_listen(listen) if listen else None)
+        self.memory = self._open_memory(state_dir)
         control: ControlServer | None = None
         watchdog: Watchdog | None = None
         try:
@@ -182,6 +198,15 @@ class Daemon:
         finally:
             await self._shutdown(control, watchdog)
 
+    def _open_memory(self, state_dir: Path) -> Memory:
+        """The remembered turns (loaded from state_dir), fed by the event stream."""
+        assert self.integration is not None
+        memory = Memory.from_settings(self.settings, state_dir)
+        memory.on_change = lambda n: setattr(self.status, "memory_turns", n)
+        memory.load()
+        self.integration.events.listen(memory.observe)
+        return memory
+
     def _on_audio_fatal(self, message: str) -> None:
         """PortAudio is wedged (a driver thread that never returns): only a new process helps.
 
@@ -204,6 +229,8 @@ class Daemon:
             for t in self._tasks:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.memory is not None:
+                await self.memory.flush()  # the last turn is on disk before we exit
             if control is not None:
                 await control.close()
             if self.integration is not None:
@@ -225,7 +252,7 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self._reverify(state_dir), name="voice-reverify"))
         assert self.engine is not None and self.account is not None
         self.mode = make_mode(
-            self.settings, self.account, self.engine, self.status, voice, self.timings
+            self.settings, self.account, self.engine, self.status, voice, self.memory, self.timings
         )
         if self.turn_listener is not None:
             self.mode.turn_listeners.append(self.turn_listener)
@@ -330,6 +357,12 @@ class DaemonControl:
     async def interrupt(self) -> None:
         if self.daemon.mode is not None:
             await self.daemon.mode.interrupt()
+
+    async def forget(self) -> None:
+        """Clear the conversation memory, in memory and on disk (SPEC §6)."""
+        if self.daemon.memory is None:
+            raise RuntimeError("starting: the memory is not open yet")
+        await self.daemon.memory.forget()
 
     def mute(self) -> None:
         self._set_muted(True)

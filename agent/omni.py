@@ -25,6 +25,8 @@ from agent.audio.engine import AudioEngine
 from agent.config import Settings
 from agent.conversation import actions as a
 from agent.conversation import omni as c
+from agent.conversation.seed import SessionSeed
+from agent.memory import Memory
 from agent.modes import Announcement, Turn, publish_turn
 from agent.realtime import protocol as p
 from agent.realtime.connection import (
@@ -72,6 +74,7 @@ class OmniMode:
         *,
         realtime: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
+        memory: Memory | None = None,
     ) -> None:
         """`realtime` and `session`: shorter timings in tests, else the defaults."""
         self.settings = settings
@@ -88,6 +91,11 @@ class OmniMode:
                                        self._quiet_for_announcement)
         self.runner = SessionRunner(self, status, log, timings=session)
         self.session_check = SessionCheck("realtime session")
+        self.memory = memory  # remembered turns, carried into every new session
+        self.seed = SessionSeed(settings.omni.instructions)
+        self._forgotten = False  # `forget`: start a session without the old context when quiet
+        if memory is not None:
+            memory.on_forget.append(self._on_forget)
         self._timers: set[asyncio.Task[None]] = set()
         self._asks: dict[str, asyncio.Future[str | None]] = {}
 
@@ -113,7 +121,17 @@ class OmniMode:
         return await RealtimeConnection.open(url, self.account, self.realtime_timings)
 
     def configure_event(self) -> dict[str, Any]:
-        return self.session_check.start(p.session_update(self.settings.omni, self.voice))
+        return self.session_check.start(self._session_update(self.voice))
+
+    def _session_update(self, voice: str | None) -> dict[str, Any]:
+        event = p.session_update(self.settings.omni, voice)
+        if self.memory is not None:  # the remembered turns, once the service refused them as items
+            event["session"]["instructions"] = self.seed.instructions(self.memory.turns)
+        return event
+
+    def seed_events(self) -> list[dict[str, Any]]:
+        """Sent right after `configure_event`: the remembered turns (agent.conversation.seed)."""
+        return self.seed.opening(self.memory.turns, time.monotonic()) if self.memory is not None else []
 
     def opened(self, conn: SessionConnection) -> None:
         self._apply_all(self.conversation.session_opened(time.monotonic(), self.status.last_error))
@@ -121,6 +139,15 @@ class OmniMode:
         self.uplink.attach(conn)
 
     async def on_event(self, event: p.ServerEvent) -> None:
+        if self.memory is not None:
+            handled, sends = self.seed.on_event(event, self.memory.turns)
+            if sends:
+                log.info("the service refused remembered turns as items; "
+                         "carrying them in the instructions instead")
+                await self._execute([c.Send(self.session_check.sent(e), best_effort=True)
+                                     for e in sends])
+            if handled:
+                return  # an answer to the seed's items: handled there
         consumed, reports = self.session_check.receive(event)
         self._report(reports)
         if consumed:
@@ -135,20 +162,29 @@ class OmniMode:
             if r.surface:
                 self.status.error(r.message)
 
+    def _on_forget(self) -> None:
+        self._forgotten = True
+
     def rotation_due(self, now: float) -> bool:
         activity = self.engine.player.activity  # the one "audible / quiet" signal
         quiet_since = activity.quiet_since(now)
         if quiet_since is None:  # speaking now, or never spoke
             quiet_since = now if activity.speaking(now) else float("-inf")
-        return self.conversation.rotation_due(
-            now, max_age_s=self.settings.omni.session_max_minutes * 60.0,  # read live: tests shorten it
+        # After `forget` at once (when quiet): the service keeps a session's context, a new one forgets.
+        max_age_s = 0.0 if self._forgotten else self.settings.omni.session_max_minutes * 60.0
+        due = self.conversation.rotation_due(
+            now, max_age_s=max_age_s,  # read live: tests shorten it
             output_busy=activity.busy(now), output_quiet_since=quiet_since)
+        if due:
+            self._forgotten = False
+        return due
 
     def closed(self) -> None:
         self.uplink.detach()
 
     def disconnected(self) -> None:
         self.uplink.detach()
+        self.seed.session_ended(time.monotonic())
         self._apply_all(self.conversation.session_lost())
 
     # --- executing the core's actions ---------------------------------------------------------
@@ -277,7 +313,7 @@ class OmniMode:
         conn = self.runner.conn
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.send(self.session_check.sent(p.session_update(self.settings.omni, voice)))
+                await conn.send(self.session_check.sent(self._session_update(voice)))
 
     async def interrupt(self) -> None:
         await self._execute(self.conversation.interrupt(output_busy=self.engine.player.activity.busy(time.monotonic())))

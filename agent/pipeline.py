@@ -53,6 +53,7 @@ from agent.conversation.pipeline import (
     TurnDone,
 )
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
+from agent.memory import Memory
 from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.realtime.connection import DEFAULT_REALTIME_TIMINGS, RealtimeTimings
@@ -94,6 +95,7 @@ class PipelineMode:
         tts: TtsTimings = DEFAULT_TTS_TIMINGS,
         realtime: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
+        memory: Memory | None = None,
     ) -> None:
         """`timings`, `tts`, `realtime` and `session`: shorter ones in tests, else the defaults."""
         self.settings = settings
@@ -110,6 +112,10 @@ class PipelineMode:
         self.core = PipelineConversation(pl.system_prompt, pl.history_turns,
                                          idle_state=self.idle_state)
         self.conv = self.core.history
+        if memory is not None:  # what was said before a restart, and `forget` clears it too
+            for t in memory.turns:
+                self.conv.add(t.user, t.assistant)
+            memory.on_forget.append(self.conv.clear)
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
         self._turns: dict[str, Turn] = {}  # by response id, until done

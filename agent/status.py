@@ -79,6 +79,7 @@ class Status:
     # `Integration.events.publish`; modes publish transcripts and turns through it too.
     publish: Callable[..., None] = _discard
     volume: int = 100  # the output volume 0–100 (SPEC §6), kept current by the integration
+    memory_turns: int = 0  # remembered turns (SPEC §11), kept current by agent.memory
 
     def set_state(self, state: AgentState, why: str | None = None) -> None:
         changed = state is not self.state
@@ -143,4 +144,5 @@ class Status:
             "latency_ms": self.latency.as_dict(),
             "heard_ms_last_interrupted": self.heard_ms_last_interrupted,
             "volume": self.volume,
+            "memory_turns": self.memory_turns,
         }

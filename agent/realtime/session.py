@@ -94,6 +94,9 @@ class SessionStrategy(Protocol):
 
     def configure_event(self) -> dict[str, Any]: ...
 
+    # Optional: `seed_events() -> list[dict]`, sent right after `configure_event` (omni mode's
+    # remembered turns); a strategy without it sends nothing more.
+
     def opened(self, conn: SessionConnection) -> None:
         """The session is configured: update the status, log, attach the uplink."""
 
@@ -220,6 +223,8 @@ class SessionRunner:
         rotated = False
         try:
             await conn.send(s.configure_event())
+            for event in getattr(s, "seed_events", list)():  # optional hook: context to restore
+                await conn.send(event)
             self.conn = conn
             self.loop.connected()
             self.status.connected = True

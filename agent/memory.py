@@ -1,0 +1,264 @@
+"""Conversation memory (SPEC §11): the last `memory.turns` exchanges, kept across sessions.
+
+Why: the service forgets everything when a realtime session ends (rotation before its cap, a
+reconnect) and the daemon forgets when it restarts, so the assistant would lose what was just
+said. Memory keeps a short transcript (what the user said, what the assistant answered, which
+tools ran) that the modes carry into every new session (`agent.conversation.seed` for omni, the
+LLM history for pipeline).
+
+It is fed by the daemon's event stream (`EventBus.listen`): the `transcript`, `tool` and `turn`
+events that both modes already publish, so neither mode records anything itself. With
+`memory.persist` the turns are kept in `<state_dir>/memory.json` (0600, written atomically in a
+worker thread, bounded in size); a file that cannot be read is renamed aside with a WARNING and
+memory starts empty. `forget` clears both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.voices.cache import atomic_write
+
+log = logging.getLogger("voice-agent.memory")
+
+FILENAME = "memory.json"
+VERSION = 1
+MAX_TEXT = 600  # characters kept of one user or assistant text
+MAX_TOOLS = 4  # tool notes kept per turn
+MAX_NOTE = 120  # characters of one tool note
+MAX_FILE_BYTES = 4 << 20  # a larger file is not ours (200 turns of 4-byte characters: < 1.5 MB)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class MemoryTurn:
+    """One remembered exchange; `tools` are short notes like `light_set {"on": true}: ok`."""
+
+    user: str
+    assistant: str
+    tools: tuple[str, ...] = ()
+    interrupted: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"user": self.user, "assistant": self.assistant}
+        if self.tools:
+            doc["tools"] = list(self.tools)
+        if self.interrupted:
+            doc["interrupted"] = True
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Any) -> MemoryTurn:
+        if not isinstance(doc, dict):
+            raise ValueError("a turn is not an object")
+        user, assistant, tools = doc.get("user", ""), doc.get("assistant", ""), doc.get("tools", [])
+        if not isinstance(user, str) or not isinstance(assistant, str) or not isinstance(tools, list):
+            raise ValueError("a turn has fields of the wrong type")
+        return cls(_clip(user, MAX_TEXT), _clip(assistant, MAX_TEXT),
+                   tuple(_clip(str(t), MAX_NOTE) for t in tools[:MAX_TOOLS]),
+                   bool(doc.get("interrupted", False)))
+
+
+class TurnRecorder:
+    """Pure: folds SPEC §12 events into finished `MemoryTurn`s.
+
+    A turn opens with the user's final transcript (or the assistant's, for a turn whose user
+    text never arrived), collects tool notes, and closes on the `turn` event.
+    """
+
+    def __init__(self) -> None:
+        self._user: list[str] = []
+        self._assistant = ""
+        self._tools: list[str] = []
+
+    def observe(self, event: str, fields: dict[str, Any]) -> MemoryTurn | None:
+        if event == "transcript" and fields.get("final"):
+            text = str(fields.get("text") or "").strip()
+            if not text:
+                return None
+            if fields.get("role") == "user":
+                if self._assistant:  # a new user turn while the last one never closed
+                    self._reset()
+                self._user.append(text)
+            elif fields.get("role") == "assistant":
+                self._assistant = text
+        elif event == "tool" and len(self._tools) < MAX_TOOLS:
+            args = fields.get("arguments")
+            args_text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+            outcome = "ok" if fields.get("ok") else "failed"
+            self._tools.append(_clip(f"{fields.get('name')} {args_text}: {outcome}", MAX_NOTE))
+        elif event == "turn":
+            turn = None
+            if self._user or self._assistant:
+                turn = MemoryTurn(_clip(" ".join(self._user), MAX_TEXT),
+                                  _clip(self._assistant, MAX_TEXT), tuple(self._tools),
+                                  bool(fields.get("interrupted")))
+            self._reset()
+            return turn
+        return None
+
+    def _reset(self) -> None:
+        self._user, self._assistant, self._tools = [], "", []
+
+
+class Memory:
+    """The remembered turns (bounded), their file, and the recorder that feeds them."""
+
+    def __init__(self, turns: int, path: Path | None = None) -> None:
+        """`path` is the memory file (None: not persisted)."""
+        self.limit = max(0, turns)
+        self.path = path
+        self._turns: deque[MemoryTurn] = deque(maxlen=self.limit or None)
+        self._recorder = TurnRecorder()
+        self._dirty = False
+        self._writer: asyncio.Task[None] | None = None
+        # Called with the number of turns after every change (the status' `memory_turns`).
+        self.on_change: Callable[[int], None] | None = None
+        # Called after `forget` (the pipeline clears its LLM history).
+        self.on_forget: list[Callable[[], None]] = []
+
+    @classmethod
+    def from_settings(cls, settings: Any, state_dir: Path | None) -> Memory:
+        m = settings.memory
+        path = state_dir / FILENAME if (m.persist and state_dir is not None and m.turns) else None
+        return cls(m.turns, path)
+
+    @property
+    def enabled(self) -> bool:
+        return self.limit > 0
+
+    @property
+    def turns(self) -> tuple[MemoryTurn, ...]:
+        return tuple(self._turns)
+
+    def __len__(self) -> int:
+        return len(self._turns)
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def observe(self, event: str, fields: dict[str, Any]) -> None:
+        """`EventBus.listen` callback: quick, never raises into the publisher."""
+        if not self.enabled:
+            return
+        turn = self._recorder.observe(event, fields)
+        if turn is not None:
+            self.add(turn)
+
+    def add(self, turn: MemoryTurn) -> None:
+        if not self.enabled:
+            return
+        self._turns.append(turn)
+        self._changed()
+
+    async def forget(self) -> None:
+        """Clear the turns, in memory and on disk (SPEC §6 `forget`); returns once the file is gone."""
+        self._turns.clear()
+        self._recorder = TurnRecorder()
+        for hook in self.on_forget:
+            hook()
+        self._changed()
+        await self.flush()
+        log.info("memory cleared")
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(len(self._turns))
+        if self.path is None:
+            return
+        self._dirty = True
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): write now
+            self._write_now()
+            return
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_while_dirty(), name="memory writer")
+
+    # --- the file -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Read the file if there is one; a bad file is renamed aside (WARNING), never fatal."""
+        if self.path is None:
+            return
+        try:
+            if self.path.stat().st_size > MAX_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(doc, dict) or not isinstance(doc.get("turns"), list):
+                raise ValueError("not a memory file (no 'turns' list)")
+            turns = [MemoryTurn.from_json(t) for t in doc["turns"]]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            self._set_aside(str(e))
+            return
+        self._turns.extend(turns[-self.limit:])
+        if self.on_change is not None:
+            self.on_change(len(self._turns))
+        log.info("memory: %d turn(s) from %s", len(self._turns), self.path)
+
+    def _set_aside(self, why: str) -> None:
+        assert self.path is not None
+        stem = f"{FILENAME}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+        target, n = self.path.with_name(stem), 1
+        while target.exists():
+            target, n = self.path.with_name(f"{stem}-{n}"), n + 1
+        try:
+            os.replace(self.path, target)
+        except OSError as e:
+            log.warning("memory file %s is unreadable (%s) and cannot be moved aside (%s); "
+                        "starting with no memory, it will be overwritten", self.path, why, e)
+            return
+        log.warning("memory file %s is unreadable (%s); moved aside to %s, starting with no "
+                    "memory", self.path, why, target.name)
+
+    async def flush(self) -> None:
+        """Wait until the file holds the current turns."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def _write_while_dirty(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            data = self._encode()
+            try:
+                await asyncio.to_thread(self._write, data)
+            except OSError as e:
+                log.warning("memory: cannot write %s: %s", self.path, e)
+                return
+
+    def _write_now(self) -> None:
+        self._dirty = False
+        try:
+            self._write(self._encode())
+        except OSError as e:
+            log.warning("memory: cannot write %s: %s", self.path, e)
+
+    def _encode(self) -> bytes | None:
+        """The file's bytes, or None when there is nothing to remember (no file at all)."""
+        if not self._turns:
+            return None
+        doc = {"version": VERSION, "turns": [t.as_json() for t in self._turns]}
+        return json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
+
+    def _write(self, data: bytes | None) -> None:
+        assert self.path is not None
+        if data is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            return
+        atomic_write(self.path, data, 0o600)

@@ -1,0 +1,142 @@
+"""Conversation memory (SPEC §11): what is remembered, the file, a corrupt file, `forget`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, settings_from_dict
+from agent.memory import FILENAME, MAX_TEXT, Memory, MemoryTurn, TurnRecorder
+
+pytestmark = pytest.mark.unit
+
+
+def say(memory: Memory | TurnRecorder, user: str, answer: str, **turn: object) -> object:
+    memory.observe("transcript", {"role": "user", "text": user, "final": True})
+    memory.observe("transcript", {"role": "assistant", "text": answer[:3], "final": False})
+    memory.observe("transcript", {"role": "assistant", "text": answer, "final": True})
+    return memory.observe("turn", {"latency_ms": 300.0, "interrupted": False, "heard_ms": None,
+                                   **turn})
+
+
+def test_a_turn_is_recorded_from_the_transcript_and_turn_events() -> None:
+    recorder = TurnRecorder()
+    recorder.observe("transcript", {"role": "user", "text": "turn on the light", "final": True})
+    recorder.observe("tool", {"name": "light_set", "arguments": {"on": True}, "ok": True, "ms": 12})
+    recorder.observe("transcript", {"role": "assistant", "text": "It is on.", "final": True})
+    turn = recorder.observe("turn", {"latency_ms": 1, "interrupted": False, "heard_ms": None})
+    assert turn == MemoryTurn("turn on the light", "It is on.", ('light_set {"on": true}: ok',))
+    # Nothing is left over for the next turn.
+    assert recorder.observe("turn", {"latency_ms": 1, "interrupted": False, "heard_ms": None}) is None
+
+
+def test_an_interrupted_answer_is_remembered_as_interrupted() -> None:
+    turn = say(TurnRecorder(), "tell me a story", "Once upon a time", interrupted=True)
+    assert isinstance(turn, MemoryTurn) and turn.interrupted
+
+
+def test_only_the_last_turns_are_kept() -> None:
+    memory = Memory(3)
+    for i in range(5):
+        say(memory, f"question {i}", f"answer {i}")
+    assert [t.user for t in memory.turns] == ["question 2", "question 3", "question 4"]
+
+
+def test_long_texts_are_clipped_so_memory_stays_bounded() -> None:
+    memory = Memory(2)
+    say(memory, "x" * 10_000, "y" * 10_000)
+    assert len(memory.turns[0].user) == MAX_TEXT and len(memory.turns[0].assistant) == MAX_TEXT
+
+
+def test_zero_turns_turns_memory_off() -> None:
+    memory = Memory(0, None)
+    say(memory, "hello", "hi")
+    assert len(memory) == 0 and not memory.enabled
+
+
+def test_persisted_turns_survive_a_new_process_in_a_private_file(tmp_path: Path) -> None:
+    counts: list[int] = []
+    first = Memory(5, tmp_path / FILENAME)
+    first.on_change = counts.append
+    say(first, "my name is Ada", "Nice to meet you, Ada.")
+    path = tmp_path / FILENAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [FILENAME]  # no temporary file left behind
+    assert counts == [1]
+
+    second = Memory(5, path)
+    second.load()
+    assert second.turns == (MemoryTurn("my name is Ada", "Nice to meet you, Ada."),)
+
+
+def test_a_smaller_limit_keeps_the_newest_turns_of_the_file(tmp_path: Path) -> None:
+    big = Memory(10, tmp_path / FILENAME)
+    for i in range(6):
+        say(big, f"q{i}", f"a{i}")
+    small = Memory(2, tmp_path / FILENAME)
+    small.load()
+    assert [t.user for t in small.turns] == ["q4", "q5"]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"turns": 3}', b"[1, 2]", b"\xff\xfe",
+                                     b'{"turns": [{"user": 5}]}'])
+def test_a_corrupt_file_is_set_aside_with_a_warning_and_memory_starts_empty(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
+    path = tmp_path / FILENAME
+    path.write_bytes(content)
+    memory = Memory(5, path)
+    with caplog.at_level(logging.WARNING, "voice-agent.memory"):
+        memory.load()
+    assert len(memory) == 0
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith(f"{FILENAME}.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes() == content
+    assert not path.exists()
+    assert any(r.levelno == logging.WARNING and "moved aside" in r.getMessage() for r in caplog.records)
+    say(memory, "still", "works")  # and memory works on
+    assert path.exists()
+
+
+async def test_forget_clears_memory_and_the_file(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    memory = Memory(5, path)
+    forgotten: list[bool] = []
+    memory.on_forget.append(lambda: forgotten.append(True))
+    say(memory, "remember the code 1234", "I will.")
+    await memory.flush()
+    assert path.exists()
+    await memory.forget()
+    assert len(memory) == 0 and not path.exists() and forgotten == [True]
+    reloaded = Memory(5, path)
+    reloaded.load()
+    assert len(reloaded) == 0
+
+
+async def test_writes_from_the_event_loop_land_on_disk_by_flush(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    memory = Memory(50, path)
+    for i in range(20):
+        say(memory, f"q{i}", f"a{i}")
+    await memory.flush()
+    doc = json.loads(path.read_text())
+    assert [t["user"] for t in doc["turns"]][-1] == "q19" and len(doc["turns"]) == 20
+
+
+def test_without_persist_nothing_is_written(tmp_path: Path) -> None:
+    settings = settings_from_dict({"memory": {"turns": 4, "persist": False}})
+    memory = Memory.from_settings(settings, tmp_path)
+    say(memory, "hello", "hi")
+    assert len(memory) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_the_memory_section_is_checked() -> None:
+    assert settings_from_dict({}).memory.turns == 20
+    assert settings_from_dict({}).memory.persist is True
+    with pytest.raises(ConfigError, match="memory.turns"):
+        settings_from_dict({"memory": {"turns": 100_000}})
+    with pytest.raises(ConfigError, match="memory.persit"):
+        settings_from_dict({"memory": {"persit": True}})
