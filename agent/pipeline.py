@@ -57,7 +57,7 @@ from agent.conversation.pipeline import (
 )
 from agent.endpoints import Endpoints
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
-from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn, publish_turn
+from agent.modes import Announcement, Turn, cosyvoice_system_voice, no_voice_message, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.secrets import redact
 from agent.status import AgentState, Status
@@ -90,7 +90,7 @@ class PipelineMode:
         self.settings = settings
         self.engine = engine
         self.status = status
-        self.voice = voice or DEFAULT_COSYVOICE_VOICE
+        self.voice = voice or cosyvoice_system_voice(settings.pipeline.tts_model)
         pl = settings.pipeline
         self.tts = SynthesisManager.from_settings(
             settings, api_key, text_gap_s=TEXT_GAP_S, idle_refresh_s=IDLE_REFRESH_S
@@ -166,7 +166,13 @@ class PipelineMode:
 
     async def set_voice(self, voice: str | None) -> None:
         """Speak with another voice from the next synthesis on."""
-        self.voice = voice or DEFAULT_COSYVOICE_VOICE
+        self.voice = voice or cosyvoice_system_voice(self.settings.pipeline.tts_model)
+
+    def _speaking_voice(self) -> str:
+        """The voice for the next synthesis; a SynthesisError naming voice.preset if there is none."""
+        if self.voice is None:
+            raise SynthesisError("NoVoice", no_voice_message(self.settings.pipeline.tts_model))
+        return self.voice
 
     # --- ASR events (AsrHandler) -------------------------------------------------------------
 
@@ -303,7 +309,7 @@ class PipelineMode:
         answer: LLMStream | None = None
         feeder: asyncio.Task[None] | None = None
         try:
-            speech = await self.tts.begin(self.voice, self.settings.pipeline.tts_model)
+            speech = await self.tts.begin(self._speaking_voice(), self.settings.pipeline.tts_model)
             answer = self.llm.stream(self.conv.messages(turn.heard))
             feeder = asyncio.create_task(self._feed(answer, speech, turn), name="pipeline-feed")
             await self._play(speech, turn.response_id or "")
@@ -351,7 +357,7 @@ class PipelineMode:
         try:
             if self.settings.log.transcripts:
                 log.info("say: %s", ann.text)
-            speech = await self.tts.begin(self.voice, self.settings.pipeline.tts_model)
+            speech = await self.tts.begin(self._speaking_voice(), self.settings.pipeline.tts_model)
             await speech.send_text(ann.text)
             await speech.finish()
             await self._play(speech, ann.response_id or "")

@@ -25,7 +25,10 @@ from agent.config import ConfigError, Settings, check_family_fits_mode
 from agent.voices.cache import CacheKey
 
 MODEL_KEY = {"qwen": "omni.model", "cosyvoice": "pipeline.tts_model"}
-QWEN_LANGUAGES = ("zh", "en", "de", "it", "pt", "es", "ja", "ko", "fr", "ru")
+# S004 (Qwen voice cloning API, "Languages" and the `language` parameter): 29 codes (audit R12).
+QWEN_LANGUAGES = ("zh", "en", "de", "it", "pt", "es", "ja", "ko", "fr", "ru", "th", "id", "ar", "cs",
+                  "da", "nl", "fi", "he", "hi", "is", "ms", "no", "fa", "pl", "sv", "tl", "tr", "ur",
+                  "vi")
 COSY_LANGUAGES = ("zh", "en", "fr", "de", "ja", "ko", "ru")
 DESIGN_LANGUAGES = ("zh", "en")
 DESIGN_PROMPT_MAX = 500

@@ -114,6 +114,15 @@ async def test_all_pass_with_an_enrolled_voice(emulator, tmp_path: Path, caplog)
     assert_no_key(text, caplog.text)
 
 
+async def test_voice_ids_match_like_enrollment_regardless_of_case(emulator, tmp_path: Path) -> None:
+    # Enrollment reuses a listed voice case-insensitively; check must find the same voice (R13).
+    s = make_settings(tmp_path, emulator.base_url, voice__sample_url=None)
+    voice = await create_qwen_voice(emulator, "KIOSK", s.omni.model)
+    assert "-KIOSK-voice-" in voice
+    r = by_name(await run_checks(s))["voice"]
+    assert r.ok and voice in r.detail
+
+
 async def test_voice_not_enrolled_yet_passes_when_it_can_be_created(emulator, tmp_path: Path) -> None:
     s = make_settings(tmp_path, emulator.base_url)
     r = by_name(await run_checks(s))["voice"]
