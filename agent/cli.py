@@ -233,11 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Parse → validate before anything else, so a bad config always exits 78 at once.
             # The config schema, then the start-up checks of the voice section (sample file,
             # design prompt), which belong to enrollment rather than to the schema.
+            # `check` lists the region × model refusals as checklist items instead of exiting.
             from agent.config import load_settings
-            from agent.voices.plan import check_voice_config
+            from agent.voices.plan import check_voice_config, check_voice_sources
 
             args.settings = load_settings(args.config)
-            check_voice_config(args.settings)
+            (check_voice_sources if args.command == "check" else check_voice_config)(args.settings)
         return COMMANDS[args.command](args)
     except ConfigError as e:
         from agent.secrets import redact

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from agent import sdnotify
 from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
+from agent.capabilities import Finding
 from agent.config import ConfigError, Settings, parse_listen
 from agent.control import ControlServer, resolve_socket_path
 from agent.echo import aec_problem
@@ -29,7 +30,7 @@ from agent.secrets import redact, resolve_api_key
 from agent.statedir import open_state_dir
 from agent.status import AgentState, Status
 from agent.voices.errors import AuthError, QuotaError, VoiceError
-from agent.voices.plan import check_voice_config
+from agent.voices.plan import check_voice_config, describe_with_sources
 from agent.watchdog import Watchdog
 
 if TYPE_CHECKING:  # enrollment pulls in aiohttp (~40 % of this module's import time): after READY
@@ -43,9 +44,12 @@ VOICE_RETRY = (2.0, 300.0)  # enrollment retries: first delay, cap (seconds)
 AUTH_RETRY = (60.0, 900.0)
 
 
-def preflight(settings: Settings) -> None:
-    """What cannot run on this machine, refused with exit 78 before touching anything."""
-    check_voice_config(settings)  # sample file, design prompt: start-up checks, not schema
+def preflight(settings: Settings) -> list[Finding]:
+    """What cannot run on this machine, refused with exit 78 before touching anything.
+
+    Returns what the documents disagree on for this configuration (logged as warnings by `run`).
+    """
+    warnings = check_voice_config(settings)  # sample, design prompt, region × model: start-up checks
     if settings.metrics.listen is not None:
         try:
             require_prometheus()
@@ -58,6 +62,7 @@ def preflight(settings: Settings) -> None:
                 f"{settings.source}: audio.echo: 'aec' needs the optional echo canceller: {why}; "
                 "or use audio.echo: gate (no extra needed) or half_duplex"
             )
+    return warnings
 
 
 def make_mode(
@@ -113,7 +118,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        preflight(self.settings)
+        for finding in preflight(self.settings):
+            log.warning("%s", describe_with_sources(finding))
         if self.api_key is None:
             self.api_key = resolve_api_key(self.settings)
         state_dir = open_state_dir(self.settings)
