@@ -17,7 +17,6 @@ from typing import Protocol
 from agent.capabilities import default_system_voice
 
 
-
 def cosyvoice_system_voice(tts_model: str) -> str | None:
     """The CosyVoice system voice used when no enrolled CosyVoice voice is available: in omni mode
     (whose enrolled voice belongs to the Omni model) and while pipeline mode has no enrolled voice.

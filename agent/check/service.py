@@ -24,7 +24,6 @@ from agent.voices.client import (
     CallFailed,
     ClientOptions,
     CustomizationClient,
-    RemoteVoice,
 )
 from agent.voices.errors import VoiceError
 from agent.voices.plan import VoicePlan, voice_matches
