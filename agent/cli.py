@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the one accepted API key (default: $DASHSCOPE_API_KEY, else sk-emulator)",
     )
     p.add_argument("--faults", metavar="SPEC", help="fault injection spec (see docs/emulator.md)")
+    p.add_argument("--region", choices=["intl", "cn"], default=None,
+                   help="refuse what the capability table says this region refuses (temporary "
+                   "upload, CosyVoice design, v3.5 models, cancel directive); default: everything")
 
     p = sub.add_parser(
         "voices",
@@ -143,9 +146,10 @@ def _level(text: str) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
+    from agent.emulator.context import EmulatorOptions
     from agent.emulator.server import run
 
-    return run(args.host, args.port, args.api_key, args.faults)
+    return run(args.host, args.port, args.api_key, args.faults, EmulatorOptions(region=args.region))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
