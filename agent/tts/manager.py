@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from agent.capabilities import cancel_supported
 from agent.config import Settings
 from agent.endpoints import resolve_endpoints
 from agent.tts.connection import SocketPool
@@ -27,6 +28,8 @@ class SynthesisManager(SocketPool):
     @classmethod
     def from_settings(cls, settings: Settings, api_key: str, **kw: Any) -> SynthesisManager:
         ep = resolve_endpoints(settings.dashscope)
+        kw.setdefault("cancel_directive",
+                      cancel_supported(settings.dashscope.region, settings.pipeline.tts_model))
         return cls(ep.inference_ws, api_key, workspace=settings.dashscope.workspace, **kw)
 
     async def begin(

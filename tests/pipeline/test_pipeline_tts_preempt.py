@@ -1,0 +1,81 @@
+"""Barge-in where the CosyVoice cancel directive is unsupported (Singapore, audit R4).
+
+REF §4.1: the directive works for CosyVoice v2+ in Beijing only; REF §4.4: a new run-task
+mid-task pre-empts the running one on the same socket. Against the emulator as `intl` (which
+ignores the directive), the client abandons the task and the next answer starts on the same
+connection: no handshake per barge-in, and none of the old task's audio reaches the next answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agent.backoff import Backoff
+from agent.capabilities import cancel_supported
+from agent.config import settings_from_dict
+from agent.tts.manager import SynthesisManager
+from agent.tts.protocol import SynthesisParams, SynthesisTask, TaskState
+from tests.pipeline.test_pipeline_tts_connection import MODEL, VOICE, say, wait_for
+from tests.support.emulator import API_KEY, MakeEmulator
+
+LONG = "This is a long answer that keeps going for a while. " * 4
+INFERENCE = "/api-ws/v1/inference"
+
+
+def _manager(url: str, region: str) -> SynthesisManager:
+    s = settings_from_dict({"mode": "pipeline", "dashscope": {"region": region, "http_url": url},
+                            "voice": {"family": "preset", "preset": VOICE}})
+    return SynthesisManager.from_settings(s, API_KEY, backoff=Backoff(first=0.05, cap=0.2))
+
+
+def _upgrades(emu) -> int:  # type: ignore[no-untyped-def]
+    return sum(1 for r in emu.context.request_log.records() if r.path.startswith(INFERENCE))
+
+
+@pytest.mark.parametrize("region", ["intl", "cn"])
+async def test_barge_in_then_the_next_answer_on_the_same_connection(
+        make_emulator: MakeEmulator, region: str) -> None:
+    emu = await make_emulator(region=region, cosyvoice_speed=2.0)
+    mgr = _manager(emu.base_url, region)
+    assert mgr.cancel_directive is cancel_supported(region, MODEL)
+    try:
+        _, reference = await say(mgr, "Next.")
+        stream = await mgr.begin(VOICE, MODEL)
+        await stream.send_text(LONG)
+        await stream.finish()
+        it = stream.audio().__aiter__()
+        await asyncio.wait_for(it.__anext__(), 5)
+        await stream.cancel()  # barge-in while the old task still has seconds to speak
+        assert [pcm async for pcm in it] == []
+        await wait_for(lambda: stream.ended, 2)
+        assert stream.error is None
+        _, pcm = await say(mgr, "Next.")
+        assert pcm == reference  # the old task's late audio was dropped, not played
+        assert mgr.connects == 1 and _upgrades(emu) == 1  # one socket for all three tasks
+        assert mgr.reconnects == 0
+        assert mgr.abandoned == (0 if mgr.cancel_directive else 1)
+    finally:
+        await mgr.close()
+
+
+@pytest.mark.unit
+def test_an_abandoned_task_sends_a_plain_finish_and_drops_what_follows() -> None:
+    task = SynthesisTask(SynthesisParams(model=MODEL, voice=VOICE))
+    task.start()
+    task.data_to_send()
+    task.receive_text('{"header":{"event":"task-started","task_id":"%s"},"payload":{}}' % task.task_id)
+    task.send_text("Hello there.")
+    task.data_to_send()
+    task.abandon()
+    [finish] = task.data_to_send()
+    assert '"finish-task"' in finish and "cancel" not in finish  # no directive
+    assert task.done and task.receive_bytes(b"\0\0").discard
+
+
+@pytest.mark.unit
+def test_audio_before_task_started_belongs_to_an_earlier_task() -> None:
+    task = SynthesisTask(SynthesisParams(model=MODEL, voice=VOICE))
+    task.start()
+    assert task.state is TaskState.CREATED and task.receive_bytes(b"\0\0").discard
