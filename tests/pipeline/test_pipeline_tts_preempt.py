@@ -9,6 +9,7 @@ connection: no handshake per barge-in, and none of the old task's audio reaches 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_an_abandoned_task_sends_a_plain_finish_and_drops_what_follows() -> None
     task = SynthesisTask(SynthesisParams(model=MODEL, voice=VOICE))
     task.start()
     task.data_to_send()
-    task.receive_text('{"header":{"event":"task-started","task_id":"%s"},"payload":{}}' % task.task_id)
+    task.receive_text(json.dumps({"header": {"event": "task-started", "task_id": task.task_id}, "payload": {}}))
     task.send_text("Hello there.")
     task.data_to_send()
     task.abandon()
