@@ -80,3 +80,24 @@ def test_audio_before_task_started_belongs_to_an_earlier_task() -> None:
     task = SynthesisTask(SynthesisParams(model=MODEL, voice=VOICE))
     task.start()
     assert task.state is TaskState.CREATED and task.receive_bytes(b"\0\0").discard
+
+
+async def test_the_pipeline_daemon_in_intl_barges_in_without_a_new_connection(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.rig import rig, settings_for
+
+    def settings(base: str):  # type: ignore[no-untyped-def]
+        return settings_for("pipeline", base, tmp_path)  # preset longanyang, region intl
+
+    async with rig(tmp_path, settings, emulator_options={"region": "intl", "cosyvoice_speed": 1.0},
+                   max_tokens=60) as r:
+        await r.until(lambda: r.daemon.mode is not None and r.mode.tts.connected, 10, "synthesis")
+        assert r.mode.tts.cancel_directive is False
+        turn = await r.mode.ask("Tell me a long story.")
+        await r.until(lambda: r.daemon.status.state.value == "speaking", 10, "the answer playing")
+        await r.mode.interrupt()
+        await asyncio.wait_for(turn.done.wait(), 5)
+        assert turn.interrupted
+        await r.answer("Goodbye.")
+        assert r.mode.tts.abandoned == 1 and r.mode.tts.connects == 1
+        assert _upgrades(r.emulator) == 1  # the barge-in cost no handshake
+        assert await r.stop() == 0
