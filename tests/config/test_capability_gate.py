@@ -105,3 +105,25 @@ def test_run_exits_78_and_check_lists_the_refusal(tmp_path: Path) -> None:
     assert "not supported in region intl" in line
     fix = r.stdout.splitlines()[r.stdout.splitlines().index(line) + 1]
     assert fix.strip() == "fix: set dashscope.region: cn"
+
+
+async def test_the_daemon_logs_a_disputed_capability_as_a_warning_at_start_up(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    from dataclasses import replace
+
+    from tests.support.rig import rig, settings_for
+
+    def settings(base: str):  # type: ignore[no-untyped-def]
+        s = settings_for("pipeline", base, tmp_path)
+        return replace(s, voice=replace(s.voice, family="cosyvoice", preset=None,
+                                        sample_url="https://example.com/kiosk.wav"))
+
+    caplog.set_level(logging.WARNING, "voice-agent")
+    async with rig(tmp_path, settings) as r:
+        await r.until(lambda: r.daemon.mode is not None, 10, "serving")
+        [line] = [rec.getMessage() for rec in caplog.records
+                  if "cosyvoice_clone" in rec.getMessage() or "CosyVoice cloning" in rec.getMessage()]
+        assert line.startswith("voice.sample_url: CosyVoice cloning for cosyvoice-v3-flash: the documents disagree")
+        assert "000_ebed7f82bbcc202c" in line and "001_e195bb62868c127a" in line
+        assert await r.stop() == 0
