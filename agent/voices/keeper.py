@@ -200,9 +200,13 @@ class VoiceKeeper:
                     await self.on_voice(result.voice_id or None)
 
     def _use(self, result: VoiceResult) -> None:
+        """Speak with `result` from now on; log only what changed (retries repeat results)."""
         from agent.voices.ensure import FALLBACK
 
         was_fallback = self.status.voice_fallback
+        before = self.result
+        changed = before is None or (before.voice_id, before.outcome, before.verified) != (
+            result.voice_id, result.outcome, result.verified)
         self.result = result
         self.status.voice = result.voice_id or None
         self.status.voice_fallback = result.outcome == FALLBACK
@@ -210,14 +214,16 @@ class VoiceKeeper:
             message = (f"voice enrollment: {redact(result.note)}; speaking with voice.preset "
                        f"{result.voice_id} meanwhile")
             self.status.voice_problem(message)
-            log.warning("%s (voice_fallback: true)", message)
+            if changed:
+                log.warning("%s (voice_fallback: true)", message)
             return
-        self.backoff.reset()
+        if result.verified:  # an unverified (cached) result is still a retry: keep backing off
+            self.backoff.reset()
         self.status.voice_problem(None)
         if was_fallback:
             log.info("voice %s enrolled (%s): switching from the fallback voice (voice_fallback: false)",
                      result.voice_id, result.outcome)
-        else:
+        elif changed:
             log.info("voice %s (%s%s)", result.voice_id or "(server default)", result.outcome,
                      "" if result.verified else ", not verified with the service yet")
 

@@ -118,3 +118,38 @@ def test_a_session_clearing_its_error_leaves_the_voice_problem_visible() -> None
     st.error("realtime session lost")
     st.voice_problem(None)  # a newer, unrelated problem stays
     assert st.last_error == "realtime session lost"
+
+
+async def test_a_cached_voice_is_reverified_with_growing_pauses_while_the_service_fails(
+        tmp_path: Path) -> None:
+    import asyncio
+
+    from agent.endpoints import resolve_endpoints
+    from agent.status import Status
+    from agent.voices.keeper import VoiceKeeper
+    from tests.support.emulator import API_KEY, start_emulator
+    from tests.support.rig import FAST_ENSURE
+
+    em = await start_emulator()
+    try:
+        settings = _settings("omni", tmp_path)(em.base_url)
+        (tmp_path / "state").mkdir(exist_ok=True)
+
+        def keeper() -> VoiceKeeper:
+            return VoiceKeeper(settings, API_KEY, resolve_endpoints(settings.dashscope), tmp_path / "state",
+                               Status(mode="omni"), options=FAST_ENSURE, retry=(0.05, 0.4))
+
+        enrolled = await keeper().first_voice()  # creates the voice and caches it
+        em.context.faults.set("http=500@customization")
+        k = keeper()
+        assert await k.first_voice() == enrolled  # the cached id, unverified: serve with it
+        assert k.result is not None and not k.result.verified and not k.status.voice_fallback
+        task = asyncio.create_task(k.keep())
+        await asyncio.sleep(2.0)
+        tries = k.attempts
+        assert 3 <= tries <= 12, f"{tries} verification rounds in 2 s: the pauses must grow"
+        em.context.faults.clear()
+        await asyncio.wait_for(task, 5)  # verified: the keeper stops
+        assert k.settled and k.status.voice == enrolled and k.status.last_error is None
+    finally:
+        await em.stop()
