@@ -167,9 +167,9 @@ class VoiceKeeper:
                 self._fall_back(fallback, why, delay)
                 return fallback.voice
             message = f"{why}; {no_voice_message(self.settings.pipeline.tts_model)}"
-            self.status.error(message)
-            self.status.set_state(AgentState.ERROR, f"{message}; retrying in {delay:.0f} s")
-            log.error("%s; retrying in %.0f s", message, delay)
+            self.status.voice_problem(message)  # cleared when the enrollment works
+            self.status.set_state(AgentState.ERROR, f"{message}; retrying in {delay:.1f} s")
+            log.error("%s; retrying in %.1f s", message, delay)
             await asyncio.sleep(delay)
 
     @property

@@ -153,3 +153,24 @@ async def test_a_cached_voice_is_reverified_with_growing_pauses_while_the_servic
         assert k.settled and k.status.voice == enrolled and k.status.last_error is None
     finally:
         await em.stop()
+
+
+async def test_without_a_fallback_voice_the_daemon_waits_and_names_voice_preset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # cosyvoice-v3.5 has no system voices: with no voice.preset there is nothing to speak with.
+    monkeypatch.setattr(daemon_module, "VOICE_RETRY", (0.3, 0.6))
+    build = _settings("pipeline", tmp_path)
+
+    def settings(base: str) -> Any:
+        s = build(base)
+        return replace(s, pipeline=replace(s.pipeline, tts_model="cosyvoice-v3.5-flash"))
+
+    async with rig(tmp_path, settings, faults=REFUSE) as r:
+        await r.until(lambda: "set voice.preset" in (r.daemon.status.last_error or ""), 10,
+                      "the status naming voice.preset")
+        assert r.daemon.mode is None and r.status["state"] == "error"
+        r.faults(None)
+        await r.until(lambda: r.daemon.mode is not None, 15, "serving once enrolled")
+        assert (r.daemon.status.voice or "").startswith("cosyvoice-v3.5-flash-kiosk-")
+        assert not r.daemon.status.voice_fallback and r.status["last_error"] is None
+        assert await r.stop() == 0
