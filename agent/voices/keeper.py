@@ -16,7 +16,6 @@ Only when there is no fallback voice at all (a CosyVoice model without system vo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -196,8 +195,11 @@ class VoiceKeeper:
             previous = self.status.voice
             self._use(result)
             if result.voice_id != previous and self.on_voice is not None:
-                with contextlib.suppress(Exception):
+                try:
                     await self.on_voice(result.voice_id or None)
+                except Exception as e:  # the mode applies it at the next session/task anyway
+                    log.warning("voice: switching the running mode to %s failed: %s",
+                                result.voice_id, redact(str(e)) or type(e).__name__)
 
     def _use(self, result: VoiceResult) -> None:
         """Speak with `result` from now on; log only what changed (retries repeat results)."""
