@@ -3,7 +3,8 @@
 Omni mode has no CosyVoice voice of its own (its enrolled voice belongs to the Omni model, and the
 Omni model would answer, not repeat). So an announcement is synthesized by CosyVoice with a system
 voice: `voice.preset` when it names a CosyVoice voice (`long…`, or a `cosyvoice-…` id), else
-`DEFAULT_COSYVOICE_VOICE`, with `pipeline.tts_model`.
+the model's default system voice (`capabilities.default_system_voice`), with `pipeline.tts_model`
+(v3.5 has none: then `say` fails with a message naming voice.preset).
 
 Choices, and why:
 
@@ -28,8 +29,9 @@ from collections.abc import Callable
 
 from agent.account import DashScopeAccount
 from agent.audio.playout import Player
+from agent.capabilities import cancel_supported
 from agent.config import Settings
-from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, is_cosyvoice_voice
+from agent.modes import Announcement, cosyvoice_system_voice, is_cosyvoice_voice, no_voice_message
 from agent.status import Status
 from agent.tts.errors import SynthesisError
 from agent.tts.manager import SynthesisManager
@@ -40,9 +42,9 @@ QUIET_POLL_S = 0.05
 MAX_QUEUE_WAIT_S = 120.0  # give up waiting for a quiet moment after this (then play anyway)
 
 
-def announcement_voice(settings: Settings) -> str:
+def announcement_voice(settings: Settings) -> str | None:
     preset = settings.voice.preset
-    return preset if is_cosyvoice_voice(preset) else DEFAULT_COSYVOICE_VOICE
+    return preset if is_cosyvoice_voice(preset) else cosyvoice_system_voice(settings.pipeline.tts_model)
 
 
 class OmniAnnouncer:
@@ -100,7 +102,10 @@ class OmniAnnouncer:
             ann.done.set()
 
     async def _synthesize(self, text: str) -> bytes:
-        mgr = SynthesisManager(self.account)
+        if self.voice is None:
+            raise SynthesisError("NoVoice", no_voice_message(self.model))
+        mgr = SynthesisManager(self.account, cancel_directive=cancel_supported(
+            self.settings.dashscope.region, self.model))
         try:
             stream = await mgr.begin(self.voice, self.model)
             await stream.send_text(text)

@@ -79,6 +79,8 @@ REF_VOICE_VERSION = Source(f"{_REF} §4.1", "'voice version must match model (v3
                                            "v2: longxiaochun_v2…, v1: longwan…)'; mismatch → 418")
 REF_CANCEL = Source(f"{_REF} §4.1", "cancel directive 'Supported for … CosyVoice v2+ in Beijing only; "
                                     "CosyVoice in Singapore does not support it' (realtime TTS guide, 取消任务)")
+REF_PREEMPT = Source(f"{_REF} §4.4", "a new run-task mid-task pre-empts the running task on the "
+                                      "same socket (任务中断方式)")
 REF_TARGET_MATCH = Source(_S000, "'The speech synthesis model must match the target_model … "
                                  "Otherwise, synthesis fails.'")
 UPLOAD_BEIJING = Source(_UPLOAD, "'This feature is available only in the China (Beijing) region. "
@@ -367,11 +369,11 @@ def assess(
     if tts_used:
         row = lookup("cancel_directive", region, t_series)
         if row is not None and row.support == "no":
-            out.append(Finding("warn", "dashscope.region", "cancel_directive",
-                               f"barge-in cannot cancel a CosyVoice task in region {region}: "
-                               "each barge-in costs a new connection",
-                               "" if region == "intl" else "use pipeline.tts_model: cosyvoice-v3-flash",
-                               row.sources))
+            # Handled (audit R4): the next run-task pre-empts the task on the same socket.
+            out.append(Finding("ok", "dashscope.region", "cancel_directive",
+                               f"CosyVoice cancel directive: not supported in region {region}; "
+                               "barge-in lets the next task pre-empt the old one on the same "
+                               "connection instead", "", (*row.sources, REF_PREEMPT)))
         elif row is not None:
             out.append(_from_row(row, "dashscope.region", "CosyVoice cancel directive (barge-in)", ""))
 

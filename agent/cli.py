@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the one accepted API key (default: $DASHSCOPE_API_KEY, else sk-emulator)",
     )
     p.add_argument("--faults", metavar="SPEC", help="fault injection spec (see docs/emulator.md)")
+    p.add_argument("--region", choices=["intl", "cn"], default=None,
+                   help="refuse what the capability table says this region refuses (temporary "
+                   "upload, CosyVoice design, v3.5 models, cancel directive); default: everything")
 
     p = sub.add_parser(
         "voices",
@@ -150,9 +153,10 @@ def _level(text: str) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
+    from agent.emulator.context import EmulatorOptions
     from agent.emulator.server import run
 
-    return run(args.host, args.port, args.api_key, args.faults)
+    return run(args.host, args.port, args.api_key, args.faults, EmulatorOptions(region=args.region))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -244,11 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Parse → validate before anything else, so a bad config always exits 78 at once.
             # The config schema, then the start-up checks of the voice section (sample file,
             # design prompt), which belong to enrollment rather than to the schema.
+            # `check` lists the region × model refusals as checklist items instead of exiting.
             from agent.config import load_settings
-            from agent.voices.plan import check_voice_config
+            from agent.voices.plan import check_voice_config, check_voice_sources
 
             args.settings = load_settings(args.config)
-            check_voice_config(args.settings)
+            (check_voice_sources if args.command == "check" else check_voice_config)(args.settings)
         return COMMANDS[args.command](args)
     except ConfigError as e:
         from agent.secrets import redact

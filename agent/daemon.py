@@ -2,7 +2,8 @@
 
 SPEC §5.1: config → secrets → state dir → audio → READY → voice → connect → serve. READY does not
 wait for the cloud (a device must boot without network); the voice and the session are retried
-in the background while the status says why. SIGTERM/SIGINT end everything within 5 s, exit 0.
+in the background while the status says why. A refused or unreachable enrollment does not keep
+the device mute: it serves with the fallback voice meanwhile (`agent.voices.keeper`, SPEC §13). SIGTERM/SIGINT end everything within 5 s, exit 0.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from agent import sdnotify
 from agent.account import DashScopeAccount
 from agent.audio.engine import DEFAULT_ENGINE_TIMINGS, AudioEngine, EngineTimings
-from agent.backoff import Backoff
+from agent.capabilities import Finding
 from agent.config import ConfigError, Settings, parse_listen
 from agent.control import ControlServer, resolve_socket_path
 from agent.echo import aec_problem
@@ -27,11 +28,10 @@ from agent.integration import Integration
 from agent.memory import Memory
 from agent.metrics import require_prometheus
 from agent.modes import Mode, Turn
-from agent.secrets import redact
 from agent.statedir import open_state_dir
-from agent.status import AgentState, Status
-from agent.voices.errors import AuthError, QuotaError, VoiceError
-from agent.voices.plan import check_voice_config
+from agent.status import Status
+from agent.voices.keeper import VoiceKeeper
+from agent.voices.plan import check_voice_config, describe_with_sources
 from agent.watchdog import Watchdog
 
 if TYPE_CHECKING:  # enrollment and the modes pull in aiohttp and websockets: after READY
@@ -72,9 +72,12 @@ def _given(**timings: Any) -> dict[str, Any]:
 DEFAULT_DAEMON_TIMINGS = DaemonTimings()
 
 
-def preflight(settings: Settings) -> None:
-    """What cannot run on this machine, refused with exit 78 before touching anything."""
-    check_voice_config(settings)  # sample file, design prompt: start-up checks, not schema
+def preflight(settings: Settings) -> list[Finding]:
+    """What cannot run on this machine, refused with exit 78 before touching anything.
+
+    Returns what the documents disagree on for this configuration (logged as warnings by `run`).
+    """
+    warnings = check_voice_config(settings)  # sample, design prompt, region × model: start-up checks
     if settings.metrics.listen is not None:
         try:
             require_prometheus()
@@ -90,6 +93,7 @@ def preflight(settings: Settings) -> None:
                 f"{settings.source}: audio.echo: 'aec' needs the optional echo canceller: {why}; "
                 "or use audio.echo: gate (no extra needed) or half_duplex"
             )
+    return warnings
 
 
 def _mcp_problem(settings: Settings) -> str | None:
@@ -146,7 +150,7 @@ class Daemon:
         self.integration: Integration | None = None  # events, volume, metrics: once the state dir is open
         self.mode: Mode | None = None
         self.memory: Memory | None = None  # conversation memory (SPEC §11), once the state dir is open
-        self.voice: VoiceResult | None = None
+        self.keeper: VoiceKeeper | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._fatal: str | None = None
@@ -160,7 +164,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        preflight(self.settings)
+        for finding in preflight(self.settings):
+            log.warning("%s", describe_with_sources(finding))
         self.account = DashScopeAccount.from_settings(self.settings, self.api_key)
         state_dir = open_state_dir(self.settings)
         listen = self.settings.metrics.listen
@@ -246,79 +251,30 @@ class Daemon:
             await self.engine.stop()  # the output WAV header is final after this
 
     async def _serve(self, state_dir: Path) -> None:
-        voice = await self._ensure_voice(state_dir)
-        if self.voice is not None and not self.voice.verified:
-            # Running on a cached id or the preset while offline: confirm (or replace) it later.
-            self._tasks.append(asyncio.create_task(self._reverify(state_dir), name="voice-reverify"))
         assert self.engine is not None and self.account is not None
+        keeper = VoiceKeeper(self.settings, self.account, state_dir, self.status,
+                             options=self.ensure_options, retry=self.timings.voice_retry_s,
+                             auth_retry=self.timings.auth_retry_s)
+        self.keeper = keeper
+        voice = await keeper.first_voice()  # the configured voice, or the fallback (SPEC §13)
         self.mode = make_mode(
             self.settings, self.account, self.engine, self.status, voice, self.memory, self.timings
         )
+        keeper.on_voice = self.mode.set_voice
+        if not keeper.settled:
+            # Refused, unreachable or only cached: keep trying, switch the voice when it works.
+            self._tasks.append(asyncio.create_task(keeper.keep(), name="voice-keeper"))
         if self.turn_listener is not None:
             self.mode.turn_listeners.append(self.turn_listener)
         await self.mode.run()
 
-    async def _ensure_voice(self, state_dir: Path) -> str | None:
-        """Enroll or find the voice, retrying in the background while the status says why."""
-        import aiohttp  # imported here, after READY: it is a third of start → READY otherwise
-
-        from agent.voices.ensure import ensure_voice
-        backoff = Backoff(*self.timings.voice_retry_s)
-        auth_backoff = Backoff(*self.timings.auth_retry_s)
-        assert self.account is not None
-        while True:
-            try:
-                result = await ensure_voice(
-                    self.settings, self.account, state_dir,
-                    log=logging.getLogger("voice-agent.voices"), options=self.ensure_options,
-                )
-                self.voice = result
-                self.status.voice = result.voice_id or None
-                self.status.clear_error()
-                log.info("voice %s (%s%s)", result.voice_id or "(server default)", result.outcome,
-                         "" if result.verified else ", not verified with the service yet")
-                return result.voice_id or None
-            except ConfigError:
-                raise  # an invalid sample: exit 78, the operator must fix it
-            except AuthError as e:
-                delay = auth_backoff.next_delay()
-                self._voice_problem(f"voice enrollment: {e}", delay)
-            except QuotaError as e:
-                delay = self.timings.auth_retry_s[1]
-                self._voice_problem(f"voice enrollment: {e}", delay)
-            except (VoiceError, aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-                delay = backoff.next_delay()
-                self._voice_problem(f"voice enrollment: {redact(str(e)) or e.__class__.__name__}", delay)
-            await asyncio.sleep(delay)
-
-    async def _reverify(self, state_dir: Path) -> None:
-        import aiohttp
-
-        from agent.voices.ensure import ensure_voice
-        backoff = Backoff(*self.timings.voice_retry_s)
-        while self.voice is not None and not self.voice.verified:
-            await backoff.sleep()
-            with contextlib.suppress(VoiceError, aiohttp.ClientError, OSError, asyncio.TimeoutError):
-                assert self.account is not None
-                result = await ensure_voice(
-                    self.settings, self.account, state_dir,
-                    log=logging.getLogger("voice-agent.voices"), options=self.ensure_options,
-                )
-                if result.voice_id != (self.voice.voice_id if self.voice else None):
-                    log.info("voice confirmed as %s (was %s)", result.voice_id, self.status.voice)
-                    self.status.voice = result.voice_id
-                    if self.mode is not None:
-                        await self.mode.set_voice(result.voice_id)
-                self.voice = result
-
-    def _voice_problem(self, message: str, delay: float) -> None:
-        self.status.error(message)
-        self.status.set_state(AgentState.ERROR, f"{message}; retrying in {delay:.0f} s")
-        log.error("%s; retrying in %.0f s", message, delay)
+    @property
+    def voice(self) -> VoiceResult | None:
+        """The enrollment result in use (None until the first success)."""
+        return self.keeper.result if self.keeper is not None else None
 
     def _on_status_change(self, text: str) -> None:
         sdnotify.status(text)
-
 
 
 class DaemonControl:

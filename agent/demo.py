@@ -80,10 +80,12 @@ def demo_settings(
     out = {"backend": "sounddevice"} if speakers else {"backend": "file", "path": output}
     # omni speaks with a Qwen voice cloned for the Omni model, pipeline with a CosyVoice clone.
     family = "qwen" if mode == "omni" else "cosyvoice"
+    # A local CosyVoice sample needs the temporary upload, which only Beijing (cn) offers.
+    region = "cn" if family == "cosyvoice" else "intl"
     return settings_from_dict(
         {
             "mode": mode,
-            "dashscope": {"http_url": base_url, "api_key": api_key},
+            "dashscope": {"http_url": base_url, "api_key": api_key, "region": region},
             "voice": {"family": family, "name": "demo", "sample": str(sample), "language": "en"},
             "audio": {"input": {"backend": "file", "path": str(question)}, "output": out},
             "state_dir": str(work / "state"),

@@ -14,9 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-# The CosyVoice system voice used when no enrolled CosyVoice voice is available: in omni mode
-# (whose enrolled voice belongs to the Omni model) and if pipeline mode runs without any voice.
-DEFAULT_COSYVOICE_VOICE = "longanyang"
+from agent.capabilities import default_system_voice
+
+
+def cosyvoice_system_voice(tts_model: str) -> str | None:
+    """The CosyVoice system voice used when no enrolled CosyVoice voice is available: in omni mode
+    (whose enrolled voice belongs to the Omni model) and while pipeline mode has no enrolled voice.
+
+    It depends on the model (audit R11): v3 `longanyang`, v2 `longxiaochun_v2`; v3.5 has no system
+    voices at all (None), so only `voice.preset` or an enrolled voice can speak there.
+    """
+    return default_system_voice(tts_model)
+
+
+def no_voice_message(tts_model: str) -> str:
+    """Why nothing can be spoken with `tts_model`, and what to set (names voice.preset)."""
+    return (f"{tts_model} has no system voices and no voice is enrolled yet: set voice.preset to a "
+            f"voice made for {tts_model} (or use pipeline.tts_model: cosyvoice-v3-flash)")
 
 
 _COSYVOICE_VOICE = re.compile(r"(long|loong)[a-z0-9_]+|cosyvoice-[a-z0-9.-]+")

@@ -36,6 +36,7 @@ from agent.account import DashScopeAccount
 from agent.asr import AsrListener
 from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
+from agent.capabilities import cancel_supported
 from agent.config import Settings
 from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState, show_state
 from agent.conversation.pipeline import (
@@ -54,7 +55,7 @@ from agent.conversation.pipeline import (
 )
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
 from agent.memory import Memory
-from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn, publish_turn
+from agent.modes import Announcement, Turn, cosyvoice_system_voice, no_voice_message, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.realtime.connection import DEFAULT_REALTIME_TIMINGS, RealtimeTimings
 from agent.realtime.session import DEFAULT_SESSION_TIMINGS, SessionTimings
@@ -102,9 +103,10 @@ class PipelineMode:
         self.timings = timings
         self.engine = engine
         self.status = status
-        self.voice = voice or DEFAULT_COSYVOICE_VOICE
+        self.voice = voice or cosyvoice_system_voice(settings.pipeline.tts_model)
         pl = settings.pipeline
-        self.tts = SynthesisManager(account, timings=tts)
+        self.tts = SynthesisManager(account, timings=tts, cancel_directive=cancel_supported(
+            settings.dashscope.region, settings.pipeline.tts_model))
         self.llm = LLMClient(account, pl.llm_model)
         self.asr = (AsrListener(settings, account, engine, status, self,
                                 realtime=realtime, session=session)
@@ -180,7 +182,13 @@ class PipelineMode:
 
     async def set_voice(self, voice: str | None) -> None:
         """Speak with another voice from the next synthesis on."""
-        self.voice = voice or DEFAULT_COSYVOICE_VOICE
+        self.voice = voice or cosyvoice_system_voice(self.settings.pipeline.tts_model)
+
+    def _speaking_voice(self) -> str:
+        """The voice for the next synthesis; a SynthesisError naming voice.preset if there is none."""
+        if self.voice is None:
+            raise SynthesisError("NoVoice", no_voice_message(self.settings.pipeline.tts_model))
+        return self.voice
 
     # --- ASR events (AsrHandler) -------------------------------------------------------------
 
@@ -316,7 +324,7 @@ class PipelineMode:
         answer: LLMStream | None = None
         feeder: asyncio.Task[None] | None = None
         try:
-            speech = await self.tts.begin(self.voice, self.settings.pipeline.tts_model)
+            speech = await self.tts.begin(self._speaking_voice(), self.settings.pipeline.tts_model)
             answer = self.llm.stream(self.conv.messages(turn.heard))
             feeder = asyncio.create_task(self._feed(answer, speech, turn), name="pipeline-feed")
             await self._play(speech, turn.response_id or "")
@@ -364,7 +372,7 @@ class PipelineMode:
         try:
             if self.settings.log.transcripts:
                 log.info("say: %s", ann.text)
-            speech = await self.tts.begin(self.voice, self.settings.pipeline.tts_model)
+            speech = await self.tts.begin(self._speaking_voice(), self.settings.pipeline.tts_model)
             await speech.send_text(ann.text)
             await speech.finish()
             await self._play(speech, ann.response_id or "")

@@ -62,6 +62,8 @@ class Status:
     mode: str
     state: AgentState = AgentState.STARTING
     voice: str | None = None
+    voice_fallback: bool = False  # the configured voice is refused / not enrolled yet (SPEC §6)
+    voice_error: str | None = None  # why (see voice_problem)
     connected: bool = False
     reconnects: int = 0
     turns: int = 0
@@ -99,11 +101,21 @@ class Status:
         self.publish("error", message=message)
 
     def clear_error(self) -> None:
-        self.last_error = None
+        self.last_error = self.voice_error
 
     def clear_error_if(self, stale: str | None) -> None:
         """Clear the error only if it is still `stale` (a newer problem stays visible)."""
         if stale is not None and self.last_error == stale:
+            self.last_error = self.voice_error
+
+    def voice_problem(self, message: str | None) -> None:
+        """Why the configured voice is not in use (None: it is). While set, it is what
+        `last_error` falls back to when a session clears its own error: a device speaking with
+        the fallback voice keeps saying why."""
+        previous, self.voice_error = self.voice_error, message
+        if message is not None:
+            self.error(message)
+        elif self.last_error == previous:
             self.last_error = None
 
     async def clear_error_when_proven(self, proven_s: float = SESSION_PROVEN_S) -> None:
@@ -133,6 +145,7 @@ class Status:
             "state": self.state.value,
             "mode": self.mode,
             "voice": self.voice,
+            "voice_fallback": self.voice_fallback,
             "connected": self.connected,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "reconnects": self.reconnects,

@@ -37,7 +37,7 @@ from agent.audio.stats import ResponseStats
 from agent.config import Settings, settings_from_dict
 from agent.daemon import Daemon
 from agent.logs import setup_logging
-from agent.modes import DEFAULT_COSYVOICE_VOICE, Turn
+from agent.modes import Turn, cosyvoice_system_voice
 
 
 def agent_settings(url: str, api_key: str, model: str, user: Path | None, out: Path, work: Path,
@@ -47,7 +47,7 @@ def agent_settings(url: str, api_key: str, model: str, user: Path | None, out: P
         {
             "mode": mode,
             "dashscope": {"http_url": url, "api_key": api_key},
-            "voice": {"family": "preset", "preset": DEFAULT_COSYVOICE_VOICE if pipeline else "Tina"},
+            "voice": {"family": "preset", "preset": cosyvoice_system_voice("cosyvoice-v3-flash") if pipeline else "Tina"},
             "omni": {"model": model},
             "pipeline": {"input": "text"},
             "audio": {

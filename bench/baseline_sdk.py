@@ -335,7 +335,7 @@ def _llm_to_speech(args: argparse.Namespace, out: BlockingOutput, t0: float, end
     from dashscope.audio.tts_v2 import AudioFormat, ResultCallback, SpeechSynthesizer
 
     from agent.config import PipelineSettings
-    from agent.modes import DEFAULT_COSYVOICE_VOICE
+    from agent.modes import cosyvoice_system_voice
 
     dashscope.api_key = args.api_key
     dashscope.base_http_api_url = args.url + "/api/v1"
@@ -354,7 +354,7 @@ def _llm_to_speech(args: argparse.Namespace, out: BlockingOutput, t0: float, end
             print(f"speech synthesis task failed, {message}", file=sys.stderr)
 
     def synthesize_speech_from_llm_by_streaming_mode(query_text: str) -> None:
-        synthesizer = SpeechSynthesizer(model="cosyvoice-v3-flash", voice=DEFAULT_COSYVOICE_VOICE,
+        synthesizer = SpeechSynthesizer(model="cosyvoice-v3-flash", voice=cosyvoice_system_voice("cosyvoice-v3-flash"),
                                         format=AudioFormat.PCM_24000HZ_MONO_16BIT, callback=Callback())
         messages = [{"role": "system", "content": system_text}, {"role": "user", "content": query_text}]
         responses = Generation.call(model="qwen-plus", messages=messages, result_format="message",

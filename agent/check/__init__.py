@@ -5,7 +5,8 @@ checked, where the value came from, and — when it fails — what to change. It
 key (only where it came from), and every line goes through `redact` anyway. Network checks time out
 after a few seconds each, so a device without network gets a clear answer quickly, not a hang.
 
-Layout: `result` (one checklist line), `local` (config, key, state dir, audio, echo), `service`
+Layout: `result` (one checklist line), `local` (config, key, state dir, audio, echo),
+`capabilities` (the region × model rows that concern the configuration, SPEC §13), `service`
 (reach, key accepted, voice); this module runs them in order and prints the checklist.
 """
 
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from agent.account import DashScopeAccount
+from agent.check.capabilities import check_capabilities
 from agent.check.local import (
     check_audio,
     check_config,
@@ -61,6 +63,8 @@ async def run_checks(settings: Settings, *, timeout: float = TIMEOUT_S) -> list[
     results: list[CheckResult] = []
     cfg, plan = check_config(settings)
     results.append(cfg)
+    if plan is not None:
+        results.extend(check_capabilities(settings))
     key_result, key = check_key(settings)
     results.append(key_result)
     results.append(check_state_dir(settings))
@@ -99,24 +103,24 @@ async def _service_checks(
     return [accepted, voice]
 
 
-def _symbols(stream: Any) -> tuple[str, str, str]:
-    """✓/✗/– where the terminal can show them, else ASCII (a serial console, LANG=C)."""
+def _symbols(stream: Any) -> tuple[str, str, str, str]:
+    """✓/✗/–/! where the terminal can show them, else ASCII (a serial console, LANG=C)."""
     enc = getattr(stream, "encoding", None) or "ascii"
     try:
         "✓✗–".encode(enc)
-        return "✓", "✗", "–"
+        return "✓", "✗", "–", "!"
     except (UnicodeEncodeError, LookupError):
-        return "OK", "FAIL", "-"
+        return "OK", "FAIL", "-", "WARN"
 
 
 def format_checklist(results: list[CheckResult], stream: Any = None) -> str:
-    ok_s, fail_s, skip_s = _symbols(stream or sys.stdout)
+    ok_s, fail_s, skip_s, warn_s = _symbols(stream or sys.stdout)
     width = max(len(r.name) for r in results) if results else 0
     lines = []
     for r in results:
-        mark = ok_s if r.ok else (skip_s if r.skipped else fail_s)
+        mark = (warn_s if r.warning else ok_s) if r.ok else (skip_s if r.skipped else fail_s)
         lines.append(f"{mark} {r.name.ljust(width)}  {r.detail}")
-        if r.fix and not r.ok:
+        if r.fix and (not r.ok or r.warning):
             lines.append(f"  {' ' * len(mark)}{' ' * width} fix: {r.fix}")
     failed = sum(1 for r in results if not r.ok and not r.skipped)
     skipped = sum(1 for r in results if r.skipped)
@@ -124,6 +128,9 @@ def format_checklist(results: list[CheckResult], stream: Any = None) -> str:
         tail = f"{failed} of {len(results)} checks failed" + (f", {skipped} skipped" if skipped else "")
     else:
         tail = f"all {len(results)} checks passed"
+    warned = sum(1 for r in results if r.ok and r.warning)
+    if warned:
+        tail += f" ({warned} with a warning: the documents disagree, see '!' above)"
     lines.append(tail)
     return redact("\n".join(lines))
 

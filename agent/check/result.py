@@ -19,6 +19,7 @@ class CheckResult:
     detail: str
     fix: str | None = None
     skipped: bool = False  # not run because an earlier check failed (that one carries the fix)
+    warning: bool = False  # passed, but the documents disagree: it may fail (the fix is shown)
 
     def __post_init__(self) -> None:
         self.detail = redact(self.detail)

@@ -24,10 +24,9 @@ from agent.voices.client import (
     CallFailed,
     ClientOptions,
     CustomizationClient,
-    RemoteVoice,
 )
 from agent.voices.errors import VoiceError
-from agent.voices.plan import VoicePlan
+from agent.voices.plan import VoicePlan, voice_matches
 
 
 def targets(ep: Endpoints) -> list[tuple[str, int, bool]]:
@@ -113,21 +112,15 @@ async def check_key_accepted(client: CustomizationClient, plan: VoicePlan | None
     return passed(name, f"{model} list answered")
 
 
-def _matches(plan: VoicePlan, voice: RemoteVoice) -> bool:
-    if plan.family == "qwen":
-        target = voice.target_model
-        return f"-{plan.request_name}-voice-" in voice.voice_id and (target is None or target == plan.target_model)
-    prefixes = (f"{plan.target_model}-{plan.request_name}-", f"{plan.target_model}-vd-{plan.request_name}-")
-    return voice.voice_id.startswith(prefixes)
-
-
 async def check_voice(client: CustomizationClient, plan: VoicePlan) -> CheckResult:
     name = "voice"
     try:
         items = await (client.qwen_list() if plan.family == "qwen" else client.cosy_list(plan.request_name))
     except VoiceError as e:
         return failed(name, f"cannot list voices: {e}", "retry later; see the 'key accepted' item")
-    found = [i for i in items if _matches(plan, i)]
+    # The same rule as enrollment (case-insensitive qwen names, audit R13); a listed voice
+    # without a target model is taken as this plan's (CosyVoice ids carry it in the id).
+    found = [i for i in items if voice_matches(plan, i.voice_id, i.target_model or plan.target_model)]
     if found:
         best = max(found, key=lambda v: v.created)
         vid, status = best.voice_id, best.status

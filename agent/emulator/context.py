@@ -36,6 +36,8 @@ class EmulatorOptions:
     cosyvoice_speed: float = 4.0
     realtime_session_max_s: float = 7200.0
     voice_quota: int = 1000  # per model family, like the per-account cloud quota
+    # intl | cn: follow that region's capability rows (see region.py); None: everything everywhere
+    region: str | None = None
     # Observation hooks (see observe.py): what is sent, and when; None = not observed.
     on_sent: SentHook | None = field(default=None, repr=False, compare=False)
     on_connection: ConnectionHook | None = field(default=None, repr=False, compare=False)

@@ -20,6 +20,7 @@ from agent.emulator.customization_common import (
     preview_audio,
 )
 from agent.emulator.errors import ApiError, invalid
+from agent.emulator.region import check_cosy_create
 
 PREFIX_RE = re.compile(r"^[a-z0-9]{1,10}$")
 COSY_LANGUAGES = {"zh", "en", "fr", "de", "ja", "ko", "ru"}
@@ -87,6 +88,7 @@ async def cosy_create(request, ctx, inp, params) -> dict:
     if not PREFIX_RE.match(prefix):
         raise invalid("Parameter 'prefix' must be 1-10 characters of lowercase letters and digits.")
     hints = check_language_hints(inp)
+    check_cosy_create(ctx.options.region, target_model, design="voice_prompt" in inp)
     if len(ctx.stores.cosy_voices) >= ctx.options.voice_quota:
         raise ApiError(400, "Throttling.AllocationQuota", QUOTA_MESSAGE)
     output: dict[str, Any] = {}

@@ -24,6 +24,7 @@ from agent.emulator.context import EmulatorContext
 from agent.emulator.cosyvoice_task import Task, TaskFailed, new_task, render, wav_header
 from agent.emulator.cosyvoice_text import billing_characters, split_sentences, strip_ssml
 from agent.emulator.faults import ConnectionFaults
+from agent.emulator.region import honours_cancel, serves_tts_model
 from agent.emulator.ws_outbox import Outbox
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -166,6 +167,9 @@ class CosyConnection:
             raise TaskFailed("InvalidParameter", "header.streaming must be 'duplex'.")
         if "input" not in payload:
             raise TaskFailed("InvalidParameter", "task can not be null")
+        model = str(payload.get("model") or "")
+        if model and not serves_tts_model(self.ctx.options.region, model):
+            raise TaskFailed("ModelNotFound", f"Model not exist: {model}")
         task = new_task(task_id, payload, self.ctx.stores.cosy_voices)
         if self.faults.task_failed:
             raise TaskFailed("InternalError", "Internal server error (injected by the emulator).")
@@ -217,7 +221,8 @@ class CosyConnection:
         task = self._task_for(task_id)
         if task is None:
             return
-        if (payload.get("input") or {}).get("directive") == "cancel":
+        cancel = (payload.get("input") or {}).get("directive") == "cancel"
+        if cancel and honours_cancel(self.ctx.options.region, task.model):
             self._stop_task()
             self._task_finished(task)
             return

@@ -256,7 +256,8 @@ async def _serve(host: str, port: int, opts: EmulatorOptions, faults: str | None
         return 1
     print(url, flush=True)
     print(
-        json.dumps({"http": url, "ws": emulator.ws_url, "faults": faults or ""}),
+        json.dumps({"http": url, "ws": emulator.ws_url, "faults": faults or "",
+                    "region": opts.region or "any"}),
         file=sys.stderr,
         flush=True,
     )

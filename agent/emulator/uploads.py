@@ -25,6 +25,7 @@ from agent.emulator.context import EmulatorContext, StoredUpload
 from agent.emulator.errors import invalid, request_id
 from agent.emulator.faults import FAULTS_HEADER, FaultSpecError
 from agent.emulator.httputil import abort_connection, json_response, wait_until_client_leaves
+from agent.emulator.region import check_upload
 
 SINK_PATH = "/_oss/upload"
 BUCKET = "dashscope-emulator"
@@ -66,6 +67,7 @@ async def handle_get_policy(request: web.Request, ctx: EmulatorContext) -> web.S
     model = request.query.get("model", "").strip()
     if not model:
         raise invalid("Missing required parameter 'model'.")
+    check_upload(ctx.options.region)  # Beijing only (UPLOAD)
     upload_dir = (
         f"dashscope-instant/{hashlib.md5(model.encode()).hexdigest()}/"
         + time.strftime("%Y-%m-%d")

@@ -19,9 +19,12 @@ does I/O, timing and recovery:
   `send_text()` transparently starts a new task on the same stream; a task that has no text yet
   cannot be finished (the server rejects empty text), so its socket is closed and replaced.
 - **Cancel** (barge-in): finish-task with the cancel directive; audio stops at once client-side.
-  Where the server does not support cancel (CosyVoice in Singapore) it keeps synthesizing: that
-  audio is dropped, and if task-finished does not come within `cancel_grace_s` the socket is
-  closed and replaced so the next turn is not delayed.
+  If task-finished does not come within `cancel_grace_s` the socket is closed and replaced so
+  the next turn is not delayed. Where the directive is unsupported (`cancel_directive=False`:
+  CosyVoice in Singapore, `capabilities.cancel_supported`, audit R4) the task is abandoned
+  instead: a plain finish-task, the socket is free at once, and the next task's run-task
+  pre-empts the old one on the same socket (REF §4.4) — no new handshake per barge-in. The old
+  task's late audio is dropped (stray while the socket is idle; discarded before task-started).
 - **Start timeout**: no task-started within `start_timeout_s` (a silently dead socket) → the
   socket is replaced and the task restarted once with the text queued so far.
 - **Stall timeout**: after finish-task the server owes us audio or task-finished; nothing at all
@@ -189,12 +192,15 @@ class SocketPool:
         account: DashScopeAccount,
         *,
         timings: TtsTimings = DEFAULT_TTS_TIMINGS,
+        cancel_directive: bool = True,
         run_tasks_per_s: int = 3,
         proxy: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = account.urls.inference_ws
         self.timings = timings
+        self.cancel_directive = cancel_directive
+        self.abandoned = 0  # barge-ins answered by pre-emption instead of the cancel directive
         self.clock = clock
         self.limiter = RateLimiter(run_tasks_per_s, 1.0, clock=clock)
         self.backoff = Backoff(*timings.backoff_s, clock=clock)

@@ -345,6 +345,20 @@ class SynthesisTask:
         self._finish = "cancel"
         self._release()
 
+    def abandon(self) -> None:
+        """Barge-in where the cancel directive is unsupported (CosyVoice in Singapore, REF §4.1):
+        stop listening, end the input with a plain finish-task, and leave the socket to the next
+        task, whose run-task pre-empts this one on the server (REF §4.4). Audio still arriving
+        is marked `discard`; later events of this task are ignored (it counts as done)."""
+        if self.done:
+            return
+        self.cancelled = True
+        self._queued.clear()
+        if self._finish is None:
+            self._finish = "finish"
+        self._release()
+        self.state = TaskState.FINISHED
+
     def data_to_send(self) -> list[str]:
         out, self._outgoing = self._outgoing, []
         return out
@@ -400,4 +414,6 @@ class SynthesisTask:
             self.unpaired_frames += 1
         self.audio_frames += 1
         self.audio_bytes += len(data)
-        return AudioChunk(bytes(data), paired, discard=self.cancelled)
+        # Before task-started no audio can be ours: on a socket whose previous task was
+        # abandoned (`abandon`), its last frames may still arrive until our run-task pre-empts it.
+        return AudioChunk(bytes(data), paired, discard=self.cancelled or self.state is TaskState.CREATED)

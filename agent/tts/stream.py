@@ -140,6 +140,13 @@ class SynthesisStream:
             self._detach()
             self._end()
             return
+        if not self._pool.cancel_directive and task.has_text:
+            task.abandon()  # plain finish-task; the next run-task pre-empts it (REF §4.4)
+            await self._flush()
+            self._pool.abandoned += 1
+            self._detach()
+            self._end()
+            return
         task.cancel()
         await self._flush()
         self._spawn(self._cancel_cleanup(task, conn), "cosyvoice-cancel")

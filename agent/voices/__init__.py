@@ -2,7 +2,9 @@
 
 Public API for the daemon and the CLI (details in docs/voices.md):
 
-- `check_voice_config(settings)`: offline family ↔ mode and voice-section checks (ConfigError).
+- `check_voice_config(settings)`: offline family ↔ mode, voice-section and region × model checks
+  (ConfigError); returns what the documents disagree on, for the caller to log.
+- `keeper.VoiceKeeper`: the daemon's voice — enrolled, or the fallback voice while enrollment fails.
 - `ensure_voice(settings, account, state_dir, *, log) -> VoiceResult`.
 - errors: `VoiceError` (base, `.retryable`), `SampleError(ConfigError)`, `AuthError`,
   `QuotaError`, `EnrollmentError`, `DeployTimeout`, `ServiceUnavailable`, `Busy`.

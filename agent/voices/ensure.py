@@ -343,8 +343,11 @@ class Enrollment:
         if plan.language:
             inp["language_hints"] = [plan.language]
         if plan.is_design:
+            # The hint defaults to zh and must match the preview text's language (audit R5).
+            lang = plan.language if plan.language in PREVIEW_TEXT else "en"
             inp["voice_prompt"] = plan.source_value
-            inp["preview_text"] = PREVIEW_TEXT.get(plan.language or "en", PREVIEW_TEXT["en"])
+            inp["preview_text"] = PREVIEW_TEXT[lang]
+            inp["language_hints"] = [lang]
             return COSY_MODEL, inp, {"sample_rate": 24000, "response_format": "wav"}, False
         url = oss_url or plan.source_value or ""
         return COSY_MODEL, {**inp, "url": url}, None, url.startswith("oss://")

@@ -8,10 +8,13 @@ one target model fails on another), so the family must fit the mode:
 - `preset` uses a system voice (`voice.preset`) in either mode, nothing is enrolled.
 
 The family ↔ mode rule is config data (`agent.config.FAMILIES_FOR_MODE`, checked by
-`config.validate`). `check_voice_config` adds the rest (sample file, design-prompt limits, languages);
+`config.validate`). `check_voice_config` adds the rest (sample file, design-prompt limits, languages)
+and what the documents say the region and model offer (`agent.capabilities.assess`: refused →
+ConfigError naming the key and the fix; disputed → returned as warnings for the caller to log);
 it is cheap and offline, and the composition root calls it at start-up (`cli` for run / check /
 voices, `daemon.preflight`); the sample's audio is only analysed at enrollment
-(`samples.prepare_sample`).
+(`samples.prepare_sample`). `plan_voice` applies only the local checks, so enrollment itself can
+still be tried (and refused by the service) where the documents disagree.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.capabilities import Finding, assess, refusals
 from agent.config import ConfigError, Settings, check_family_fits_mode
 from agent.voices.cache import CacheKey
 
 MODEL_KEY = {"qwen": "omni.model", "cosyvoice": "pipeline.tts_model"}
-QWEN_LANGUAGES = ("zh", "en", "de", "it", "pt", "es", "ja", "ko", "fr", "ru")
+# S004 (Qwen voice cloning API, "Languages" and the `language` parameter): 29 codes (audit R12).
+QWEN_LANGUAGES = ("zh", "en", "de", "it", "pt", "es", "ja", "ko", "fr", "ru", "th", "id", "ar", "cs",
+                  "da", "nl", "fi", "he", "hi", "is", "ms", "no", "fa", "pl", "sv", "tl", "tr", "ur",
+                  "vi")
 COSY_LANGUAGES = ("zh", "en", "fr", "de", "ja", "ko", "ru")
 DESIGN_LANGUAGES = ("zh", "en")
 DESIGN_PROMPT_MAX = 500
@@ -81,8 +88,37 @@ def text_digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def check_voice_config(settings: Settings) -> None:
-    """Offline checks of the `voice` section against the mode; ConfigError (exit 78) if wrong."""
+def capability_findings(settings: Settings) -> list[Finding]:
+    """Every capability-table row that concerns this configuration (ok, warn and refuse)."""
+    v = settings.voice
+    return assess(
+        settings.dashscope.region, settings.mode, v.family, settings.pipeline.tts_model,
+        settings.omni.model, v.design_prompt is not None, bool(v.sample), v.preset,
+        has_sample_url=bool(v.sample_url), turn_detection=settings.omni.turn_detection.type,
+    )
+
+
+def check_voice_config(settings: Settings) -> list[Finding]:
+    """Offline checks of the `voice` section against the mode, region and models.
+
+    ConfigError (exit 78) naming the key and the fix for what cannot work; returns the findings
+    the documents disagree on (`warn`), which the caller logs as warnings.
+    """
+    check_voice_sources(settings)
+    findings = capability_findings(settings)
+    refused = refusals(findings)
+    if refused:
+        raise ConfigError(f"{settings.source}: {refused[0].describe()}")
+    return [f for f in findings if f.level == "warn"]
+
+
+def describe_with_sources(finding: Finding) -> str:
+    """A finding with the documents behind it, for a start-up warning or `check`."""
+    return f"{finding.describe()} (sources: {'; '.join(s.cite() for s in finding.sources)})"
+
+
+def check_voice_sources(settings: Settings) -> None:
+    """The local part: family ↔ mode, sample file, design prompt, language; ConfigError if wrong."""
     v, src = settings.voice, settings.source
     check_family_fits_mode(settings)
     if v.family == "preset":
@@ -118,8 +154,8 @@ def check_voice_config(settings: Settings) -> None:
 
 
 def plan_voice(settings: Settings) -> VoicePlan:
-    """The plan for `settings` (after `check_voice_config`)."""
-    check_voice_config(settings)
+    """The plan for `settings` (the local checks only; see the module docstring)."""
+    check_voice_sources(settings)
     v = settings.voice
     if v.family == "preset":
         return VoicePlan("preset", "", v.name, "", None, None, "", v.language, v.preset)

@@ -9,7 +9,7 @@ re-encode) rather than refuse it.
 Rules (documented in docs/voices.md, limits from reference/dashscope-protocol.md §2.2–2.3):
 
 - format by content: WAV (PCM or float, converted to 16-bit), MP3, M4A (AAC)
-- size ≤ 10 MiB; duration ≥ 3 s and ≤ 60 s (warning outside 10–20 s)
+- size ≤ 10 MB (10 000 000 bytes; for qwen the whole data URI); duration ≥ 3 s and ≤ 60 s (warning outside 10–20 s)
 - sample rate: < 16 kHz rejected (upsampling adds no detail); cosyvoice accepts ≥ 16 kHz;
   qwen needs ≥ 24 kHz, so 16–24 kHz is upsampled to 24 kHz with a warning
 - channels: more than one → one channel is used (the first, unless it is silent), with a warning
@@ -34,7 +34,7 @@ from agent.audio.wav import encode_wav
 from agent.voices import audioformats as af
 from agent.voices.errors import SampleError
 
-MAX_BYTES = 10 * 1024 * 1024
+MAX_BYTES = 10_000_000  # S000 '≤ 10 MB', S004 '< 10 MB': decimal megabytes (audit R8)
 MAX_DURATION_S = 60.0
 MIN_DURATION_S = 3.0
 RECOMMENDED_S = (10.0, 20.0)
@@ -101,7 +101,7 @@ def prepare_sample(path: str | Path, family: str, *, log: logging.Logger | None 
         raise fail("the file is empty: record 10–20 s of clear speech (WAV, 16-bit, mono, ≥ 24 kHz)")
     if len(data) > MAX_BYTES:
         raise fail(
-            f"the file is {len(data) / 2**20:.1f} MiB; the limit is 10 MiB: trim it to 10–20 s of "
+            f"the file is {len(data) / 1e6:.1f} MB; the limit is 10 MB: trim it to 10–20 s of "
             "speech (or use a compressed MP3)"
         )
     fmt = af.detect_format(data)
@@ -285,24 +285,31 @@ def _prepare_compressed(
 
 
 def _fit_data_uri(prepared: PreparedSample, checker: _Checker) -> PreparedSample:
-    """Qwen takes the sample as a base64 data URI, whose *encoded* size must stay under 10 MiB."""
-    if _b64_len(len(prepared.data)) <= MAX_BYTES:
+    """Qwen takes the sample as a base64 data URI, whose whole length (prefix included) must stay
+    under 10 MB (S004: "The encoded data must be less than 10 MB")."""
+    if data_uri_size(prepared.mime, len(prepared.data)) < MAX_BYTES:
         return prepared
     if prepared.format == af.WAV and prepared.sample_rate > QWEN_MIN_RATE_HZ:
         mono = af.read_wav(prepared.data).samples[:, 0]
         out = soxr.resample(mono, prepared.sample_rate, QWEN_MIN_RATE_HZ, quality="HQ")
         data = encode_wav(out, QWEN_MIN_RATE_HZ)
-        if _b64_len(len(data)) <= MAX_BYTES:
+        if data_uri_size(af.MIME[af.WAV], len(data)) < MAX_BYTES:
             prepared.data, prepared.sample_rate, prepared.converted = data, QWEN_MIN_RATE_HZ, True
             return prepared
     raise checker.fail(
         f"too large for qwen cloning: the service takes it base64-encoded, "
-        f"{_b64_len(len(prepared.data)) / 2**20:.1f} MiB, over the 10 MiB limit: trim it to 10–20 s"
+        f"{data_uri_size(prepared.mime, len(prepared.data)) / 1e6:.1f} MB as a data URI, over the 10 MB "
+        "limit: trim it to 10–20 s"
     )
 
 
 def _b64_len(n: int) -> int:
     return (n + 2) // 3 * 4
+
+
+def data_uri_size(mime: str, n: int) -> int:
+    """Length of `data:<mime>;base64,<n bytes encoded>`, what the 10 MB limit counts."""
+    return len(f"data:{mime};base64,") + _b64_len(n)
 
 
 def decode_external(path: Path, rate: int) -> np.ndarray | None:

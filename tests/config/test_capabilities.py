@@ -142,10 +142,11 @@ def test_cancel_directive_needs_cosyvoice_v2_or_later() -> None:
     assert not cancel_supported("cn", "cosyvoice-v1")
 
 
-def test_barge_in_in_intl_pipeline_warns_that_it_costs_a_new_connection() -> None:
+def test_barge_in_in_intl_pipeline_pre_empts_on_the_same_connection() -> None:
     f = only(findings(), "cancel_directive")
-    assert (f.level, f.key) == ("warn", "dashscope.region")
-    assert "new connection" in f.message
+    assert (f.level, f.key) == ("ok", "dashscope.region")
+    assert "not supported in region intl" in f.message and "same connection" in f.message
+    assert any("§4.4" in s.where for s in f.sources)
     assert only(findings(region="cn"), "cancel_directive").level == "ok"
 
 

@@ -32,7 +32,9 @@ def config(work: Path, base_url: str, family: str) -> Path:
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump({
         "mode": "omni" if family == "qwen" else "pipeline",
-        "dashscope": {"http_url": base_url, "api_key": API_KEY},
+        # cn: a local CosyVoice sample needs the temporary upload, which only Beijing offers.
+        "dashscope": {"http_url": base_url, "api_key": API_KEY,
+                      "region": "cn" if family == "cosyvoice" else "intl"},
         "voice": {"family": family, "name": "kiosk", "sample": str(write_voice_sample(work / "me.wav"))},
         "pipeline": {"input": "text"},
         "audio": {"input": {"backend": "null"}, "output": {"backend": "null"}, "echo": "none"},

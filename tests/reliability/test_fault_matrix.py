@@ -192,6 +192,8 @@ def service_up(r: Rig, case: Case) -> bool:
     mode = r.daemon.mode
     if mode is None:
         return False
+    if case.family != "preset" and r.daemon.status.voice_fallback:
+        return False  # serving with the fallback voice; the configured voice is not back yet
     if case.mode == OMNI:
         return r.daemon.status.connected
     tts_up = bool(mode.tts.connected)

@@ -211,7 +211,7 @@ def test_synthesis_parser_survives_garbage(frame: str | bytes) -> None:
         st.sampled_from([json.dumps(e) for e in TTS_EVENTS]).map(lambda f: ("text", f)),
         garbage_text.map(lambda f: ("text", f)),
         st.binary(max_size=64).map(lambda b: ("bytes", b)),
-        st.sampled_from(["finish", "cancel", "send"]).map(lambda a: ("client", a)),
+        st.sampled_from(["finish", "cancel", "abandon", "send"]).map(lambda a: ("client", a)),
     ),
     max_size=30,
 ))
@@ -224,7 +224,9 @@ def test_synthesis_task_survives_any_frame_sequence(steps: list[tuple[str, Any]]
     for kind, item in steps:
         if kind == "bytes":
             chunk = task.receive_bytes(item)
-            assert chunk.data == bytes(item) and chunk.discard == task.cancelled
+            # audio is ours once the task started and until it is cancelled or abandoned
+            before = task.state is tp.TaskState.CREATED
+            assert chunk.data == bytes(item) and chunk.discard == (task.cancelled or before)
         elif kind == "text":
             try:
                 events = task.receive_text(item)
@@ -234,7 +236,7 @@ def test_synthesis_task_survives_any_frame_sequence(steps: list[tuple[str, Any]]
             assert all(isinstance(e, tp.ServerEvent) for e in events)
         else:
             try:
-                {"finish": task.finish, "cancel": task.cancel,
+                {"finish": task.finish, "cancel": task.cancel, "abandon": task.abandon,
                  "send": lambda: task.send_text("More. ")}[item]()
             except tp.InvalidState:
                 assert task.finish_requested or task.done

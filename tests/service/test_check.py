@@ -114,6 +114,29 @@ async def test_all_pass_with_an_enrolled_voice(emulator, tmp_path: Path, caplog)
     assert_no_key(text, caplog.text)
 
 
+async def test_voice_ids_match_like_enrollment_regardless_of_case(emulator, tmp_path: Path) -> None:
+    # Enrollment reuses a listed voice case-insensitively; check must find the same voice (R13).
+    s = make_settings(tmp_path, emulator.base_url, voice__sample_url=None)
+    voice = await create_qwen_voice(emulator, "KIOSK", s.omni.model)
+    assert "-KIOSK-voice-" in voice
+    r = by_name(await run_checks(s))["voice"]
+    assert r.ok and voice in r.detail
+
+
+async def test_capability_rows_of_the_configuration_are_listed_with_their_fixes(emulator, tmp_path: Path) -> None:
+    s = make_settings(tmp_path, emulator.base_url, mode="pipeline",
+                      voice={"family": "cosyvoice", "name": "kiosk", "sample_url": "https://example.com/k.wav"})
+    results = await run_checks(s)
+    rows = {r.name: r for r in results if r.name.startswith("capability ")}
+    assert rows["capability tts_model"].ok and not rows["capability tts_model"].warning
+    clone = rows["capability cosyvoice_clone"]
+    assert clone.ok and clone.warning and "the documents disagree" in clone.detail
+    assert clone.fix is not None and "set dashscope.region: cn" in clone.fix
+    text = format_checklist(results)
+    assert "! capability cosyvoice_clone" in text and "fix: set dashscope.region: cn" in text
+    assert "with a warning: the documents disagree" in text.splitlines()[-1]
+
+
 async def test_voice_not_enrolled_yet_passes_when_it_can_be_created(emulator, tmp_path: Path) -> None:
     s = make_settings(tmp_path, emulator.base_url)
     r = by_name(await run_checks(s))["voice"]
@@ -152,7 +175,7 @@ async def test_unreachable_endpoint(tmp_path: Path) -> None:
     assert r["reach"].fix and "emulator" in r["reach"].fix
     assert r["key accepted"].skipped and r["voice"].skipped
     text = format_checklist(results)
-    assert "1 of 9 checks failed, 2 skipped" in text
+    assert "1 of 11 checks failed, 2 skipped" in text
 
 
 async def test_unresolvable_host(tmp_path: Path) -> None:
@@ -233,7 +256,7 @@ def test_check_command_exit_codes_and_output(tmp_path: Path, capsys, caplog) -> 
         bad = make_settings(tmp_path, emu.base_url, dashscope__api_key=WRONG_KEY)
         assert check_command(bad) == 1
         out_bad, err_bad = capsys.readouterr()
-    assert "all 9 checks passed" in out_ok
+    assert "all 11 checks passed" in out_ok
     assert "key rejected" in out_bad and "region" in out_bad
     assert_no_key(out_ok, err_ok, out_bad, err_bad, caplog.text)
 

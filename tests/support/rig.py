@@ -52,8 +52,12 @@ def settings_for(mode: str, base_url: str, work: Path, *, input: str = "text",
         voice["preset"] = "Tina" if mode == "omni" else "longanyang"
     else:
         voice["sample"] = str(sample)
+    # A local CosyVoice sample goes through the temporary upload, which exists in cn only (the
+    # capability table refuses it in intl at start-up).
+    region = "cn" if family == "cosyvoice" else "intl"
     return build_settings(mode, base_url=base_url, work=work, audio="null", voice=voice,
-                          origin="<reliability>", pipeline__input=input, log__transcripts=False)
+                          origin="<reliability>", pipeline__input=input, log__transcripts=False,
+                          dashscope__region=region)
 
 
 def free_port() -> int:

@@ -185,6 +185,17 @@ async def test_cosyvoice_design_saves_the_preview(emulator: Emulator, tmp_path: 
     assert (again.outcome, again.preview_path) == ("cached", res.preview_path)
 
 
+@pytest.mark.parametrize(("language", "hint", "word"), [(None, "en", "assistant"), ("zh", "zh", "语音助手")])
+async def test_design_hints_the_language_of_its_preview_text(
+        emulator: Emulator, tmp_path: Path, language: str | None, hint: str, word: str) -> None:
+    # S003: language_hints defaults to zh and must match preview_text (audit R5): an English
+    # preview is never sent under the default Chinese hint.
+    (tmp_path / "state").mkdir()
+    res = await run(emulator, tmp_path, "cosyvoice", design_prompt="A calm announcer", language=language)
+    rec = emulator.context.stores.cosy_voices[res.voice_id]
+    assert rec["language_hints"] == [hint] and word in rec["preview_text"]
+
+
 # --- recovery -----------------------------------------------------------------------------------
 
 

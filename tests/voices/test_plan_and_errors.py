@@ -120,6 +120,8 @@ def test_design_and_language_rules(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="voice.language: 'es' is not supported here; use one of zh, en, fr"):
         check_voice_config(_settings(mode="pipeline", voice={"family": "cosyvoice", "language": "es"}))
     check_voice_config(_settings(voice={"language": "es"}))  # qwen speaks Spanish
+    for code in ("vi", "th", "ar", "he", "tl", "ur"):  # S004's 29 codes, not only the first 10 (R12)
+        check_voice_config(_settings(voice={"language": code}))
     with pytest.raises(ConfigError, match="voice.sample: file not found"):
         check_voice_config(_settings(voice={"sample": str(tmp_path / "missing.wav")}))
 

@@ -86,12 +86,29 @@ def test_duration_outside_10_to_20_s_warns(tmp_path: Path) -> None:
 
 
 def test_too_large(tmp_path: Path) -> None:
-    # 30 s of 48 kHz stereo float32: 11.5 MB, over the 10 MiB limit although short enough.
+    # 30 s of 48 kHz stereo float32: 11.5 MB, over the 10 MB limit although short enough.
     x = np.stack([speech(30.0, 48000)] * 2, axis=1)
     path = write_wav(tmp_path / "big.wav", x, 48000, fmt="float")
     assert path.stat().st_size > 10 * 2**20
-    with pytest.raises(SampleError, match=r"MiB; the limit is 10 MiB"):
+    with pytest.raises(SampleError, match=r"MB; the limit is 10 MB"):
         samples.prepare_sample(path, "qwen")
+
+
+@pytest.mark.unit
+def test_the_size_limit_is_ten_million_bytes_not_ten_mebibytes(tmp_path: Path) -> None:
+    # S000 "≤ 10 MB", S004 "< 10 MB" (audit R8): 10.2 MB is under 10 MiB yet over the limit.
+    path = tmp_path / "between.wav"
+    path.write_bytes(b"\0" * 10_200_000)
+    with pytest.raises(SampleError, match=r"10.2 MB; the limit is 10 MB"):
+        samples.prepare_sample(path, "cosyvoice")
+
+
+@pytest.mark.unit
+def test_the_data_uri_limit_counts_the_prefix() -> None:
+    n = 7_499_997  # base64 alone: 9 999 996 characters, just under 10 MB
+    assert (n + 2) // 3 * 4 < samples.MAX_BYTES
+    assert samples.data_uri_size("audio/wav", n) == len("data:audio/wav;base64,") + 9_999_996
+    assert samples.data_uri_size("audio/wav", n) > samples.MAX_BYTES
 
 
 @pytest.mark.unit
