@@ -15,12 +15,15 @@ from typing import Any
 
 import pytest
 
-from agent import daemon as daemon_module
 from agent.config import settings_from_dict
+from agent.daemon import DaemonTimings
 from agent.voices.errors import EnrollmentError, ServiceUnavailable
 from agent.voices.keeper import explain, fallback_voice
 from tests.support.rig import BYE, rig, settings_for
 from tests.support.samples import write_voice_sample
+
+# Enrollment retried quickly, so the switch to the enrolled voice happens within the test.
+QUICK_RETRY = DaemonTimings(voice_retry_s=(0.3, 0.6))
 
 REFUSE = "http=403@customization"
 
@@ -43,12 +46,11 @@ def _settings(mode: str, work: Path, preset: str | None = None):
     ("omni", None, "qwen-omni-vc-kiosk-voice-"),
 ])
 async def test_a_refused_enrollment_serves_with_the_fallback_voice_then_switches(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
     mode: str, fallback: str | None, enrolled: str,
 ) -> None:
     caplog.set_level(logging.INFO, "voice-agent")
-    monkeypatch.setattr(daemon_module, "VOICE_RETRY", (0.3, 0.6))
-    async with rig(tmp_path, _settings(mode, tmp_path), faults=REFUSE) as r:
+    async with rig(tmp_path, _settings(mode, tmp_path), faults=REFUSE, timings=QUICK_RETRY) as r:
         await r.until(lambda: r.daemon.mode is not None, 10, "serving while enrollment is refused")
         st = r.status
         assert st["voice_fallback"] is True and st["voice"] == fallback
@@ -156,16 +158,15 @@ async def test_a_cached_voice_is_reverified_with_growing_pauses_while_the_servic
 
 
 async def test_without_a_fallback_voice_the_daemon_waits_and_names_voice_preset(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     # cosyvoice-v3.5 has no system voices: with no voice.preset there is nothing to speak with.
-    monkeypatch.setattr(daemon_module, "VOICE_RETRY", (0.3, 0.6))
     build = _settings("pipeline", tmp_path)
 
     def settings(base: str) -> Any:
         s = build(base)
         return replace(s, pipeline=replace(s.pipeline, tts_model="cosyvoice-v3.5-flash"))
 
-    async with rig(tmp_path, settings, faults=REFUSE) as r:
+    async with rig(tmp_path, settings, faults=REFUSE, timings=QUICK_RETRY) as r:
         await r.until(lambda: "set voice.preset" in (r.daemon.status.last_error or ""), 10,
                       "the status naming voice.preset")
         assert r.daemon.mode is None and r.status["state"] == "error"
