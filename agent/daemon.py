@@ -28,6 +28,9 @@ from agent.modes import Mode, Turn
 from agent.secrets import redact, resolve_api_key
 from agent.statedir import open_state_dir
 from agent.status import AgentState, Status
+from agent.tools.factory import build_registry
+from agent.tools.registry import ToolRegistry
+from agent.tools.timers import Ringer
 from agent.voices.errors import AuthError, QuotaError, VoiceError
 from agent.voices.plan import check_voice_config
 from agent.watchdog import Watchdog
@@ -62,16 +65,16 @@ def preflight(settings: Settings) -> None:
 
 def make_mode(
     settings: Settings, endpoints: Endpoints, api_key: str, engine: AudioEngine, status: Status,
-    voice: str | None,
+    voice: str | None, tools: ToolRegistry | None = None,
 ) -> Mode:
     """The mode `settings.mode` names; both offer the same `Mode` surface."""
     if settings.mode == "pipeline":
         from agent.pipeline import PipelineMode
 
-        return PipelineMode(settings, endpoints, api_key, engine, status, voice)
+        return PipelineMode(settings, endpoints, api_key, engine, status, voice, tools)
     from agent.omni import OmniMode
 
-    return OmniMode(settings, endpoints, api_key, engine, status, voice)
+    return OmniMode(settings, endpoints, api_key, engine, status, voice, tools)
 
 
 class Daemon:
@@ -99,11 +102,14 @@ class Daemon:
         self.status.on_change = self._on_status_change
         self.integration: Integration | None = None  # events, volume, metrics: once the state dir is open
         self.mode: Mode | None = None
+        self.tools: ToolRegistry | None = None  # once the state dir and the volume exist
+        self.ringer = Ringer(self._timer_earcon, self._say)
         self.voice: VoiceResult | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._fatal: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._earcons = 0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -129,6 +135,7 @@ class Daemon:
             self.status.audio_status = self.engine.status
             self.integration.attach_player(self.engine.player)
             await self.integration.start()
+            await self._start_tools(state_dir)
             if self.use_control:
                 control = ControlServer(DaemonControl(self), resolve_socket_path(self.settings))
                 await control.start()
@@ -173,6 +180,9 @@ class Daemon:
             for t in self._tasks:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.ringer.close()
+            if self.tools is not None:
+                await self.tools.stop()
             if control is not None:
                 await control.close()
             if self.integration is not None:
@@ -194,7 +204,7 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self._reverify(state_dir), name="voice-reverify"))
         assert self.engine is not None and self.api_key is not None
         self.mode = make_mode(
-            self.settings, self.endpoints, self.api_key, self.engine, self.status, voice
+            self.settings, self.endpoints, self.api_key, self.engine, self.status, voice, self.tools
         )
         if self.turn_listener is not None:
             self.mode.turn_listeners.append(self.turn_listener)
@@ -253,6 +263,41 @@ class Daemon:
                         await self.mode.set_voice(result.voice_id)
                 self.voice = result
 
+    # --- tools (SPEC §11) -----------------------------------------------------------------------
+
+    async def _start_tools(self, state_dir: Path) -> None:
+        """The registry the modes call (built-ins and MCP servers); timers saved in the state
+        dir are scheduled again, so one set before a restart rings on time."""
+        assert self.integration is not None
+        if not self.settings.tools.builtin and not self.settings.tools.mcp:
+            return
+        self.tools = build_registry(
+            self.settings, state_dir=state_dir, volume=self.integration.volume,
+            on_timer_due=self.ringer.ring,
+            publish=lambda event, **fields: self.status.publish(event, **fields))
+        self.status.tools_status = self.tools.status
+        await self.tools.start()
+
+    def _timer_earcon(self) -> None:
+        """Queue the timer earcon, unless an answer is playing (it would cut that answer)."""
+        from agent.listen.earcons import earcon
+
+        if self.engine is None or self.engine.player.current_response is not None:
+            log.info("timer earcon skipped: %s is playing",
+                     self.engine.player.current_response if self.engine else "nothing")
+            return
+        self._earcons += 1
+        rid = f"earcon-timer-{self._earcons}"
+        player = self.engine.player
+        player.begin(rid)
+        player.feed(rid, earcon("timer").tobytes())
+        player.end(rid)
+
+    async def _say(self, text: str) -> Any:
+        if self.mode is None:
+            raise RuntimeError("not serving yet")
+        return await self.mode.say(text)
+
     def _voice_problem(self, message: str, delay: float) -> None:
         self.status.error(message)
         self.status.set_state(AgentState.ERROR, f"{message}; retrying in {delay:.0f} s")
@@ -297,6 +342,8 @@ class DaemonControl:
         return mode
 
     async def interrupt(self) -> None:
+        if self.daemon.ringer.stop():
+            log.info("timer ringing stopped by interrupt")
         if self.daemon.mode is not None:
             await self.daemon.mode.interrupt()
 

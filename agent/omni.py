@@ -30,6 +30,9 @@ from agent.realtime.connection import ConnectFailed, RealtimeConnection
 from agent.realtime.session import SessionConnection, SessionRunner
 from agent.realtime.uplink import MicUplink
 from agent.status import Status
+from agent.tools.factory import model_takes_tools
+from agent.tools.registry import ToolRegistry
+from agent.tools.spec import ToolResult
 
 log = logging.getLogger("voice-agent.omni")
 
@@ -52,6 +55,7 @@ class OmniMode:
         engine: AudioEngine,
         status: Status,
         voice: str | None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.endpoints = endpoints
@@ -67,6 +71,10 @@ class OmniMode:
                                        self._quiet_for_announcement)
         self.runner = SessionRunner(self, status, log)
         self._timers: set[asyncio.Task[None]] = set()
+        takes, why = model_takes_tools(settings)
+        if tools is not None and not takes:
+            log.warning("%s", why)
+        self.tools = tools if takes else None
 
     @property
     def conn(self) -> SessionConnection | None:
@@ -90,7 +98,13 @@ class OmniMode:
         return await RealtimeConnection.open(url, self.api_key, self.settings.dashscope.workspace)
 
     def configure_event(self) -> dict[str, Any]:
-        return p.session_update(self.settings.omni, self.voice)
+        return p.session_update(self.settings.omni, self.voice, tools=self._tool_decls())
+
+    def _tool_decls(self) -> list[dict[str, Any]] | None:
+        """What the model is offered now (MCP servers come and go: read at every session)."""
+        if self.tools is None:
+            return None
+        return [spec.as_chat() for spec in self.tools.specs()] or None
 
     def opened(self, conn: SessionConnection) -> None:
         self._apply_all(self.conversation.session_opened(time.monotonic(), self.status.last_error))
@@ -132,6 +146,8 @@ class OmniMode:
                     raise RuntimeError("not connected to the realtime service")
                 else:
                     await conn.send(action.event)
+            elif isinstance(action, c.RunTool):
+                self._start_timer(self._run_tool(action))
             elif isinstance(action, c.Flush):
                 # Silence first (the callback fades within one device period), then the server.
                 await self._execute(self.conversation.flushed(self.engine.player.flush()))
@@ -190,6 +206,18 @@ class OmniMode:
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
 
+    async def _run_tool(self, call: c.RunTool) -> None:
+        """Run one call (the registry turns every failure into an error result), then hand the
+        result to the core, which answers once all calls of the response are in."""
+        if self.tools is None:
+            result = ToolResult("error: no tools are available", True)
+        else:
+            result = await self.tools.call(call.name, call.arguments)
+        try:
+            await self._execute(self.conversation.tool_result(call.call_id, result.text))
+        except (RuntimeError, OSError, ConnectFailed) as e:  # the session went away meanwhile
+            log.info("tool result for %s not sent: %s", call.name, e)
+
     async def _record_heard(self, rid: str) -> None:
         """Once the flush has reached the output, record how much of the answer was heard."""
         st = await self.engine.player.wait_finished(rid)
@@ -223,7 +251,7 @@ class OmniMode:
         conn = self.runner.conn
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.send(p.session_update(self.settings.omni, voice))
+                await conn.send(p.session_update(self.settings.omni, voice, tools=self._tool_decls()))
 
     async def interrupt(self) -> None:
         await self._execute(self.conversation.interrupt(output_busy=self.engine.player.activity.busy(time.monotonic())))

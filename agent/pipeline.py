@@ -57,11 +57,13 @@ from agent.conversation.pipeline import (
 )
 from agent.endpoints import Endpoints
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
+from agent.llm_tools import ToolAnswer
 from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.secrets import redact
 from agent.status import AgentState, Status
 from agent.textsplit import speech_pieces
+from agent.tools.registry import ToolRegistry
 from agent.tts.errors import SynthesisError
 from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
@@ -86,8 +88,10 @@ class PipelineMode:
         engine: AudioEngine,
         status: Status,
         voice: str | None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.settings = settings
+        self.tools = tools
         self.engine = engine
         self.status = status
         self.voice = voice or DEFAULT_COSYVOICE_VOICE
@@ -300,11 +304,13 @@ class PipelineMode:
             raise LLMUnavailable(f"LLM authentication failed earlier; check dashscope.api_key and "
                                  f"region; retrying in {self._llm_blocked_until - now:.0f} s")
         speech: SynthesisStream | None = None
-        answer: LLMStream | None = None
+        answer: LLMStream | ToolAnswer | None = None
         feeder: asyncio.Task[None] | None = None
         try:
             speech = await self.tts.begin(self.voice, self.settings.pipeline.tts_model)
-            answer = self.llm.stream(self.conv.messages(turn.heard))
+            messages = self.conv.messages(turn.heard)
+            answer = (ToolAnswer(self.llm, messages, self.tools) if self.tools is not None
+                      else self.llm.stream(messages))
             feeder = asyncio.create_task(self._feed(answer, speech, turn), name="pipeline-feed")
             await self._play(speech, turn.response_id or "")
             await feeder  # its LLM error (if any) fails the turn after the audio played
@@ -323,7 +329,7 @@ class PipelineMode:
                 if speech.first_audio_at is not None and turn.pieces:
                     turn.synthesis_first_audio_ms = (speech.first_audio_at - turn.pieces[0][0]) * 1000.0
 
-    async def _feed(self, answer: LLMStream, speech: SynthesisStream, turn: Turn) -> None:
+    async def _feed(self, answer: LLMStream | ToolAnswer, speech: SynthesisStream, turn: Turn) -> None:
         """Send pieces to synthesis while the LLM streams; end the synthesis either way."""
         try:
             async for piece in speech_pieces(answer):

@@ -79,6 +79,8 @@ class Status:
     # `Integration.events.publish`; modes publish transcripts and turns through it too.
     publish: Callable[..., None] = _discard
     volume: int = 100  # the output volume 0–100 (SPEC §6), kept current by the integration
+    # Filled by the daemon's tool registry: the SPEC §6 `tools` mapping.
+    tools_status: Callable[[], dict[str, Any]] | None = None
 
     def set_state(self, state: AgentState, why: str | None = None) -> None:
         changed = state is not self.state
@@ -143,4 +145,6 @@ class Status:
             "latency_ms": self.latency.as_dict(),
             "heard_ms_last_interrupted": self.heard_ms_last_interrupted,
             "volume": self.volume,
+            "tools": self.tools_status() if self.tools_status else {
+                "calls": 0, "errors": 0, "mcp_servers": {}},
         }
