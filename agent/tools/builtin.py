@@ -144,7 +144,9 @@ class BuiltinSource:
         seconds = args.get("seconds")
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise ValueError("set needs seconds (a number)")
-        name = name or _default_name(seconds)
+        if not name:
+            self.timers.set(_default_name(seconds), float(seconds))
+            return ToolResult(f"Timer set for {duration_text(seconds)}.")
         self.timers.set(name, float(seconds))
         return ToolResult(f"The {name} timer is set for {duration_text(seconds)}.")
 
@@ -164,7 +166,7 @@ def _name(value: Any) -> str:
         return ""
     if not isinstance(value, str):
         raise ValueError("name must be text")
-    name = re.sub(r"\s+", " ", value).strip()
+    name = re.sub(r"\s+", " ", value).strip().lower()  # "Tea" and "tea" are one timer
     name = re.sub(r"(?i)\s*timer$", "", name)  # "tea timer" → "tea"
     if len(name) > 40:
         raise ValueError("name is too long (40 characters at most)")
