@@ -173,3 +173,15 @@ async def test_barge_in_during_a_tool_call_ends_the_turn_and_the_late_result_is_
     if run.daemon.settings.mode == "pipeline":
         assert llm_requests == 1, "no follow-up request with the late result"
     assert "five past ten" in after.answered
+
+
+async def test_an_omni_model_without_function_calling_runs_without_tools(daemon: RunDaemon) -> None:
+    async with daemon(mode="omni", omni__model="qwen3-omni-flash-realtime",
+                      voice={"family": "preset", "preset": "Cherry"}) as run:
+        mode = await serving(run)
+        offered = mode.configure_event()["session"]
+        turn = await ask(run, "What time is it?")
+        status = run.daemon.status.as_dict()
+    assert "tools" not in offered
+    assert turn.answered.startswith("I am only an emulator")  # the model's own words, no tool
+    assert status["tools"]["calls"] == 0 and status["turns"] == 1
