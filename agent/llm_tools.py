@@ -5,7 +5,8 @@
 them through the `ToolRegistry`, appends the assistant's calls and one `tool` message per result
 to the messages, and streams the follow-up answer — so text said before a call is spoken
 first and the answer to the results follows in the same synthesis task. A barge-in closes
-the current stream; a tool still running is awaited by nobody and its result is never spoken.
+the current stream; a tool already running is allowed to finish (a light half switched is worse
+than one switched late), but nobody waits for it and its result is never spoken.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from agent.tools.registry import ToolRegistry
 log = logging.getLogger("voice-agent.pipeline")
 
 MAX_ROUNDS = 3  # tool rounds per answer; the last request offers no tools, so it must answer
+_RUNNING: set[asyncio.Future[Any]] = set()  # calls outliving a cut-off answer (kept referenced)
 
 
 class ToolAnswer:
@@ -82,7 +84,10 @@ class ToolAnswer:
                 {"id": c["id"], "type": "function", "index": i,
                  "function": {"name": c["name"], "arguments": c["arguments"]}}
                 for i, c in enumerate(calls)]})
-            results = await asyncio.gather(*(self.tools.call(c["name"], c["arguments"]) for c in calls))
+            running = asyncio.gather(*(self.tools.call(c["name"], c["arguments"]) for c in calls))
+            _RUNNING.add(running)
+            running.add_done_callback(_RUNNING.discard)
+            results = await asyncio.shield(running)  # a barge-in cancels the wait, not the tools
             if self._closed:
                 log.info("tool results of %s dropped: the answer was cut off",
                          ", ".join(c["name"] for c in calls))

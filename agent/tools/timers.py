@@ -210,6 +210,7 @@ class Ringer:
 
     async def _run(self) -> None:
         deadline = time.monotonic() + self.limit_s
+        warned = False
         try:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 names = " and ".join(f"the {n}" for n in self.ringing) or "the"
@@ -225,8 +226,10 @@ class Ringer:
                         self.lines_spoken += 1
                 except asyncio.TimeoutError:
                     break
-                except Exception as e:  # no voice: the earcon alone still rings
-                    log.warning("timer: cannot speak the line: %s", e)
+                except Exception as e:  # no voice (yet): the earcon alone still rings
+                    if not warned:
+                        log.warning("timer: cannot speak the line: %s", e)
+                        warned = True
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.gap_s)
         finally:
