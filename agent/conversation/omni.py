@@ -397,14 +397,14 @@ class OmniConversation:
         return [*actions, *dropped, Flush()]  # `flushed()` counts the barge-in
 
     def _drop_calls(self) -> list[Action]:
-        """Barge-in while tools run: their results will not be answered; the turn ends here."""
+        """Barge-in while tools run: their results will not be answered; their turn ends here."""
         actions: list[Action] = []
-        for rid, turn in list(self._calling.items()):
+        for rid in self.tool_calls.responses():
             names = ", ".join(c.name for c in self.tool_calls.drop(rid))
-            del self._calling[rid]
-            turn.interrupted = True
-            actions += [CountTurn(), FinishTurn(turn, rid),
-                        Log(f"barge-in during a tool call ({names}): its result will not be spoken")]
+            actions.append(Log(f"barge-in during a tool call ({names}): its result will not be spoken"))
+            if (turn := self._calling.pop(rid, None)) is not None:
+                turn.interrupted = True
+                actions += [CountTurn(), FinishTurn(turn, rid)]
         return actions
 
     def flushed(self, flushed_rid: str | None) -> list[Action]:

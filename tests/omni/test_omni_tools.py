@@ -192,3 +192,12 @@ def test_session_update_declares_tools_in_the_shape_the_live_service_echoed() ->
         "parameters": {"type": "object", "properties": {}}}}]
     assert "tool_choice" not in event["session"]
     assert "tools" not in p.session_update(Settings().omni, "Tina")["session"]
+
+
+def test_barge_in_drops_calls_even_of_a_response_no_turn_was_bound_to() -> None:
+    conv = conversation()  # as in the recording: no response.created for the calling response
+    conv.receive(args_done("r9", "call_1", "time", "{}"), 1.0)
+    conv.receive(done("r9"), 1.1)
+    actions = conv.interrupt(output_busy=False)
+    assert of(actions, c.CountBargeIn) == [c.CountBargeIn()] and of(actions, c.FinishTurn) == []
+    assert sent(conv.tool_result("call_1", "It is 10:00.")) == []
