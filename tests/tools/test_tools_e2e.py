@@ -23,6 +23,7 @@ from agent.tools.spec import ToolResult, ToolSpec
 from tests.support.audio import OUT_RATE, locate, read_wav
 from tests.support.daemon import RunDaemon, Running
 from tests.support.emulator import GENERATION
+from tests.support.integration import subscribed
 from tests.support.modes import sentence_audio
 
 MODES = pytest.mark.parametrize("daemon_mode", ["omni", "pipeline"])
@@ -52,16 +53,21 @@ async def ask(run: Running, text: str, timeout: float = 20.0) -> Any:
 
 
 @MODES
-async def test_a_time_question_is_answered_through_the_time_tool(daemon: RunDaemon) -> None:
+async def test_a_time_question_is_answered_through_the_time_tool(daemon: RunDaemon, tmp_path: Path) -> None:
     async with daemon(**TEXT) as run:
+        await serving(run)
+        events = await subscribed(tmp_path / "control.sock", lambda e: e["event"] == "turn")
         before = dt.datetime.now().astimezone()
         turn = await ask(run, "What time is it?")
         status = run.daemon.status.as_dict()
+        seen = await asyncio.wait_for(events, 10)
     said = {f"It is {t:%H:%M} on {t:%A}" for t in (before, dt.datetime.now().astimezone())}
     assert any(s in turn.answered for s in said), turn.answered
     assert not turn.interrupted and turn.error is None
     assert status["tools"] == {"calls": 1, "errors": 0, "mcp_servers": {}}
     assert status["turns"] == 1
+    (tool,) = [e for e in seen if e["event"] == "tool"]  # SPEC §12, for kiosks and LED rings
+    assert (tool["name"], tool["arguments"], tool["ok"]) == ("time", "{}", True) and tool["ms"] >= 0
 
 
 @MODES
