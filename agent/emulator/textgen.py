@@ -26,7 +26,7 @@ from agent.emulator.httputil import (
     read_json,
     wait_until_client_leaves,
 )
-from agent.emulator.tool_script import choose_call, speak_results
+from agent.emulator.tool_script import choose_call, preamble, speak_results
 
 ROLES = {"system", "user", "assistant", "tool", "function"}
 DEFAULT_ERROR_AFTER = 2  # SSE events sent before an injected mid-stream error
@@ -214,7 +214,7 @@ async def handle_generation(request: web.Request, ctx: EmulatorContext) -> web.S
     if call is not None and _wants_sse(request):
         s = _Streamer(request, ctx, cf)
         await s.start()
-        await _stream_tool_call(s, plan, rid, *call)
+        await _stream_tool_call(s, plan, rid, *call, said=preamble(question))
         return s.response
 
     if not _wants_sse(request):
@@ -245,9 +245,15 @@ def _trailing_tool_results(messages: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-async def _stream_tool_call(s: _Streamer, plan: _Plan, rid: str, name: str, arguments: str) -> None:
+async def _stream_tool_call(s: _Streamer, plan: _Plan, rid: str, name: str, arguments: str,
+                            said: str = "") -> None:
     """A call as the native stream sends it: the first fragment has the id and the name, the
-    next the rest of the arguments, the last `finish_reason: tool_calls` (accumulate by index)."""
+    next the rest of the arguments, the last `finish_reason: tool_calls` (accumulate by index).
+    `said`: words streamed as content before the call."""
+    for token in tokens_of(said):
+        if not await s.pace():
+            return
+        await s.write(_native_event(s.sent + 1, compact(_native_body(rid, "message", token, "null", plan, 1))))
     call_id = "call_" + uuid.uuid4().hex[:24]
     half = len(arguments) // 2
     fragments = [

@@ -5,8 +5,10 @@ A scripted model, honest about being one: it calls a tool only when the user's w
 ("what time is it" → `time`; "set a tea timer for 5 seconds" → `timer`; "set the volume to
 40" → `volume`) and only if the client declared a tool of that name (or one prefixed
 `<source>_<name>`). "... with broken arguments" makes it send arguments that are not JSON, so
-clients can prove they answer such a call with an error instead of crashing. The answer to a
-result reads the result back; an `error:` result is apologised for.
+clients can prove they answer such a call with an error instead of crashing. A polite request
+("..., please") is answered with a few words before the call ("Sure, one moment.") on the text
+generation stream, as chat models often do, so clients can prove that speech before a call plays.
+The answer to a result reads the result back; an `error:` result is apologised for.
 """
 
 from __future__ import annotations
@@ -85,6 +87,14 @@ def choose_call(text: str, tools: Any) -> tuple[str, str] | None:
     if _BROKEN.search(said):
         return name, '{"action": "set", "seconds": '  # cut off: not JSON
     return name, json.dumps(wanted[1])
+
+
+PREAMBLE = "Sure, one moment. "
+
+
+def preamble(text: str) -> str:
+    """What the text model says before calling a tool ("" unless the request says please)."""
+    return PREAMBLE if re.search(r"\bplease\b", text.lower()) else ""
 
 
 def speak_results(outputs: list[str]) -> str:

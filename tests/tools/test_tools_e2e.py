@@ -191,3 +191,18 @@ async def test_an_omni_model_without_function_calling_runs_without_tools(daemon:
     assert "tools" not in offered
     assert turn.answered.startswith("I am only an emulator")  # the model's own words, no tool
     assert status["tools"]["calls"] == 0 and status["turns"] == 1
+
+
+@pytest.mark.parametrize("daemon_mode", ["pipeline"])
+async def test_pipeline_speech_before_a_call_plays_before_the_answer_to_its_result(daemon: RunDaemon) -> None:
+    async with daemon(**TEXT) as run:
+        turn = await ask(run, "What time is it, please?")
+        await asyncio.sleep(0.5)
+        assert await run.stop() == 0
+    assert turn.answered.startswith("Sure, one moment. It is "), turn.answered
+    out = read_wav(run.output)
+    before, corr = locate(out, sentence_audio("Sure, one moment.")[0])
+    assert corr > 0.99
+    answer = sentence_audio(turn.answered)[1]
+    after, corr = locate(out, answer)
+    assert corr > 0.99 and after > before
