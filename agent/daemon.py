@@ -44,6 +44,7 @@ EX_TEMPFAIL = 75  # sysexits.h: try again later (a fresh process), see _on_audio
 SHUTDOWN_BUDGET_S = 4.0  # SPEC §5.8: exit within 5 s of SIGTERM
 VOICE_RETRY = (2.0, 300.0)  # enrollment retries: first delay, cap (seconds)
 AUTH_RETRY = (60.0, 900.0)
+TOOLS_START_WAIT_S = 2.0  # READY never waits longer for tool sources (an MCP server may be down)
 
 
 def preflight(settings: Settings) -> None:
@@ -110,6 +111,7 @@ class Daemon:
         self._fatal: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._earcons = 0
+        self._tools_start: asyncio.Task[None] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -181,6 +183,9 @@ class Daemon:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.ringer.close()
+            if self._tools_start is not None and not self._tools_start.done():
+                self._tools_start.cancel()
+                await asyncio.gather(self._tools_start, return_exceptions=True)
             if self.tools is not None:
                 await self.tools.stop()
             if control is not None:
@@ -276,7 +281,8 @@ class Daemon:
             on_timer_due=self.ringer.ring,
             publish=lambda event, **fields: self.status.publish(event, **fields))
         self.status.tools_status = self.tools.status
-        await self.tools.start()
+        self._tools_start = asyncio.create_task(self.tools.start(), name="tools-start")
+        await asyncio.wait({self._tools_start}, timeout=TOOLS_START_WAIT_S)  # the rest goes on
 
     def _timer_earcon(self) -> None:
         """Queue the timer earcon, unless an answer is playing (it would cut that answer)."""

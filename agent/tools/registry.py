@@ -79,12 +79,15 @@ class ToolRegistry:
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every source; one that fails to start is logged and shows as down."""
-        for source in self.sources:
+        """Start every source at once; one that fails to start is logged and shows as down."""
+
+        async def one(source: ToolSource) -> None:
             try:
                 await source.start()
             except Exception as e:
                 log.warning("tools: %s did not start: %s", source.name, e)
+
+        await asyncio.gather(*(one(s) for s in self.sources))
 
     async def stop(self) -> None:
         for source in self.sources:
