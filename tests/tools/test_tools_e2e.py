@@ -206,3 +206,12 @@ async def test_pipeline_speech_before_a_call_plays_before_the_answer_to_its_resu
     answer = sentence_audio(turn.answered)[1]
     after, corr = locate(out, answer)
     assert corr > 0.99 and after > before
+
+
+@MODES
+async def test_a_spoken_time_question_is_answered_through_the_time_tool(daemon: RunDaemon) -> None:
+    async with daemon([(0.5, "What time is it?")]) as run:
+        turn = await run.next_turn(30.0)
+        status = run.daemon.status.as_dict()
+    assert turn.heard == "What time is it?" and turn.answered.startswith("It is "), turn.answered
+    assert status["tools"]["calls"] == 1 and turn.latency_ms is not None
