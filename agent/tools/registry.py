@@ -102,7 +102,8 @@ class ToolRegistry:
         """Run tool `name` with the model's `arguments` (a JSON object text); never raises."""
         started = self.clock()
         self.calls += 1
-        result = await self._call(name, arguments)
+        parsed = parse_arguments(arguments)
+        result = parsed if isinstance(parsed, ToolResult) else await self._call(name, parsed)
         if result.is_error:
             self.errors += 1
         if len(result.text) > MAX_RESULT_CHARS:
@@ -111,13 +112,12 @@ class ToolRegistry:
         shown = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
         log.info("tool %s(%s) -> %s%s (%.0f ms)", name, shown[:200],
                  "error: " if result.is_error else "", result.text[:200], ms)
-        self.publish("tool", name=name, arguments=shown, ok=not result.is_error, ms=ms)
+        # SPEC §12 `tool` event: the arguments as an object (as the model's text if not JSON)
+        self.publish("tool", name=name, arguments=shown if isinstance(parsed, ToolResult) else parsed,
+                     ok=not result.is_error, ms=ms)
         return result
 
-    async def _call(self, name: str, arguments: str | dict[str, Any] | None) -> ToolResult:
-        args = parse_arguments(arguments)
-        if isinstance(args, ToolResult):
-            return args
+    async def _call(self, name: str, args: dict[str, Any]) -> ToolResult:
         route = next(((src, local) for spec, src, local in self._routes() if spec.name == name), None)
         if route is None:
             return ToolResult(f"error: there is no tool named {name!r}", True)

@@ -67,7 +67,7 @@ async def test_a_time_question_is_answered_through_the_time_tool(daemon: RunDaem
     assert status["tools"] == {"calls": 1, "errors": 0, "mcp_servers": {}}
     assert status["turns"] == 1
     (tool,) = [e for e in seen if e["event"] == "tool"]  # SPEC §12, for kiosks and LED rings
-    assert (tool["name"], tool["arguments"], tool["ok"]) == ("time", "{}", True) and tool["ms"] >= 0
+    assert (tool["name"], tool["arguments"], tool["ok"]) == ("time", {}, True) and tool["ms"] >= 0
 
 
 @MODES
