@@ -23,8 +23,9 @@ from agent.tools.spec import ToolResult, ToolSpec
 from tests.support.audio import OUT_RATE, locate, read_wav
 from tests.support.daemon import RunDaemon, Running
 from tests.support.emulator import GENERATION
-from tests.support.integration import subscribed
+from tests.support.integration import scrape, subscribed, value
 from tests.support.modes import sentence_audio
+from tests.support.rig import free_port
 
 MODES = pytest.mark.parametrize("daemon_mode", ["omni", "pipeline"])
 TEXT = {"pipeline__input": "text"}
@@ -72,13 +73,17 @@ async def test_a_time_question_is_answered_through_the_time_tool(daemon: RunDaem
 
 @MODES
 async def test_malformed_tool_arguments_are_answered_with_an_error_result(daemon: RunDaemon) -> None:
-    async with daemon(**TEXT) as run:
+    port = free_port()
+    async with daemon(**TEXT, metrics__listen=f"127.0.0.1:{port}") as run:
         turn = await ask(run, "Set a timer for five seconds with broken arguments.")
         status = run.daemon.status.as_dict()
         after = await ask(run, "What time is it?")  # the daemon serves on
+        _, _, body = await scrape(port)
     assert "Sorry, that did not work" in turn.answered and "not valid JSON" in turn.answered
     assert status["tools"]["calls"] == 1 and status["tools"]["errors"] == 1
     assert after.answered.startswith("It is")
+    assert value(body, "voice_agent_tool_calls_total") == 2
+    assert value(body, "voice_agent_tool_errors_total") == 1
 
 
 @MODES
