@@ -123,7 +123,10 @@ class ToolRegistry:
             return ToolResult(f"error: there is no tool named {name!r}", True)
         source, local = route
         try:
-            return await asyncio.wait_for(source.call(local, args), self.timeout_s)
+            result = await asyncio.wait_for(source.call(local, args), self.timeout_s)
+            if not isinstance(result, ToolResult):  # a source's bug is the call's error, not ours
+                return ToolResult(f"error: {name} returned {type(result).__name__}, not a result", True)
+            return result
         except asyncio.TimeoutError:
             return ToolResult(f"error: {name} did not answer within {self.timeout_s:g} s", True)
         except asyncio.CancelledError:
