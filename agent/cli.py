@@ -118,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --live: write a redacted wire log (JSON lines, no key, audio as "
                    "length and digest) for a bug report")
 
+    p = sub.add_parser(
+        "tools",
+        help="list the tools the assistant may call and which MCP servers answered",
+        description="List exactly the tools the model is offered (built-in and MCP, with their "
+        "descriptions) and which configured MCP servers answered.",
+    )
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     for name, helptext in (
         ("status", "print the running daemon's status JSON"),
         ("interrupt", "barge in from software (stop the answer being spoken)"),
@@ -190,6 +199,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return check_command(args.settings, args.live, args.record)
 
 
+def cmd_tools(args: argparse.Namespace) -> int:
+    from agent.tools.cli import tools_command
+
+    return tools_command(args.settings, args.json)
+
+
 def cmd_control(args: argparse.Namespace) -> int:
     from agent.controlclient import control_command
 
@@ -221,6 +236,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "voices": cmd_voices,
     "devices": cmd_devices,
     "check": cmd_check,
+    "tools": cmd_tools,
     "status": cmd_control,
     "say": cmd_control,
     "ask": cmd_control,
@@ -234,7 +250,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 # Commands that read the daemon's config; it is loaded and validated before they run.
-CONFIG_FIRST = {"run", "voices", "check"}
+CONFIG_FIRST = {"run", "voices", "check", "tools"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -124,6 +124,30 @@ class MetricsSettings:
     listen: str | None = None  # HOST:PORT for the Prometheus endpoint; None: off
 
 
+BUILTIN_TOOLS = ("time", "timer", "volume")  # SPEC §11; agent.tools.builtin implements them
+
+
+@dataclass(frozen=True)
+class McpServerSettings:
+    """One `tools.mcp` entry: a stdio server (`command`, `env`) or an HTTP one (`url`, `token_file`).
+
+    Only the shape is checked here; `agent.tools.mcp` connects to it."""
+
+    name: str = ""
+    command: tuple[str, ...] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    url: str | None = None
+    token_file: str | None = None
+    allow: tuple[str, ...] | None = None  # the tools the model may call (None: all)
+
+
+@dataclass(frozen=True)
+class ToolsSettings:
+    builtin: tuple[str, ...] = BUILTIN_TOOLS
+    mcp: tuple[McpServerSettings, ...] = ()
+    timeout_s: float = 10.0
+
+
 @dataclass(frozen=True)
 class MemorySettings:
     turns: int = 20  # transcript turns kept and carried into new sessions (0 = off)
@@ -143,6 +167,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
+    tools: ToolsSettings = field(default_factory=ToolsSettings)
     # Where the settings came from, for messages; not a config key (set at construction).
     source: str = field(default="<defaults>", repr=False, compare=False, metadata={"internal": True})
 
@@ -270,6 +295,17 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
         if value is None:
             return tp()
         return _build(tp, value, key + ".", source)
+    if origin is tuple:  # a YAML list: `tuple[X, ...]` keeps the settings immutable
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key}: expected a list, got {_type_name(value)} {value!r}")
+        item = get_args(tp)[0]
+        return tuple(_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key}: expected a mapping, got {_type_name(value)} {value!r}")
+        kt, vt = get_args(tp)
+        return {_coerce(kt, k, f"{key}.{k}", source): _coerce(vt, v, f"{key}.{k}", source)
+                for k, v in value.items()}
     if isinstance(value, str) and tp is not str:
         value = expand_env(value, f"{source}: {key}")
         try:
@@ -392,7 +428,38 @@ def validate(s: Settings) -> None:
         schemes = ("http://", "https://") if key == "http_url" else ("ws://", "wss://")
         if url and not url.startswith(schemes):
             raise bad(f"dashscope.{key}", f"must start with {' or '.join(schemes)}, got {url!r}")
+    _validate_tools(s, bad)
     check_family_fits_mode(s)
+
+
+def _validate_tools(s: Settings, bad: typing.Callable[[str, str], ConfigError]) -> None:
+    t = s.tools
+    for name in t.builtin:
+        if name not in BUILTIN_TOOLS:
+            close = difflib.get_close_matches(name, BUILTIN_TOOLS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise bad("tools.builtin", f"unknown built-in tool {name!r} (known: "
+                      f"{', '.join(BUILTIN_TOOLS)}){hint}")
+    if len(set(t.builtin)) != len(t.builtin):
+        raise bad("tools.builtin", "lists a tool twice")
+    if not 0.1 <= t.timeout_s <= 300:
+        raise bad("tools.timeout_s", f"must be between 0.1 and 300 seconds, got {t.timeout_s}")
+    names: set[str] = set()
+    for i, m in enumerate(t.mcp):
+        key = f"tools.mcp[{i}]"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", m.name):
+            raise bad(f"{key}.name", f"use 1-32 letters, digits, '-' or '_', got {m.name!r}")
+        if m.name in names or m.name == "builtin":
+            raise bad(f"{key}.name", f"{m.name!r} is used twice (or is the reserved 'builtin')")
+        names.add(m.name)
+        if bool(m.command) == bool(m.url):
+            raise bad(key, "give either command (a stdio server) or url (an HTTP server)")
+        if m.url and not m.url.startswith(("http://", "https://")):
+            raise bad(f"{key}.url", f"must start with http:// or https://, got {m.url!r}")
+        if m.command and (m.token_file or m.url):
+            raise bad(f"{key}.token_file", "only an HTTP server (url) takes a token_file")
+        if m.url and m.env:
+            raise bad(f"{key}.env", "only a stdio server (command) takes env")
 
 
 # A voice is bound to the model that speaks with it, so the family must fit the mode. This is

@@ -30,6 +30,9 @@ from agent.metrics import require_prometheus
 from agent.modes import Mode, Turn
 from agent.statedir import open_state_dir
 from agent.status import Status
+from agent.tools.factory import build_registry
+from agent.tools.registry import ToolRegistry
+from agent.tools.timers import Ringer
 from agent.voices.keeper import VoiceKeeper
 from agent.voices.plan import check_voice_config, describe_with_sources
 from agent.watchdog import Watchdog
@@ -45,6 +48,7 @@ log = logging.getLogger("voice-agent")
 
 EX_TEMPFAIL = 75  # sysexits.h: try again later (a fresh process), see _on_audio_fatal
 SHUTDOWN_BUDGET_S = 4.0  # SPEC §5.8: exit within 5 s of SIGTERM
+TOOLS_START_WAIT_S = 2.0  # READY never waits longer for tool sources (an MCP server may be down)
 
 
 @dataclass(frozen=True)
@@ -108,18 +112,19 @@ def _mcp_problem(settings: Settings) -> str | None:
 
 def make_mode(
     settings: Settings, account: DashScopeAccount, engine: AudioEngine, status: Status,
-    voice: str | None, memory: Memory | None = None, timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
+    voice: str | None, memory: Memory | None = None, tools: ToolRegistry | None = None,
+    timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
 ) -> Mode:
     """The mode `settings.mode` names; both offer the same `Mode` surface."""
     t = timings
     if settings.mode == "pipeline":
         from agent.pipeline import PipelineMode
 
-        return PipelineMode(settings, account, engine, status, voice, memory=memory, **_given(
+        return PipelineMode(settings, account, engine, status, voice, memory=memory, tools=tools, **_given(
             timings=t.pipeline, tts=t.tts, realtime=t.realtime, session=t.session))
     from agent.omni import OmniMode
 
-    return OmniMode(settings, account, engine, status, voice, memory=memory,
+    return OmniMode(settings, account, engine, status, voice, memory=memory, tools=tools,
                     **_given(realtime=t.realtime, session=t.session))
 
 
@@ -151,6 +156,10 @@ class Daemon:
         self.mode: Mode | None = None
         self.memory: Memory | None = None  # conversation memory (SPEC §11), once the state dir is open
         self.keeper: VoiceKeeper | None = None
+        self.tools: ToolRegistry | None = None  # once the state dir and the volume exist
+        self.ringer = Ringer(self._timer_earcon, self._say)
+        self._earcons = 0
+        self._tools_start: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._fatal: str | None = None
@@ -181,6 +190,7 @@ class Daemon:
             self.status.audio_status = self.engine.status
             self.integration.attach_player(self.engine.player)
             await self.integration.start()
+            await self._start_tools(state_dir)
             if self.use_control:
                 control = ControlServer(DaemonControl(self), resolve_socket_path(self.settings))
                 await control.start()
@@ -212,6 +222,42 @@ class Daemon:
         self.integration.events.listen(memory.observe)
         return memory
 
+    # --- tools (SPEC §11) -----------------------------------------------------------------------
+
+    async def _start_tools(self, state_dir: Path) -> None:
+        """The registry the modes call (built-ins and MCP servers); timers saved in the state
+        dir are scheduled again, so one set before a restart rings on time."""
+        assert self.integration is not None
+        if not self.settings.tools.builtin and not self.settings.tools.mcp:
+            return
+        self.tools = build_registry(
+            self.settings, state_dir=state_dir, volume=self.integration.volume,
+            on_timer_due=self.ringer.ring,
+            publish=lambda event, **fields: self.status.publish(event, **fields))
+        self.status.tools_status = self.tools.status
+        self._tools_start = asyncio.create_task(self.tools.start(), name="tools-start")
+        await asyncio.wait({self._tools_start}, timeout=TOOLS_START_WAIT_S)  # the rest goes on
+
+    def _timer_earcon(self) -> None:
+        """Queue the timer earcon, unless an answer is playing (it would cut that answer)."""
+        from agent.listen.earcons import earcon
+
+        if self.engine is None or self.engine.player.current_response is not None:
+            log.info("timer earcon skipped: %s is playing",
+                     self.engine.player.current_response if self.engine else "nothing")
+            return
+        self._earcons += 1
+        rid = f"earcon-timer-{self._earcons}"
+        player = self.engine.player
+        player.begin(rid)
+        player.feed(rid, earcon("timer").tobytes())
+        player.end(rid)
+
+    async def _say(self, text: str) -> Any:
+        if self.mode is None:
+            raise RuntimeError("not serving yet")
+        return await self.mode.say(text)
+
     def _on_audio_fatal(self, message: str) -> None:
         """PortAudio is wedged (a driver thread that never returns): only a new process helps.
 
@@ -234,6 +280,12 @@ class Daemon:
             for t in self._tasks:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.ringer.close()
+            if self._tools_start is not None and not self._tools_start.done():
+                self._tools_start.cancel()
+                await asyncio.gather(self._tools_start, return_exceptions=True)
+            if self.tools is not None:
+                await self.tools.stop()
             if self.memory is not None:
                 await self.memory.flush()  # the last turn is on disk before we exit
             if control is not None:
@@ -258,7 +310,8 @@ class Daemon:
         self.keeper = keeper
         voice = await keeper.first_voice()  # the configured voice, or the fallback (SPEC §13)
         self.mode = make_mode(
-            self.settings, self.account, self.engine, self.status, voice, self.memory, self.timings
+            self.settings, self.account, self.engine, self.status, voice, self.memory, self.tools,
+            self.timings,
         )
         keeper.on_voice = self.mode.set_voice
         if not keeper.settled:
@@ -311,6 +364,8 @@ class DaemonControl:
         return mode
 
     async def interrupt(self) -> None:
+        if self.daemon.ringer.stop():
+            log.info("timer ringing stopped by interrupt")
         if self.daemon.mode is not None:
             await self.daemon.mode.interrupt()
 

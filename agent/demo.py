@@ -6,6 +6,10 @@ through the sound card with `--speakers`). Each turn is printed as it completes.
 timeline leaves room for each answer, because the default echo defence (half-duplex) closes the
 microphone while the assistant speaks, exactly as on a device.
 
+Then the tools (SPEC §11): a third turn, asked as text, sets a timer through the model's
+function call; the timer rings a few seconds later (earcon and "The 3 second timer is done.")
+and is silenced the way `voice-agent interrupt` silences it.
+
 `--mode pipeline` runs the same user through realtime ASR → LLM → CosyVoice, speaking with a
 CosyVoice voice cloned (by the emulator) from a generated sample, and also prints the LLM's
 first-token and the synthesis' first-audio latency of each turn.
@@ -18,6 +22,7 @@ import logging
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +52,7 @@ LEAD_IN_S = 0.8
 # itself and a pause before the next question.
 TURN_GAP_S = 2.5
 TURN_TIMEOUT_S = 45.0
+TIMER_ASK = "Set a timer for three seconds."
 
 
 def answer_seconds(question: str, mode: str = "omni") -> float:
@@ -148,6 +154,7 @@ async def run_demo(output: str = "demo-output.wav", speakers: bool = False, mode
                     break
                 got.append(waiter.result())
                 _print_turn(len(got), got[-1])
+            timer_ok = len(got) == len(QUESTIONS) and await _timer_phase(daemon, turns, len(got) + 1)
         finally:
             daemon.request_stop()
             code = await task
@@ -156,10 +163,41 @@ async def run_demo(output: str = "demo-output.wav", speakers: bool = False, mode
     summary = f"{len(got)}/{len(QUESTIONS)} turns answered in {time.monotonic() - started:.1f} s"
     if latencies:
         summary += f"; latency median {float(np.median(latencies)):.0f} ms"
+    summary += "; a timer was set through the timer tool and rang" if timer_ok else "; the timer did not ring"
     if not speakers:
         summary += f"; speaker output written to {output}"
     print(summary)
-    return code if len(got) == len(QUESTIONS) else 1
+    return code if len(got) == len(QUESTIONS) and timer_ok else 1
+
+
+async def _timer_phase(daemon: Daemon, turns: asyncio.Queue[Turn], n: int) -> bool:
+    """Ask for a timer (the model calls the `timer` tool), then wait for it to ring once."""
+    if daemon.mode is None:
+        return False
+    print(f"turn {n}: asked as text “{TIMER_ASK}” (the model calls the timer tool)")
+    asked = time.monotonic()
+    await daemon.mode.ask(TIMER_ASK)
+    try:
+        turn = await asyncio.wait_for(turns.get(), TURN_TIMEOUT_S)
+        _print_turn(n, turn)
+        ringer = daemon.ringer
+        await asyncio.wait_for(_until(lambda: bool(ringer.ringing)), TURN_TIMEOUT_S)
+        print(f"timer:  rang {time.monotonic() - asked:.1f} s after it was asked for: the timer "
+              "earcon, then “The 3 second timer is done.”")
+        await asyncio.wait_for(_until(lambda: ringer.lines_spoken >= 1), TURN_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        print("voice-agent demo: the timer turn failed: " + (daemon.status.last_error or "no answer"),
+              file=sys.stderr)
+        return False
+    ringer.stop()
+    print("timer:  silenced, as `voice-agent interrupt` does (it rings for up to 60 s otherwise)")
+    sys.stdout.flush()
+    return True
+
+
+async def _until(pred: Callable[[], bool]) -> None:
+    while not pred():
+        await asyncio.sleep(0.05)
 
 
 def demo_command(output: str, speakers: bool, mode: str = "omni") -> int:

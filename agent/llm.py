@@ -47,7 +47,7 @@ from agent.llm_errors import (
     error_for,
 )
 from agent.llm_history import Conversation, Turn
-from agent.llm_sse import SSEEvent, SSEParser, delta_of
+from agent.llm_sse import SSEEvent, SSEParser, ToolCallAssembler, delta_of
 
 log = logging.getLogger("agent.llm")
 
@@ -60,9 +60,12 @@ class LLMStream:
     `__anext__` finishes with StopAsyncIteration instead of an error.
     """
 
-    def __init__(self, client: LLMClient, messages: list[dict[str, Any]]) -> None:
+    def __init__(self, client: LLMClient, messages: list[dict[str, Any]],
+                 tools: list[dict[str, Any]] | None = None) -> None:
         self._client = client
         self._messages = messages
+        self._tools = tools
+        self._tool_calls = ToolCallAssembler()
         self._clock = client.clock
         self._gen = self._run()
         self._response: aiohttp.ClientResponse | None = None
@@ -76,6 +79,12 @@ class LLMStream:
         self.request_id: str | None = None
         self.attempts = 0
         self.malformed_events = 0
+
+    @property
+    def tool_calls(self) -> list[dict[str, str]]:
+        """The functions the model called ([{id, name, arguments}]); read once the stream ended
+        (`finish_reason` "tool_calls")."""
+        return self._tool_calls.calls()
 
     @property
     def first_token_latency(self) -> float | None:
@@ -136,11 +145,12 @@ class LLMStream:
 
     async def _attempt(self):  # type: ignore[no-untyped-def]  # AsyncGenerator[str, None]
         client = self._client
+        self._tool_calls = ToolCallAssembler()  # a retried attempt starts its calls afresh
         try:
             session = await client._get_session()
             self._response = await session.post(
                 client.url,
-                json=client.request_body(self._messages),
+                json=client.request_body(self._messages, self._tools),
                 headers=client.headers(),
                 timeout=client.timeout,
             )
@@ -207,6 +217,7 @@ class LLMStream:
 
     def _consume(self, msg: Mapping[str, Any]) -> str:
         text, finish = delta_of(msg)
+        self._tool_calls.feed(msg)
         if isinstance(msg.get("usage"), dict):
             self.usage = dict(msg["usage"])
         if finish:
@@ -296,17 +307,22 @@ class LLMClient:
             "X-Accel-Buffering": "no",
         })
 
-    def request_body(self, messages: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "input": {"messages": [dict(m) for m in messages]},
-            "parameters": {"result_format": "message", "incremental_output": True,
-                           **self.parameters},
-        }
+    def request_body(self, messages: Iterable[Mapping[str, Any]],
+                     tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """`tools`: `ToolSpec.as_chat()` entries; the model decides (`tool_choice` auto)."""
+        parameters: dict[str, Any] = {"result_format": "message", "incremental_output": True,
+                                      **self.parameters}
+        if tools:
+            parameters["tools"] = tools
+            parameters["tool_choice"] = "auto"
+        return {"model": self.model, "input": {"messages": [dict(m) for m in messages]},
+                "parameters": parameters}
 
-    def stream(self, messages: Iterable[Mapping[str, Any]]) -> LLMStream:
-        """Start streaming an answer; iterate the result for text deltas."""
-        s = LLMStream(self, [dict(m) for m in messages])
+    def stream(self, messages: Iterable[Mapping[str, Any]],
+               tools: list[dict[str, Any]] | None = None) -> LLMStream:
+        """Start streaming an answer; iterate the result for text deltas (and, when the model
+        called functions, read `tool_calls` after it ended)."""
+        s = LLMStream(self, [dict(m) for m in messages], tools)
         self.last_stream = s
         return s
 

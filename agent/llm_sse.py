@@ -1,6 +1,7 @@
 """Server-sent events from DashScope text generation, parsed without I/O (Sans-I/O).
 
-`SSEParser` turns received bytes into `SSEEvent`s; `delta_of` reads one result event's text delta.
+`SSEParser` turns received bytes into `SSEEvent`s; `delta_of` reads one result event's text delta;
+`ToolCallAssembler` puts streamed `tool_calls` fragments together by their `index`.
 """
 
 from __future__ import annotations
@@ -86,3 +87,44 @@ def delta_of(msg: Mapping[str, Any]) -> tuple[str, str | None]:
     if not isinstance(finish, str) or finish in ("null", ""):
         finish = None
     return text, finish
+
+
+class ToolCallAssembler:
+    """Streamed `message.tool_calls` fragments → whole calls, accumulated by `index`.
+
+    The first fragment of a call carries its `id` and `function.name`, later ones (with an empty
+    `id`) pieces of `function.arguments` (function-calling.md §5 (2)); a stream that repeats the
+    id or the name in every fragment is tolerated."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def feed(self, msg: Mapping[str, Any]) -> None:
+        output = msg.get("output") if isinstance(msg.get("output"), dict) else {}
+        choices = output.get("choices")
+        if not (isinstance(choices, list) and choices and isinstance(choices[0], dict)):
+            return
+        message = choices[0].get("message") if isinstance(choices[0].get("message"), dict) else {}
+        fragments = message.get("tool_calls")
+        for pos, frag in enumerate(fragments if isinstance(fragments, list) else []):
+            if not isinstance(frag, dict):
+                continue
+            index = frag.get("index", pos)
+            index = index if isinstance(index, int) else pos
+            call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            fn = frag.get("function") if isinstance(frag.get("function"), dict) else {}
+            if isinstance(frag.get("id"), str) and frag["id"]:
+                call["id"] = frag["id"]
+            if isinstance(fn.get("name"), str) and fn["name"] and not call["name"]:
+                call["name"] = fn["name"]
+            if isinstance(fn.get("arguments"), str):
+                call["arguments"] += fn["arguments"]
+
+    def calls(self) -> list[dict[str, str]]:
+        """[{id, name, arguments}] in index order (ids made up for a stream that sent none)."""
+        out = []
+        for index in sorted(self._calls):
+            call = dict(self._calls[index])
+            call["id"] = call["id"] or f"call_{index}"
+            out.append(call)
+        return out

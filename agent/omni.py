@@ -44,6 +44,9 @@ from agent.realtime.session import (
 from agent.realtime.uplink import MicUplink
 from agent.realtime.verify import Report, SessionCheck
 from agent.status import Status
+from agent.tools.factory import model_takes_tools
+from agent.tools.registry import ToolRegistry
+from agent.tools.spec import ToolResult
 
 log = logging.getLogger("voice-agent.omni")
 
@@ -75,6 +78,7 @@ class OmniMode:
         realtime: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
         memory: Memory | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         """`realtime` and `session`: shorter timings in tests, else the defaults."""
         self.settings = settings
@@ -98,6 +102,10 @@ class OmniMode:
             memory.on_forget.append(self._on_forget)
         self._timers: set[asyncio.Task[None]] = set()
         self._asks: dict[str, asyncio.Future[str | None]] = {}
+        takes, why = model_takes_tools(settings)
+        if tools is not None and not takes:
+            log.warning("%s", why)
+        self.tools = tools if takes else None
 
     @property
     def conn(self) -> SessionConnection | None:
@@ -124,7 +132,7 @@ class OmniMode:
         return self.session_check.start(self._session_update(self.voice))
 
     def _session_update(self, voice: str | None) -> dict[str, Any]:
-        event = p.session_update(self.settings.omni, voice)
+        event = p.session_update(self.settings.omni, voice, tools=self._tool_decls())
         if self.memory is not None:  # the remembered turns, once the service refused them as items
             event["session"]["instructions"] = self.seed.instructions(self.memory.turns)
         return event
@@ -132,6 +140,12 @@ class OmniMode:
     def seed_events(self) -> list[dict[str, Any]]:
         """Sent right after `configure_event`: the remembered turns (agent.conversation.seed)."""
         return self.seed.opening(self.memory.turns, time.monotonic()) if self.memory is not None else []
+
+    def _tool_decls(self) -> list[dict[str, Any]] | None:
+        """What the model is offered now (MCP servers come and go: read at every session)."""
+        if self.tools is None:
+            return None
+        return [spec.as_chat() for spec in self.tools.specs()] or None
 
     def opened(self, conn: SessionConnection) -> None:
         self._apply_all(self.conversation.session_opened(time.monotonic(), self.status.last_error))
@@ -201,6 +215,8 @@ class OmniMode:
                     raise RuntimeError("not connected to the realtime service")
                 else:
                     await conn.send(action.event)
+            elif isinstance(action, c.RunTool):
+                self._start_timer(self._run_tool(action))
             elif isinstance(action, a.Flush):
                 # Silence first (the callback fades within one device period), then the server.
                 await self._execute(self.conversation.flushed(self.engine.player.flush()))
@@ -262,6 +278,18 @@ class OmniMode:
         task = asyncio.get_running_loop().create_task(coro)
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
+
+    async def _run_tool(self, call: c.RunTool) -> None:
+        """Run one call (the registry turns every failure into an error result), then hand the
+        result to the core, which answers once all calls of the response are in."""
+        if self.tools is None:
+            result = ToolResult("error: no tools are available", True)
+        else:
+            result = await self.tools.call(call.name, call.arguments)
+        try:
+            await self._execute(self.conversation.tool_result(call.call_id, result.text))
+        except (RuntimeError, OSError, ConnectFailed) as e:  # the session went away meanwhile
+            log.info("tool result for %s not sent: %s", call.name, e)
 
     async def _record_heard(self, rid: str) -> None:
         """Once the flush has reached the output, record how much of the answer was heard."""

@@ -54,6 +54,7 @@ from agent.conversation.pipeline import (
     TurnDone,
 )
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
+from agent.llm_tools import ToolAnswer
 from agent.memory import Memory
 from agent.modes import Announcement, Turn, cosyvoice_system_voice, no_voice_message, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
@@ -62,6 +63,7 @@ from agent.realtime.session import DEFAULT_SESSION_TIMINGS, SessionTimings
 from agent.secrets import redact
 from agent.status import AgentState, Status
 from agent.textsplit import speech_pieces
+from agent.tools.registry import ToolRegistry
 from agent.tts.connection import DEFAULT_TTS_TIMINGS, TtsTimings
 from agent.tts.errors import SynthesisError
 from agent.tts.manager import SynthesisManager
@@ -97,10 +99,12 @@ class PipelineMode:
         realtime: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
         memory: Memory | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         """`timings`, `tts`, `realtime` and `session`: shorter ones in tests, else the defaults."""
         self.settings = settings
         self.timings = timings
+        self.tools = tools
         self.engine = engine
         self.status = status
         self.voice = voice or cosyvoice_system_voice(settings.pipeline.tts_model)
@@ -321,11 +325,13 @@ class PipelineMode:
             raise LLMUnavailable(f"LLM authentication failed earlier; check dashscope.api_key and "
                                  f"region; retrying in {self._llm_blocked_until - now:.0f} s")
         speech: SynthesisStream | None = None
-        answer: LLMStream | None = None
+        answer: LLMStream | ToolAnswer | None = None
         feeder: asyncio.Task[None] | None = None
         try:
             speech = await self.tts.begin(self._speaking_voice(), self.settings.pipeline.tts_model)
-            answer = self.llm.stream(self.conv.messages(turn.heard))
+            messages = self.conv.messages(turn.heard)
+            answer = (ToolAnswer(self.llm, messages, self.tools) if self.tools is not None
+                      else self.llm.stream(messages))
             feeder = asyncio.create_task(self._feed(answer, speech, turn), name="pipeline-feed")
             await self._play(speech, turn.response_id or "")
             await feeder  # its LLM error (if any) fails the turn after the audio played
@@ -344,7 +350,7 @@ class PipelineMode:
                 if speech.first_audio_at is not None and turn.pieces:
                     turn.synthesis_first_audio_ms = (speech.first_audio_at - turn.pieces[0][0]) * 1000.0
 
-    async def _feed(self, answer: LLMStream, speech: SynthesisStream, turn: Turn) -> None:
+    async def _feed(self, answer: LLMStream | ToolAnswer, speech: SynthesisStream, turn: Turn) -> None:
         """Send pieces to synthesis while the LLM streams; end the synthesis either way."""
         try:
             async for piece in speech_pieces(answer):

@@ -82,6 +82,8 @@ class Status:
     publish: Callable[..., None] = _discard
     volume: int = 100  # the output volume 0–100 (SPEC §6), kept current by the integration
     memory_turns: int = 0  # remembered turns (SPEC §11), kept current by agent.memory
+    # Filled by the daemon's tool registry: the SPEC §6 `tools` mapping.
+    tools_status: Callable[[], dict[str, Any]] | None = None
 
     def set_state(self, state: AgentState, why: str | None = None) -> None:
         changed = state is not self.state
@@ -158,4 +160,6 @@ class Status:
             "heard_ms_last_interrupted": self.heard_ms_last_interrupted,
             "volume": self.volume,
             "memory_turns": self.memory_turns,
+            "tools": self.tools_status() if self.tools_status else {
+                "calls": 0, "errors": 0, "mcp_servers": {}},
         }

@@ -27,6 +27,7 @@ from agent.check.local import (
     check_echo,
     check_key,
     check_state_dir,
+    check_tools,
     key_origin,
 )
 from agent.check.result import KEY_REJECTED_FIX, TIMEOUT_S, CheckResult, skipped
@@ -69,6 +70,7 @@ async def run_checks(settings: Settings, *, timeout: float = TIMEOUT_S) -> list[
     results.append(key_result)
     results.append(check_state_dir(settings))
     results.extend(await check_audio(settings))
+    results.append(check_tools(settings))
 
     ep = resolve_endpoints(settings.dashscope)
     hosts = targets(ep)

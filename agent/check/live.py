@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection
 
 from agent.account import DashScopeAccount
 from agent.announce import announcement_voice
+from agent.check.live_tools import probe_function_calling
 from agent.check.result import KEY_REJECTED_FIX, TIMEOUT_S, CheckResult, failed, passed, skipped
 from agent.check.service import check_key_accepted, service_client
 from agent.check.wirelog import WireLog
@@ -224,13 +225,6 @@ async def probe_llm(settings: Settings, account: DashScopeAccount, http: aiohttp
     return passed(name, f"{model}: {len(pieces)} chunks{when}: {text[:40]!r}")
 
 
-def probe_tools(settings: Settings) -> CheckResult:
-    tools = getattr(settings, "tools", None)
-    if not tools or not (getattr(tools, "builtin", None) or getattr(tools, "mcp", None)):
-        return skipped("function calling", "no tools are configured")
-    return skipped("function calling", "this build does not send tools to the service yet")
-
-
 async def run_live(settings: Settings, record: str | None = None,
                    timeout: float = TIMEOUT_S) -> list[CheckResult]:
     """Every row of the probe, in order; later rows are skipped when the key is refused."""
@@ -255,7 +249,9 @@ async def run_live(settings: Settings, record: str | None = None,
                 rows.append(await probe_llm(settings, account, http, timeout))
             else:
                 rows.append(skipped("LLM stream", "omni mode does not use the LLM"))
-            rows.append(probe_tools(settings))
+            rows.append(await probe_function_calling(
+                settings, account, http,
+                lambda model: _open(account.urls.realtime_ws(model), account, wire, "tools"), timeout))
             return rows
     finally:
         wire.close()

@@ -174,3 +174,19 @@ def check_echo(settings: Settings) -> CheckResult:
     if why is not None:
         return failed("echo", f"aec: {why}", f"{INSTALL_HINT}; or set audio.echo: gate")
     return passed("echo", "aec (WebRTC AEC3 echo canceller installed)")
+
+
+def check_tools(settings: Settings) -> CheckResult:
+    """Does the configured model take tools (SPEC §11)? Never a failure: without function
+    calling the daemon runs without tools, and the line says so."""
+    from agent.tools.factory import model_takes_tools
+
+    t = settings.tools
+    takes, why = model_takes_tools(settings)
+    if not t.builtin and not t.mcp:
+        return passed("tools", "none configured (tools.builtin and tools.mcp are empty)")
+    if not takes:
+        return passed("tools", f"not offered: {why}")
+    offered = ", ".join(t.builtin) or "no built-ins"
+    servers = f"; MCP servers: {', '.join(m.name for m in t.mcp)}" if t.mcp else ""
+    return passed("tools", f"{offered}{servers} (voice-agent tools lists them)")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState
+from agent.conversation.tool_calls import ToolCalls
 from agent.modes import Turn
 from agent.realtime import protocol as p
 from agent.status import AgentState
@@ -116,9 +117,18 @@ class Fail:
     message: str
 
 
+@dataclass(frozen=True)
+class RunTool:
+    """Run a tool the model called; report its result through `tool_result(call_id, text)`."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
 Action = Union[Begin, Feed, End, Flush, Send, SetState, BargeIn, CountTurn, RecordLatency,
                RecordHeard, SetHeardMs, FinishTurn, PublishTurn, Caption, ClearErrorIf, Log, Warn,
-               AskSettled, Fail]
+               AskSettled, Fail, RunTool]
 
 
 @dataclass(frozen=True)
@@ -209,6 +219,8 @@ class OmniConversation:
         self._stale_error: str | None = None  # the error shown when the session (re)connected
         self._barging: str | None = None  # the active response when the flush was asked for
         self._asks: dict[str, PendingAsk] = {}  # by event_id, oldest first
+        self.tool_calls = ToolCalls()
+        self._calling: dict[str, Turn] = {}  # response with calls → the turn its answer finishes
 
     # --- views -------------------------------------------------------------------------------
 
@@ -237,6 +249,8 @@ class OmniConversation:
         """A configured session: a fresh registry (dropped ids survive), and `last_error` is
         remembered so that the first answer can clear it."""
         self.registry.reset()
+        self.tool_calls.drop()  # results of calls of the old session have nowhere to go
+        self._calling.clear()
         self.session_started = now
         self._stale_error = last_error
         return [*self._settle_all("the session was replaced"), SetState(AgentState.LISTENING, "connected")]
@@ -291,6 +305,8 @@ class OmniConversation:
             return self._response_done(event)
         if isinstance(event, p.ItemCreated):
             return self._item_created(event)
+        if isinstance(event, (p.FunctionCall, p.FunctionCallArgumentsDelta)):
+            return self._function_call(event)
         if isinstance(event, p.ErrorEvent):
             text = f"server error {event.code or event.error_type}: {event.message}"
             if event.fatal:
@@ -322,9 +338,56 @@ class OmniConversation:
         turn.speech_end_at = ask.asked_at
         return [Caption("user", ask.text, True), Send(p.response_create()), AskSettled(ask.event_id, None)]
 
+    def _function_call(self, event: p.FunctionCall | p.FunctionCallArgumentsDelta) -> list[Action]:
+        rid = event.response_id or (self.registry.active_response or "")
+        if self.registry.is_dropped(rid):
+            return []  # a call of a cancelled response is never run
+        if isinstance(event, p.FunctionCallArgumentsDelta):
+            self.tool_calls.delta(rid, event.call_id, event.delta)
+            return []
+        if not event.complete:
+            self.tool_calls.announce(rid, event.call_id, event.name)
+            return []
+        call = self.tool_calls.complete(rid, event.call_id, event.name, event.arguments)
+        return [] if call is None else self._run(call.call_id, call.name, call.arguments or "")
+
+    def _run(self, call_id: str, name: str, arguments: str) -> list[Action]:
+        return [SetState(AgentState.THINKING, f"calling {name}"), RunTool(call_id, name, arguments)]
+
+    def tool_result(self, call_id: str, text: str) -> list[Action]:
+        """A tool finished. Once every call of its response has answered (and the response is
+        done), the results go back followed by one `response.create`; a result of a call that
+        a barge-in dropped is not sent, so it is never spoken."""
+        call = self.tool_calls.result(call_id, text)
+        if call is None:
+            return [Log(f"tool result for {call_id} dropped (the call was cancelled)")]
+        return self._answer_calls(call.response_id)
+
+    def _answer_calls(self, rid: str) -> list[Action]:
+        calls = self.tool_calls.ready(rid)
+        if not calls:
+            return []
+        turn = self._calling.pop(rid, None)
+        if turn is not None:
+            self.current = turn  # the answer to the results finishes the same turn
+        return [*(Send(p.function_call_output(c.call_id, c.result or "")) for c in calls),
+                Send(p.response_create()), SetState(AgentState.THINKING)]
+
     def _response_done(self, event: p.ResponseDone) -> list[Action]:
         rid = event.response_id
         actions: list[Action] = [End(rid)]
+        if self.registry.is_dropped(rid) or event.status != "completed":
+            self.tool_calls.drop(rid)
+        else:
+            for call in self.tool_calls.response_done(rid, event.calls):
+                actions += self._run(call.call_id, call.name, call.arguments or "")
+            if self.tool_calls.has(rid):  # the turn goes on with the answer to the results
+                turn = self.by_response.pop(rid, None)
+                if turn is not None:
+                    self._calling[rid] = turn
+                    if self.current is turn:
+                        self.current = None
+                return actions + self._answer_calls(rid)
         turn = self.by_response.pop(rid, None)
         if turn is None:
             return actions
@@ -348,9 +411,21 @@ class OmniConversation:
         """Barge-in (the user spoke, or `interrupt` from software): silence first, then `flushed`."""
         actions: list[Action] = [SetState(AgentState.LISTENING)]
         self._barging = self.registry.active_response
+        dropped = self._drop_calls()
         if self._barging is None and not output_busy:
-            return actions
-        return [*actions, Flush()]
+            return [*actions, *dropped, *([BargeIn()] if dropped else [])]
+        return [*actions, *dropped, Flush()]  # `flushed()` counts the barge-in
+
+    def _drop_calls(self) -> list[Action]:
+        """Barge-in while tools run: their results will not be answered; their turn ends here."""
+        actions: list[Action] = []
+        for rid in self.tool_calls.responses():
+            names = ", ".join(c.name for c in self.tool_calls.drop(rid))
+            actions.append(Log(f"barge-in during a tool call ({names}): its result will not be spoken"))
+            if (turn := self._calling.pop(rid, None)) is not None:
+                turn.interrupted = True
+                actions += [CountTurn(), FinishTurn(turn, rid)]
+        return actions
 
     def flushed(self, flushed_rid: str | None) -> list[Action]:
         """The output was flushed (it was playing `flushed_rid`): cancel on the server, drop the
@@ -359,6 +434,7 @@ class OmniConversation:
         self._barging = None
         cancel = self.registry.cancel()
         self.registry.drop(interrupted)
+        self.tool_calls.drop(interrupted)
         turn = self.by_response.get(interrupted or "")
         if turn is not None:
             turn.interrupted = True

@@ -27,8 +27,11 @@ class Turn:
     audio_ms: int = 0
     text: str | None = None  # set for text items
     transcript: asyncio.Future[str] = field(default_factory=asyncio.Future)
+    reply: str | None = None  # the answer is fixed (tool results read back)
 
     async def answer(self) -> str:
+        if self.reply is not None:
+            return self.reply
         said = await asyncio.shield(self.transcript)
         return answer_for("" if said.startswith(UNRECOGNIZED) else said)
 

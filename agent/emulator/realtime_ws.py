@@ -43,7 +43,9 @@ from agent.emulator.realtime_session import (
     new_id,
     output_rate,
 )
+from agent.emulator.realtime_tools import CallResponse
 from agent.emulator.recognizer import default_recognizer
+from agent.emulator.tool_script import choose_call, speak_results
 from agent.emulator.vad import VadEvent
 from agent.emulator.ws_outbox import Outbox
 
@@ -91,7 +93,8 @@ class RealtimeSession:
         )
         self.audio = InputAudio()
         self.audio.configure(self.session["turn_detection"], 16000)
-        self.response: ResponseStream | None = None
+        self.response: ResponseStream | CallResponse | None = None
+        self.tool_outputs: list[str] = []  # function_call_output items not answered yet
         self.latest: Turn | None = None
         self.last_item_id: str | None = None
         self.speech_item: str | None = None
@@ -256,6 +259,11 @@ class RealtimeSession:
         if self.faults.refuse_input_text:
             refuse_input_text(event.get("item"))
         turn, item = text_turn(event.get("item"))
+        if turn is not None and item.get("type") == "function_call_output":
+            self.tool_outputs.append(turn.text or "")
+            turn.reply = speak_results(self.tool_outputs)  # the next response reads them back
+        elif turn is not None:
+            self.tool_outputs.clear()
         if turn is not None:
             self.latest = turn
         self._send("conversation.item.created", previous_item_id=self.last_item_id, item=item)
@@ -332,6 +340,17 @@ class RealtimeSession:
 
     def _start_response(self, turn: Turn | None, params: dict[str, Any]) -> None:
         s = self.session
+        if turn is not None and turn.reply is not None:
+            self.tool_outputs.clear()
+        call = self._call_for(turn)
+        if call is not None:
+            self.response = CallResponse(
+                self.out, self.conversation_id, *call, self._response_finished,
+                delay_s=self.ctx.options.realtime_first_delta_s,
+                modalities=list(s.get("modalities") or ["text", "audio"]),
+                voice=str(s.get("voice", "")), previous_item_id=self.last_item_id)
+            self.response.start()
+            return
         plan = ResponsePlan(
             answer="",
             modalities=list(params.get("modalities") or s.get("modalities") or ["text", "audio"]),
@@ -349,7 +368,15 @@ class RealtimeSession:
         self.response = stream
         stream.start()
 
-    def _response_finished(self, stream: ResponseStream) -> None:
+    def _call_for(self, turn: Turn | None) -> tuple[str, str] | None:
+        """A declared tool the user's words name (models without function calling never call)."""
+        if turn is None or turn.reply is not None or not turn.transcript.done():
+            return None
+        if self.model.startswith(("qwen3-omni-flash-realtime", "qwen-omni-turbo")):
+            return None  # they accept tool declarations but never call (function-calling.md §1.1)
+        return choose_call(turn.transcript.result(), self.session.get("tools"))
+
+    def _response_finished(self, stream: ResponseStream | CallResponse) -> None:
         if self.response is stream:
             self.response = None
 

@@ -26,6 +26,7 @@ from agent.emulator.httputil import (
     read_json,
     wait_until_client_leaves,
 )
+from agent.emulator.tool_script import choose_call, preamble, speak_results
 
 ROLES = {"system", "user", "assistant", "tool", "function"}
 DEFAULT_ERROR_AFTER = 2  # SSE events sent before an injected mid-stream error
@@ -88,8 +89,9 @@ def _bool(params: dict[str, Any], key: str, default: bool) -> bool:
 class _Plan:
     """The tokens to stream and the usage bookkeeping of one completion."""
 
-    def __init__(self, question: str, prompt_text: str, max_tokens: int | None) -> None:
-        tokens = tokens_of(answer_for(question))
+    def __init__(self, question: str, prompt_text: str, max_tokens: int | None,
+                 answer: str | None = None) -> None:
+        tokens = tokens_of(answer_for(question) if answer is None else answer)
         self.finish = "stop"
         if max_tokens is not None and len(tokens) > max_tokens:
             tokens, self.finish = tokens[:max_tokens], "length"
@@ -201,9 +203,19 @@ async def handle_generation(request: web.Request, ctx: EmulatorContext) -> web.S
     if fmt not in ("text", "message"):
         raise invalid("Parameter 'result_format' must be 'text' or 'message'.")
     incremental = _bool(params, "incremental_output", False)
-    plan = _Plan(question, prompt_text, _max_tokens(params.get("max_tokens")))
+    messages = inp.get("messages") or []
+    results = _trailing_tool_results(messages)
+    plan = _Plan(question, prompt_text, _max_tokens(params.get("max_tokens")),
+                 speak_results(results) if results else None)
     rid = request_id(request)
     cf = connection_faults(request, ctx, "llm")
+    call = None if results or not messages or messages[-1]["role"] != "user" else (
+        choose_call(question, params.get("tools")))
+    if call is not None and _wants_sse(request):
+        s = _Streamer(request, ctx, cf)
+        await s.start()
+        await _stream_tool_call(s, plan, rid, *call, said=preamble(question))
+        return s.response
 
     if not _wants_sse(request):
         if cf.error_event:
@@ -221,6 +233,41 @@ async def handle_generation(request: web.Request, ctx: EmulatorContext) -> web.S
     except ConnectionResetError:
         ctx.log.info("client left the generation stream after %d events", s.sent)
     return s.response
+
+
+def _trailing_tool_results(messages: list[dict[str, Any]]) -> list[str]:
+    """The `tool` messages after the last assistant call: the model now reads them back."""
+    out: list[str] = []
+    for m in reversed(messages):
+        if m.get("role") != "tool":
+            break
+        out.insert(0, _text_of(m.get("content")))
+    return out
+
+
+async def _stream_tool_call(s: _Streamer, plan: _Plan, rid: str, name: str, arguments: str,
+                            said: str = "") -> None:
+    """A call as the native stream sends it: the first fragment has the id and the name, the
+    next the rest of the arguments, the last `finish_reason: tool_calls` (accumulate by index).
+    `said`: words streamed as content before the call."""
+    for token in tokens_of(said):
+        if not await s.pace():
+            return
+        await s.write(_native_event(s.sent + 1, compact(_native_body(rid, "message", token, "null", plan, 1))))
+    call_id = "call_" + uuid.uuid4().hex[:24]
+    half = len(arguments) // 2
+    fragments = [
+        {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": arguments[:half]}},
+        {"index": 0, "id": "", "type": "function", "function": {"arguments": arguments[half:]}},
+    ]
+    for i, frag in enumerate(fragments):
+        if not await s.pace():
+            return
+        last = i == len(fragments) - 1
+        payload = _native_body(rid, "message", "", "tool_calls" if last else "null", plan, i + 1)
+        payload["output"]["choices"][0]["message"]["tool_calls"] = [frag]
+        await s.write(_native_event(s.sent + 1, compact(payload)))
+    await s.response.write_eof()
 
 
 async def _stream_native(s: _Streamer, plan: _Plan, rid: str, fmt: str, incremental: bool) -> None:

@@ -70,8 +70,13 @@ def session_update(
     *,
     audio_output: bool = True,
     transcription_model: str | None = "qwen3-asr-flash-realtime",
+    tools: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The session configuration: 16 kHz PCM in, 24 kHz PCM out, transcription, turn detection."""
+    """The session configuration: 16 kHz PCM in, 24 kHz PCM out, transcription, turn detection.
+
+    `tools`: function declarations in the nested `{"type": "function", "function": {...}}` shape
+    the live service echoed (function-calling.md §1.3, `ToolSpec.as_chat`); no `tool_choice`,
+    which the Qwen-Omni-Realtime series does not document and third parties saw rejected."""
     td = settings.turn_detection
     turn_detection: dict[str, Any] | None
     if td.type == "none":
@@ -97,6 +102,8 @@ def session_update(
     }
     if voice:
         session["voice"] = voice
+    if tools:
+        session["tools"] = tools
     return {"type": "session.update", "session": session}
 
 
@@ -135,6 +142,14 @@ def user_text(text: str, event_id: str | None = None) -> dict[str, Any]:
         "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
     }
     return {"event_id": event_id, **event} if event_id else event
+
+
+def function_call_output(call_id: str, output: str) -> dict[str, Any]:
+    """A tool's result for `call_id`; after all of a response's results, one `response_create()`."""
+    return {
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": call_id, "output": output},
+    }
 
 
 def response_create(instructions: str | None = None) -> dict[str, Any]:
@@ -263,6 +278,29 @@ class ResponseDone(ServerEvent):
     response_id: str
     status: str
     text: str = ""  # the assistant's text in `response.output` (text-only answers stream none)
+    calls: tuple[tuple[str, str, str], ...] = ()  # (call_id, name, arguments) of function_call items
+
+
+@dataclass(frozen=True)
+class FunctionCallArgumentsDelta(ServerEvent):
+    """A piece of a call's argument text (optional: the live service skipped it for a call)."""
+
+    response_id: str
+    call_id: str
+    delta: str
+
+
+@dataclass(frozen=True)
+class FunctionCall(ServerEvent):
+    """A call's complete arguments: `response.function_call_arguments.done`, or a
+    `response.output_item.done` / `.added` whose item is a `function_call` (`complete`: its
+    arguments are final; `.added` only announces the call and its name)."""
+
+    response_id: str
+    call_id: str
+    name: str
+    arguments: str
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -318,6 +356,15 @@ def _output_text(resp: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _output_calls(resp: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    output = resp.get("output")
+    return tuple(
+        (_str(item, "call_id"), _str(item, "name"), _str(item, "arguments"))
+        for item in (output if isinstance(output, list) else [])
+        if isinstance(item, dict) and item.get("type") == "function_call" and _str(item, "call_id")
+    )
+
+
 def parse_event(message: str | bytes) -> ServerEvent:
     """Parse one server frame. Binary frames and non-JSON text are protocol errors."""
     if isinstance(message, (bytes, bytearray, memoryview)):
@@ -353,7 +400,17 @@ def _typed(raw: dict[str, Any]) -> ServerEvent:
         resp_id = _str(resp, "id") or rid
         if t == "response.created":
             return ResponseCreated(t, raw, resp_id)
-        return ResponseDone(t, raw, resp_id, _str(resp, "status", "completed"), _output_text(resp))
+        return ResponseDone(t, raw, resp_id, _str(resp, "status", "completed"), _output_text(resp),
+                            _output_calls(resp))
+    if t == "response.function_call_arguments.delta":
+        return FunctionCallArgumentsDelta(t, raw, rid, _str(raw, "call_id"), _str(raw, "delta"))
+    if t == "response.function_call_arguments.done":
+        return FunctionCall(t, raw, rid, _str(raw, "call_id"), _str(raw, "name"), _str(raw, "arguments"))
+    if t in ("response.output_item.added", "response.output_item.done"):
+        item = raw.get("item") if isinstance(raw.get("item"), dict) else {}
+        if item.get("type") == "function_call" and _str(item, "call_id"):
+            return FunctionCall(t, raw, rid, _str(item, "call_id"), _str(item, "name"),
+                                _str(item, "arguments"), complete=t.endswith(".done"))
     if t == "input_audio_buffer.speech_started":
         return SpeechStarted(t, raw, _opt_str(raw, "item_id"), _int(raw, "audio_start_ms"))
     if t == "input_audio_buffer.speech_stopped":

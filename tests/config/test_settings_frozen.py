@@ -23,11 +23,14 @@ def _sections(obj: object) -> list[object]:
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             out += _sections(value)
+        elif isinstance(value, tuple):  # a list of sections (tools.mcp)
+            out += [x for v in value if dataclasses.is_dataclass(v) for x in _sections(v)]
     return out
 
 
 def test_every_section_is_frozen() -> None:
-    s = parse_settings("mode: pipeline\nvoice: {family: cosyvoice}\n")
+    s = parse_settings("mode: pipeline\nvoice: {family: cosyvoice}\n"
+                       "tools: {mcp: [{name: ha, url: 'http://ha.local:8123/api/mcp'}]}\n")
     sections = _sections(s)
     defined = {cls for cls in vars(config).values()
                if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == config.__name__}

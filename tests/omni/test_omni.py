@@ -194,6 +194,8 @@ def test_the_demo_runs_offline_answers_both_questions_and_writes_an_audible_wav(
                        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "2/2 turns answered" in r.stdout
+    assert "answered “Timer set for 3 seconds.”" in r.stdout  # through the timer tool
+    assert "a timer was set through the timer tool and rang" in r.stdout
     assert "heard    “What's the weather like today?”" in r.stdout
     pcm = read_wav(out)
     assert len(pcm) > 10 * OUT_RATE and rms(pcm) > 300  # an audible answer, not silence

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.unit
 PCM = b"\x01\x00\x02\x00" * 10
 B64 = base64.b64encode(PCM).decode()
 MAX_AGE_S = 600.0
-RECORDING = Path(__file__).with_name("recording_text_tools.json")
 
 
 def ev(raw: dict[str, Any]) -> p.ServerEvent:
@@ -369,54 +367,3 @@ def test_announcements_wait_for_a_quiet_moment() -> None:
     assert not conv.quiet_for_announcement("r0")  # an Omni answer is still in the player
     answering(conv)
     assert not conv.quiet_for_announcement(None)
-
-
-# --- a recorded live session ---------------------------------------------------------------------
-
-
-def test_a_recorded_live_text_and_tool_session_replays_through_parser_and_core() -> None:
-    """Real frames (tests/omni/recording_text_tools.json): two `ask`s, the second answered
-    with two function calls. Tool frames are parsed but not yet used by the core; they must
-    not disturb the turns. The recording has no `response.created` for the tool-call and the
-    final responses, so (as live) only the first turn is bound to a response and published.
-    The live server confirmed the first text item (`conversation.item.created`, R1), so the
-    core asks for its answer; the recording leaves out the second item's confirmation (and
-    the client's `response.create` frames), so the second ask stays unconfirmed."""
-    frames = json.loads(RECORDING.read_text(encoding="utf-8"))["frames"]
-    conv = conversation(log_transcripts=True)
-    published: list[Any] = []
-    parsed: list[p.ServerEvent] = []
-    for i, f in enumerate(frames):
-        now = float(i)
-        frame = f["frame"]
-        if f["direction"] == "send":
-            if frame["type"] == "conversation.item.create" and frame["item"]["type"] == "message":
-                assert conv.ask(frame["item"]["content"][0]["text"], now, frame["event_id"]) == [
-                    c.Send(p.user_text(frame["item"]["content"][0]["text"], frame["event_id"]))]
-            continue
-        event = p.parse_event(json.dumps(frame, ensure_ascii=False))
-        parsed.append(event)
-        actions = conv.receive(event, now)
-        if f["name"] == "05_recv_item.created_user_text":
-            assert actions[1:] == [c.Send(p.response_create()), c.AskSettled("record_002", None)]
-        for action in actions:
-            assert not isinstance(action, (c.Fail, c.Flush, c.Feed, c.Warn)), (f["name"], action)
-            if isinstance(action, c.FinishTurn):
-                published += of(conv.output_finished(action.turn, found=False), c.PublishTurn)
-
-    tool_frames = [e for e in parsed if e.type.startswith("response.function_call_arguments")
-                   or e.type.startswith("response.output_item")]
-    assert len(tool_frames) == 6 and all(isinstance(e, p.Unknown) for e in tool_frames)
-    assert [e.raw["name"] for e in tool_frames if e.type.endswith("arguments.done")] == [
-        "test_color", "test_shape"]
-    final = [e for e in parsed if isinstance(e, p.ResponseDone)]
-    assert [e.text for e in final] == ["已记住测试口令：蓝色方块。", "", "蓝色方块。颜色：蓝色，形状：方块。"]
-
-    assert len(published) == 1
-    first = published[0].turn
-    assert first.heard == "记住测试口令：蓝色方块。只回复已记住，不调用工具。"
-    assert first.answered == "已记住测试口令：蓝色方块。"
-    assert first.response_id == "resp_BPdS3pZw9rS72JXXIsA8P" and not first.interrupted
-    assert conv.current is None
-    assert [a.event_id for a in of(conv.session_lost(), c.AskSettled)] == ["record_004"]
-    assert not conv.response_in_progress

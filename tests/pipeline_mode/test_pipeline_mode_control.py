@@ -109,7 +109,8 @@ def test_the_pipeline_demo_runs_offline_and_prints_its_turns(tmp_path: Path) -> 
     assert res.returncode == 0, res.stdout + res.stderr
     assert "turn 1: heard    “What's the weather like today?”" in res.stdout
     assert "turn 2: heard    “Tell me a joke.”" in res.stdout
-    assert res.stdout.count("LLM first token") == 2 and "2/2 turns answered" in res.stdout
+    assert res.stdout.count("LLM first token") == 3 and "2/2 turns answered" in res.stdout
+    assert "a timer was set through the timer tool and rang" in res.stdout  # the third turn
     with wave.open(str(out), "rb") as w:
         assert w.getframerate() == OUT_RATE and w.getnframes() > 10 * OUT_RATE
 

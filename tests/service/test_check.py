@@ -175,7 +175,7 @@ async def test_unreachable_endpoint(tmp_path: Path) -> None:
     assert r["reach"].fix and "emulator" in r["reach"].fix
     assert r["key accepted"].skipped and r["voice"].skipped
     text = format_checklist(results)
-    assert "1 of 11 checks failed, 2 skipped" in text
+    assert "1 of 12 checks failed, 2 skipped" in text
 
 
 async def test_unresolvable_host(tmp_path: Path) -> None:
@@ -256,7 +256,7 @@ def test_check_command_exit_codes_and_output(tmp_path: Path, capsys, caplog) -> 
         bad = make_settings(tmp_path, emu.base_url, dashscope__api_key=WRONG_KEY)
         assert check_command(bad) == 1
         out_bad, err_bad = capsys.readouterr()
-    assert "all 11 checks passed" in out_ok
+    assert "all 12 checks passed" in out_ok
     assert "key rejected" in out_bad and "region" in out_bad
     assert_no_key(out_ok, err_ok, out_bad, err_bad, caplog.text)
 

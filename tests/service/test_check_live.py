@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,19 +68,20 @@ async def test_every_probed_row_passes_against_a_faithful_service_omni(tmp_path:
     table = format_table(rows)
     r = rows_by_name(rows)
     assert all(row.ok or row.skipped for row in rows), table
-    assert [n for n, row in r.items() if row.ok] == ["key and region", "realtime session", "synthesis"]
+    assert [n for n, row in r.items() if row.ok] == [
+        "key and region", "realtime session", "synthesis", "function calling"]
     assert "voice 'Tina'" in r["realtime session"].detail
     assert "turn_detection server_vad" in r["realtime session"].detail
     assert "bytes of 24 kHz PCM" in r["synthesis"].detail
-    assert r["LLM stream"].skipped and r["function calling"].skipped
-    assert "no tools are configured" in r["function calling"].detail
-    assert table.endswith("live probe: all 3 probed rows passed")
+    assert r["LLM stream"].skipped
+    assert "called time(" in r["function calling"].detail  # the default tools.builtin offers it
+    assert table.endswith("live probe: all 4 probed rows passed")
 
     text = record.read_text(encoding="utf-8")
     entries = wire_entries(record)
     assert KEY not in text and KEY[3:] not in text
     assert not audio_b64_in(text), "audio is replaced by its length and digest"
-    assert {e["channel"] for e in entries} == {"http", "realtime", "synthesis"}
+    assert {e["channel"] for e in entries} == {"http", "realtime", "synthesis", "tools"}
     assert all({"t", "channel", "dir", "frame"} <= e.keys() for e in entries)
     opened = [e["frame"] for e in entries if e["dir"] == "open"]
     assert all(o["headers"].get("Authorization") in (None, "Bearer ***") for o in opened)
@@ -129,6 +131,18 @@ async def test_pipeline_mode_probes_the_asr_session_and_an_llm_stream(tmp_path: 
     assert all(row.ok or row.skipped for row in rows), format_table(rows)
     assert r["ASR session"].ok and "qwen3-asr-flash-realtime" in r["ASR session"].detail
     assert r["LLM stream"].ok and "chunks" in r["LLM stream"].detail
+    assert r["function calling"].ok and "called time(" in r["function calling"].detail
+
+
+async def test_without_tools_the_function_calling_row_is_skipped_and_says_why(tmp_path: Path) -> None:
+    emu = await start_emulator(api_key=KEY)
+    try:
+        s = settings(tmp_path, emu.base_url)
+        rows = await run_live(replace(s, tools=replace(s.tools, builtin=())))
+    finally:
+        await emu.stop()
+    row = rows_by_name(rows)["function calling"]
+    assert row.skipped and "no tools are configured" in row.detail
 
 
 async def test_a_misreported_session_fails_the_realtime_row_naming_each_field(tmp_path: Path) -> None:
@@ -183,7 +197,7 @@ def test_the_command_prints_the_table_and_exits_by_the_probed_rows(
         s = settings(tmp_path, emu.base_url)
         code = check_command(s, live=True, record=str(record))
         out, err = capsys.readouterr()
-    assert "row" in out and "result" in out and "live probe: all 3 probed rows passed" in out
+    assert "row" in out and "result" in out and "live probe: all 4 probed rows passed" in out
     assert f"wire log (redacted): {record}" in out
     assert code == 0, out
     assert KEY not in out + err + caplog.text + record.read_text(encoding="utf-8")
