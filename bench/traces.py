@@ -56,6 +56,10 @@ class Trace:
     # benchmark's "(d) online bound" holds each response until it is gap-free for both.
     online_limit: str = ""
     alts: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+    # Every worst case the family allows, not only the one sharing the actual response's
+    # unknowns but the one at stake (bursty: the stall's length *and* its place): the
+    # benchmark's (d′) must be gap-free on all of them.
+    alts_any: dict[int, list[list[tuple[float, int]]]] = field(default_factory=dict)
 
     def audio_seconds(self) -> float:
         return sum(e["frames"] for e in self.events if e["kind"] == "audio") / RATE
@@ -165,11 +169,20 @@ def bursty(seed: int = 2, n: int = 20) -> Trace:
         gaps = [ms / 1000 / speed * b.rng.uniform(0.5, 1.5) for ms in sizes[:-1]]
         i = int(b.rng.integers(2, 5))
         extra = b.rng.uniform(0.15, 0.30)
+        base = list(gaps)
         gaps[i] += extra  # early stall
-        gaps[int(b.rng.integers(28, 36))] += b.rng.uniform(0.8, 1.2)  # late stall: the backlog absorbs it
+        late, late_s = int(b.rng.integers(28, 36)), b.rng.uniform(0.8, 1.2)
+        gaps[late] += late_s  # late stall: the backlog absorbs it
         alt = list(gaps)
         alt[i] += 0.30 - extra  # the same response with the longest early stall of the family
         tr.alts[b.resp] = _arrivals(b.t, sizes, alt)
+        worst = []
+        for j in range(2, 5):  # the longest early stall at each place the family allows
+            w = list(base)
+            w[j] += 0.30
+            w[late] += late_s
+            worst.append(_arrivals(b.t, sizes, w))
+        tr.alts_any[b.resp] = worst
         b.response(sizes, gaps)
     return tr
 

@@ -1,0 +1,265 @@
+"""When to start a response: a forecast of its future lateness, learned from the session.
+
+The start hold (hold.py) learns one number per response, D*, and holds the largest recent one
+on every response. That number mixes two things: how late the source can be (stalls, speed)
+and how much audio this particular response had buffered when it was late. The second part
+differs from response to response, so a hold learned that way is either too long (a response
+that is already well ahead still waits) or too short (a response that is behind when a stall
+hits gaps).
+
+The forecast separates them. For a response with chunk k arriving `t_k` ms after its first one
+and starting at audio position `S_k`, its block-quantised lateness is
+`L_k = t_k - floor(S_k / q) * q` (q = the device block, see jitter.LatenessTracker.hold_ms);
+starting `H` after the first chunk is gap-free iff `H >= max_k L_k`. After chunk m (position
+`P_m = S_m + size_m` received, time `t_m`) define
+
+    R_m = t_m - floor(P_m / q) * q        where the response stands now
+    F_m = max_{k > m} L_k - R_m           how much later than that it will still get
+
+so `max_{k>m} L_k = R_m + F_m`. `R_m` is known online; `F_m` is the future. A finished response
+leaves its `F` as a profile over audio position (the state at position P is the last chunk
+received by then, 20 ms bins, the largest value per bin). The forecast for the current response
+after chunk m is
+
+    need = max(max_{k<=m} L_k, R_m + F^(P_m)),   F^ = the largest profile of the last `window`
+
+i.e. "hold until the audio already here covers the worst that followed this point in recent
+responses". Stalls and a slow source both show up in F; how far ahead the current response is
+shows up in R. Nothing is clairvoyant: only finished responses feed F^, and a response's own
+arrivals raise its need at once (the running max of L).
+
+Length hint (`expect()`): a source slower than real time needs a hold that grows with the
+response's length, which only the caller may know (pipeline mode knows the text it sends to
+CosyVoice, text.speech_seconds()). With a hint of L ms and the source's measured rate r < 1,
+the rest of the response arrives at most `(L - P_m)(1/r - 1)` later than now, added to R_m.
+
+Memory is fixed: a `window` × bins array of profiles and one per-response log of at most
+`log_capacity` chunks up to the last bin; lateness past the last bin is folded into a running
+maximum. Producer-side only (never the audio callback).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+BIN_MS = 20.0  # profile resolution over audio position
+BINS = 200  # positions 0–4 s; later positions share the last bin
+_EDGES = np.arange(BINS) * BIN_MS
+STALL_MS = 30.0  # a chunk this much later than its pace is a stall (jitter stays below)
+SIZE_MEMORY = 32  # responses whose stall sizes are remembered (places: the last `window`)
+_NONE = -math.inf
+
+
+class StartForecast:
+    """Per-response start need (ms after the first chunk) from the session's recent responses."""
+
+    def __init__(self, *, window: int = 8, log_capacity: int = 512) -> None:
+        self.window = window
+        self.scale = 1.0
+        self.margin_ms = 0.0
+        self._profiles = np.full((window, BINS), _NONE)
+        self._count = 0  # profiles stored so far (the ring index is count % window)
+        self._envelope = np.full(BINS, _NONE)
+        self._history_rates = np.full(window, np.inf)
+        self._stall_size = np.full((SIZE_MEMORY, BINS), _NONE)  # each response's stalls by place
+        self._stall_top = np.full(BINS, _NONE)  # the stall that may come at each position
+        self._expect = np.full(BINS, _NONE)  # max(envelope, stall_top): what arrival() reads
+        self._prior_rate = 1.0  # the slowest recent response's rate (real time before any)
+        self._t = np.zeros(log_capacity)  # arrival of each logged chunk (ms after the first)
+        self._s = np.zeros(log_capacity)  # audio position where it starts (ms)
+        self._z = np.zeros(log_capacity)  # its duration (ms)
+        self._g = np.zeros(log_capacity)  # the pace gap expected after it (ms, see _pace)
+        self._rates = [0.0, 0.0, 0.0]  # the last three per-chunk delivery rates
+        self._last_t = 0.0
+        self._last_z = 0.0
+        self._n = 0
+        self._tail_max = _NONE  # max lateness of chunks past the log
+        self._q = 0.0
+        self._open = False
+        self._unfolded = False  # closed but not yet folded into the history
+        self.received_ms = 0.0
+        self.own_ms = 0.0  # running max lateness of the current response (quantised)
+        self.hint_ms = 0.0  # expected length of the current response (0 = unknown)
+        self._pending_hint = ("", 0.0)
+
+    # ------------------------------------------------------------------ history
+
+    @property
+    def has_history(self) -> bool:
+        """True once a response with audio has been folded in: before that the prior rules."""
+        self._fold()
+        return self._count > 0
+
+    def _lq(self, t: float, s: float) -> float:
+        q = self._q
+        return t - ((s + 1e-6) // q) * q if q > 0 else t - s
+
+    def close(self) -> None:
+        """The current response gets no more audio (ended, flushed or superseded): its profile
+        joins the history before the next response. Idempotent; without audio it adds nothing."""
+        if self._open:
+            self._open = False
+            self._unfolded = True
+
+    def _fold(self) -> None:
+        """Fold the closed response into the history (deferred from close(), which a flush
+        calls: a barge-in should not pay for learning)."""
+        if not self._unfolded:
+            return
+        self._unfolded = False
+        n = self._n
+        if n == 0:
+            return
+        t, pos, g = self._t[:n], self._s[:n] + self._z[:n], self._g[:n]
+        # The stall after chunk m: how much later than its pace the next chunk came.
+        prof = np.full(BINS, _NONE)
+        if n > 1:
+            g = g.copy()
+            if t[-1] > 0:  # the first chunk's pace at this response's own overall rate
+                g[0] = self._z[0] * t[-1] / (pos[-1] - self._z[n - 1])
+            excess = np.diff(t) - g[:-1]
+            bins = np.minimum((pos[:-1] // BIN_MS).astype(np.int64), BINS - 1)
+            np.maximum.at(prof, bins, excess)
+            stalls = excess >= STALL_MS
+            row = self._stall_size[self._count % SIZE_MEMORY]
+            row[:] = _NONE
+            np.maximum.at(row, bins[stalls], excess[stalls])
+        # Its overall rate: the next response's prior until that one's rate is measured.
+        if n > 1 and t[-1] > 0:
+            self._history_rates[self._count % self.window] = (pos[-1] - self._z[n - 1]) / t[-1]
+        self._profiles[self._count % self.window] = prof
+        self._count += 1
+        k = min(self._count, self.window)
+        np.max(self._profiles[:k], axis=0, out=self._envelope)
+        self._learn_stalls(k)
+        self._prior_rate = float(np.min(self._history_rates[: min(self._count, self.window)]))
+
+    def _learn_stalls(self, k: int) -> None:
+        """Where the next stall may come and how long it may be, from the recent ones.
+
+        Places and sizes are learned apart. Places: the stalls of the last `window` responses,
+        grouped where they lie within a factor 2 of each other (an early hiccup and a late
+        long stall are different things); a group's range is widened on both sides by the
+        spread of its places (the unbiased estimate of a uniform range's ends), so a stall
+        seen after the 3rd, 4th and 5th delta may come after the 2nd or 6th. Sizes: the
+        longest stall per response in that range over the last SIZE_MEMORY responses, plus
+        their spread (the next one is as likely as any to be the longest so far). One sample
+        gives no spread: a source that repeats itself exactly is held exactly as long as it
+        needs.
+        """
+        top_at = self._stall_top
+        top_at[:] = _NONE
+        m = min(self._count, SIZE_MEMORY)
+        sizes = self._stall_size[:m]
+        recent = sizes[(self._count - 1 - np.arange(m)) % SIZE_MEMORY < k]
+        places = np.flatnonzero((recent > _NONE).any(axis=0))
+        start = 0
+        for j in range(1, places.size + 1):
+            if j < places.size and places[j] <= 2 * places[j - 1] + 1:
+                continue
+            lo, hi = int(places[start]), int(places[j - 1])
+            start = j
+            firsts = [int(np.flatnonzero(r[lo : hi + 1] > _NONE)[0]) for r in recent
+                      if (r[lo : hi + 1] > _NONE).any()]
+            widen = (max(firsts) - min(firsts)) / (len(firsts) - 1) if len(firsts) > 1 else 0.0
+            lo = max(0, int(lo - widen))
+            hi = min(BINS - 1, int(math.ceil(hi + widen)))
+            longest = sizes[:, lo : hi + 1].max(axis=1)
+            longest = longest[longest > _NONE]
+            spread = (longest.max() - longest.min()) / (longest.size - 1) if longest.size > 1 else 0.0
+            np.maximum(top_at[lo : hi + 1], float(longest.max() + spread), out=top_at[lo : hi + 1])
+        np.maximum(self._envelope, top_at, out=self._expect)
+
+    # ------------------------------------------------------------------ current response
+
+    def begin(self, response_id: str = "") -> None:
+        self.close()
+        self._fold()
+        self._open = True
+        self._n = 0
+        self._tail_max = _NONE
+        self._rates[:] = (0.0, 0.0, 0.0)
+        self.received_ms = 0.0
+        self.own_ms = 0.0
+        rid, ms = self._pending_hint
+        self.hint_ms = ms if rid == response_id else 0.0
+
+    def expect(self, response_id: str, seconds: float, current: str | None) -> None:
+        """A length hint for `response_id` (it may not have begun yet). Only ever raised."""
+        ms = max(0.0, float(seconds) * 1000.0)
+        if response_id == current and self._open:
+            self.hint_ms = max(self.hint_ms, ms)
+        else:
+            old = self._pending_hint
+            self._pending_hint = (response_id, max(ms, old[1]) if old[0] == response_id else ms)
+
+    def _pace(self, audio_ms: float) -> float:
+        """When the next chunk is due at this response's own pace: this chunk's length over
+        the median of the last three delivery rates (one stall does not move a median); the
+        slowest recent response's rate before this one's is measured. Profiles are stored relative to it, so a fast response is
+        not held for the ordinary gaps of a slower one."""
+        r = self._rates
+        known = [x for x in r if x > 0]
+        if not known:
+            return audio_ms / self._prior_rate  # the first chunk: at the recent responses' rate
+        known.sort()
+        rate = known[(len(known) - 1) // 2]
+        return audio_ms / rate if rate < math.inf else 0.0
+
+    def _rate(self) -> float:
+        """Delivery rate (audio ms per ms) for the drift term: the median of the last three
+        per-chunk rates for a source faster than real time (ignores one stall); for a slower
+        one, the rate since the first chunk (a long baseline: the drift it feeds grows with
+        the rest of the response, so per-chunk jitter would be amplified). 1 before any."""
+        r = sorted(x for x in self._rates if x > 0)
+        if not r:
+            return self._prior_rate
+        short = r[(len(r) - 1) // 2]
+        if short >= 1.0:
+            return short
+        # One device block of slack on the span: arrival jitter over a short baseline would
+        # otherwise make the estimate optimistic half of the time.
+        span, got = self._last_t + self._q, self.received_ms - self._last_z
+        return got / span if span > 0 and got > 0 else short
+
+    def arrival(self, rel_ms: float, audio_ms: float, quantum_ms: float) -> float | None:
+        """Log a chunk (`rel_ms` after the first, `audio_ms` long) and return the start need in
+        ms after the first chunk, or None while there is no history and no hint (the caller's
+        prior decides)."""
+        if not self._open:
+            self.begin()
+        if self.received_ms == 0.0:
+            self._q = quantum_ms
+        else:
+            dt = rel_ms - self._last_t
+            r = self._rates
+            r[0], r[1], r[2] = r[1], r[2], (self._last_z / dt if dt > 0 else math.inf)
+        self._last_t, self._last_z = rel_ms, audio_ms
+        g = self._pace(audio_ms)
+        s = self.received_ms
+        lat = self._lq(rel_ms, s)
+        self.own_ms = max(self.own_ms, lat)
+        n = self._n
+        if n < self._t.shape[0] and s < BINS * BIN_MS:
+            self._t[n], self._s[n], self._z[n], self._g[n] = rel_ms, s, audio_ms, g
+            self._n = n + 1
+        elif lat > self._tail_max:
+            self._tail_max = lat
+        self.received_ms = s + audio_ms
+        here = self._lq(rel_ms, self.received_ms)
+        p = self.received_ms
+        drift = 1.0 / self._rate() - 1.0  # lateness gained per ms of audio at this pace
+        need = _NONE
+        if self._count:
+            b = min(int(p // BIN_MS), BINS - 1)
+            ahead = np.maximum(_EDGES[b:] - p, 0.0)
+            # What followed a later position P' is reached after P' - P more audio, which at
+            # this rate builds (or, below real time, eats) that much buffer first.
+            need = here + g + float(np.max(self._expect[b:] + ahead * drift))
+        if self.hint_ms > p and drift > 0:
+            need = max(need, here + g + (self.hint_ms - p) * drift)
+        if need == _NONE and not self._count:
+            return None
+        return max(self.own_ms, need)
