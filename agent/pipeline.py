@@ -62,6 +62,7 @@ from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.secrets import redact
 from agent.status import AgentState, Status
 from agent.textsplit import speech_pieces
+from agent.tts.duration import speech_seconds
 from agent.tts.errors import SynthesisError
 from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
@@ -330,6 +331,8 @@ class PipelineMode:
                 turn.pieces.append((time.monotonic(), piece))
                 self.status.publish("transcript", role="assistant", text=turn.text_sent, final=False)
                 await speech.send_text(piece)
+                # The text sent bounds the answer's length: the player's hold for a slow source.
+                self.engine.player.expect(turn.response_id or "", speech_seconds(turn.text_sent))
         except LLMError:
             # What was sent is still spoken (finish); with nothing sent there is nothing to say.
             await (speech.finish() if turn.pieces else speech.cancel())

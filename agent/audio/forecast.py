@@ -258,8 +258,15 @@ class StartForecast:
             # What followed a later position P' is reached after P' - P more audio, which at
             # this rate builds (or, below real time, eats) that much buffer first.
             need = here + g + float(np.max(self._expect[b:] + ahead * drift))
-        if self.hint_ms > p and drift > 0:
-            need = max(need, here + g + (self.hint_ms - p) * drift)
+        if self.hint_ms > p:
+            if drift > 0:
+                # The last chunk starts at hint - this chunk's length from the next one on.
+                need = max(need, here + g + max(0.0, self.hint_ms - p - audio_ms) * drift)
+            elif not self._count and not any(self._rates):
+                # A long answer and nothing known about the source: a first chunk cannot tell
+                # a slow source from a fast one, so wait for the second (its rate) rather
+                # than start on the prior hold and gap if it is slow.
+                need = math.inf
         if need == _NONE and not self._count:
             return None
         return max(self.own_ms, need)

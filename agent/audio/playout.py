@@ -321,9 +321,10 @@ class Player(ResponseBook, PlayoutCallback):
             # +1 ms: a chunk due exactly at a callback's time may land just after that callback.
             hold_ms = min(self._max_ms, max(0.0, need + 1.0))
             self._seg_hold_t[s] = self._slot_first_arrival[s] + hold_ms / 1000.0
-        elif raised or first:
+        else:
             # No history yet: the prior hold (target_ms), raised at once by this response's D*.
-            self._publish_hold()
+            if raised or first:
+                self._publish_hold()
             self._seg_hold_t[s] = self._slot_first_arrival[s] + self.hold.value_ms / 1000.0
         return self._resampler.process(data)
 
