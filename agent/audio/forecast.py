@@ -65,6 +65,9 @@ class StartForecast:
         self._history_rates = np.full(window, np.inf)
         self._stall_size = np.full((SIZE_MEMORY, BINS), _NONE)  # each response's stalls by place
         self._stall_top = np.full(BINS, _NONE)  # the stall that may come at each position
+        self._chunk_ms = 0.0  # median chunk length of the latest response
+        self._group = np.full(BINS, -1, dtype=np.int64)  # which stall group covers each bin
+        self._spent = np.zeros(BINS, dtype=bool)  # groups whose stall this response has had
         self._expect = np.full(BINS, _NONE)  # max(envelope, stall_top): what arrival() reads
         self._prior_rate = 1.0  # the slowest recent response's rate (real time before any)
         self._t = np.zeros(log_capacity)  # arrival of each logged chunk (ms after the first)
@@ -74,6 +77,7 @@ class StartForecast:
         self._rates = [0.0, 0.0, 0.0]  # the last three per-chunk delivery rates
         self._last_t = 0.0
         self._last_z = 0.0
+        self._last_g = 0.0
         self._n = 0
         self._tail_max = _NONE  # max lateness of chunks past the log
         self._q = 0.0
@@ -133,6 +137,7 @@ class StartForecast:
         self._count += 1
         k = min(self._count, self.window)
         np.max(self._profiles[:k], axis=0, out=self._envelope)
+        self._chunk_ms = float(np.median(self._z[:n]))
         self._learn_stalls(k)
         self._prior_rate = float(np.min(self._history_rates[: min(self._count, self.window)]))
 
@@ -151,6 +156,7 @@ class StartForecast:
         """
         top_at = self._stall_top
         top_at[:] = _NONE
+        self._group[:] = -1
         m = min(self._count, SIZE_MEMORY)
         sizes = self._stall_size[:m]
         recent = sizes[(self._count - 1 - np.arange(m)) % SIZE_MEMORY < k]
@@ -165,11 +171,14 @@ class StartForecast:
                       if (r[lo : hi + 1] > _NONE).any()]
             widen = (max(firsts) - min(firsts)) / (len(firsts) - 1) if len(firsts) > 1 else 0.0
             lo = max(0, int(lo - widen))
-            hi = min(BINS - 1, int(math.ceil(hi + widen)))
+            # Later too by a chunk: a stall "after the k-th delta" ends up at a later position
+            # when the deltas before it are longer.
+            hi = min(BINS - 1, int(math.ceil(hi + max(widen, self._chunk_ms / BIN_MS))))
             longest = sizes[:, lo : hi + 1].max(axis=1)
             longest = longest[longest > _NONE]
             spread = (longest.max() - longest.min()) / (longest.size - 1) if longest.size > 1 else 0.0
             np.maximum(top_at[lo : hi + 1], float(longest.max() + spread), out=top_at[lo : hi + 1])
+            self._group[lo : hi + 1] = j
         np.maximum(self._envelope, top_at, out=self._expect)
 
     # ------------------------------------------------------------------ current response
@@ -181,6 +190,7 @@ class StartForecast:
         self._n = 0
         self._tail_max = _NONE
         self._rates[:] = (0.0, 0.0, 0.0)
+        self._spent[:] = False
         self.received_ms = 0.0
         self.own_ms = 0.0
         rid, ms = self._pending_hint
@@ -236,8 +246,13 @@ class StartForecast:
             dt = rel_ms - self._last_t
             r = self._rates
             r[0], r[1], r[2] = r[1], r[2], (self._last_z / dt if dt > 0 else math.inf)
+        if self.received_ms > 0.0 and rel_ms - self._last_t - self._last_g >= STALL_MS:
+            # This response has had the stall its group expects: one per group and response.
+            grp = self._group[min(int(self.received_ms // BIN_MS), BINS - 1)]
+            if grp >= 0:
+                self._spent |= self._group == grp
         self._last_t, self._last_z = rel_ms, audio_ms
-        g = self._pace(audio_ms)
+        g = self._last_g = self._pace(audio_ms)
         s = self.received_ms
         lat = self._lq(rel_ms, s)
         self.own_ms = max(self.own_ms, lat)
@@ -257,7 +272,8 @@ class StartForecast:
             ahead = np.maximum(_EDGES[b:] - p, 0.0)
             # What followed a later position P' is reached after P' - P more audio, which at
             # this rate builds (or, below real time, eats) that much buffer first.
-            need = here + g + float(np.max(self._expect[b:] + ahead * drift))
+            expect = np.where(self._spent[b:], self._envelope[b:], self._expect[b:])
+            need = here + g + float(np.max(expect + ahead * drift))
         if self.hint_ms > p:
             if drift > 0:
                 # The last chunk starts at hint - this chunk's length from the next one on.

@@ -122,3 +122,12 @@ def test_memory_is_fixed_however_long_the_response():
     play(f, fast(5000, z=40.0))
     assert f._t.shape == (64,) and f._profiles.shape[0] == f.window
     assert play(f, fast(3))[0] is not None
+
+
+def test_a_stall_after_the_first_delta_is_expected_after_a_longer_first_delta_too():
+    """Places are positions; "after the first delta" lands later when that delta is longer."""
+    f = StartForecast()
+    play(f, [(0.0, 40.0)] + [(300.0 + 10.0 * j, 40.0) for j in range(20)])
+    arr = [(0.0, 80.0)] + [(300.0 + 20.0 * j, 80.0) for j in range(10)]
+    needs = play(f, arr)
+    assert needs[0] >= lateness(arr) - 0.5
