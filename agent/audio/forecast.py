@@ -1,41 +1,32 @@
-"""When to start a response: a forecast of its future lateness, learned from the session.
+"""When to start a response: a forecast of its lateness, learned from the session's answers.
 
-The start hold (hold.py) learns one number per response, D*, and holds the largest recent one
-on every response. That number mixes two things: how late the source can be (stalls, speed)
-and how much audio this particular response had buffered when it was late. The second part
-differs from response to response, so a hold learned that way is either too long (a response
-that is already well ahead still waits) or too short (a response that is behind when a stall
-hits gaps).
+The D*-max hold (hold.py) learns one number per response and holds the largest recent one on
+every response. That number mixes how late the source can be with how much *that* response had
+buffered when it was late, so a response that is well ahead still waits and one that is behind
+when a stall hits still gaps. The forecast separates them (docs/audio.md, "Start forecast").
 
-The forecast separates them. For a response with chunk k arriving `t_k` ms after its first one
-and starting at audio position `S_k`, its block-quantised lateness is
-`L_k = t_k - floor(S_k / q) * q` (q = the device block, see jitter.LatenessTracker.hold_ms);
-starting `H` after the first chunk is gap-free iff `H >= max_k L_k`. After chunk m (position
-`P_m = S_m + size_m` received, time `t_m`) define
+Chunk k arrives `t_k` ms after the first one and starts at audio position `S_k`; its block-
+quantised lateness is `L_k = t_k - floor(S_k / q) * q` (q = the device block; starting `H`
+after the first chunk is gap-free iff `H >= max L_k`). After chunk m, with `P` ms received,
+the response stands at `R = t_m - floor(P / q) * q`, and at its own pace (this chunk's length
+over the median of its last three delivery rates) the next chunk is due `g` later. Then
 
-    R_m = t_m - floor(P_m / q) * q        where the response stands now
-    F_m = max_{k > m} L_k - R_m           how much later than that it will still get
+    need = max(max_{k<=m} L_k,  R + g + max_{P' >= P} [E(P') + (P' - P)(1/r - 1)])
 
-so `max_{k>m} L_k = R_m + F_m`. `R_m` is known online; `F_m` is the future. A finished response
-leaves its `F` as a profile over audio position (the state at position P is the last chunk
-received by then, 20 ms bins, the largest value per bin). The forecast for the current response
-after chunk m is
+* `E(P')`: how much later than its pace a chunk came after position P' in the last `window`
+  responses — jitter, and for a slow source the lateness that piles up to its end — and, for
+  stalls, a model that learns their places (grouped, widened by their spread and by a chunk)
+  and their sizes (longest + spread, over SIZE_MEMORY responses) apart; a group's stall is
+  expected once per response (_learn_stalls);
+* `(P' - P)(1/r - 1)`: what lies ahead is reached after more audio, which at this response's
+  rate r builds buffer (r > 1) or eats it (r < 1);
+* a length hint (`expect()`, pipeline mode: tts/duration.py) adds a slow source's drift up to
+  the end of the answer.
 
-    need = max(max_{k<=m} L_k, R_m + F^(P_m)),   F^ = the largest profile of the last `window`
-
-i.e. "hold until the audio already here covers the worst that followed this point in recent
-responses". Stalls and a slow source both show up in F; how far ahead the current response is
-shows up in R. Nothing is clairvoyant: only finished responses feed F^, and a response's own
-arrivals raise its need at once (the running max of L).
-
-Length hint (`expect()`): a source slower than real time needs a hold that grows with the
-response's length, which only the caller may know (pipeline mode knows the text it sends to
-CosyVoice, text.speech_seconds()). With a hint of L ms and the source's measured rate r < 1,
-the rest of the response arrives at most `(L - P_m)(1/r - 1)` later than now, added to R_m.
-
-Memory is fixed: a `window` × bins array of profiles and one per-response log of at most
-`log_capacity` chunks up to the last bin; lateness past the last bin is folded into a running
-maximum. Producer-side only (never the audio callback).
+Nothing is clairvoyant: only finished responses feed E, and a response's own arrivals raise
+its need at once. Memory is fixed: `window` × BINS and SIZE_MEMORY × BINS arrays and one
+per-response log of at most `log_capacity` chunks up to the last bin. Producer side only
+(never the audio callback); learning runs when the next response begins, not in a flush.
 """
 
 from __future__ import annotations
@@ -57,8 +48,6 @@ class StartForecast:
 
     def __init__(self, *, window: int = 8, log_capacity: int = 512) -> None:
         self.window = window
-        self.scale = 1.0
-        self.margin_ms = 0.0
         self._profiles = np.full((window, BINS), _NONE)
         self._count = 0  # profiles stored so far (the ring index is count % window)
         self._envelope = np.full(BINS, _NONE)
@@ -79,7 +68,6 @@ class StartForecast:
         self._last_z = 0.0
         self._last_g = 0.0
         self._n = 0
-        self._tail_max = _NONE  # max lateness of chunks past the log
         self._q = 0.0
         self._open = False
         self._unfolded = False  # closed but not yet folded into the history
@@ -131,8 +119,8 @@ class StartForecast:
             row[:] = _NONE
             np.maximum.at(row, bins[stalls], excess[stalls])
         # Its overall rate: the next response's prior until that one's rate is measured.
-        if n > 1 and t[-1] > 0:
-            self._history_rates[self._count % self.window] = (pos[-1] - self._z[n - 1]) / t[-1]
+        self._history_rates[self._count % self.window] = (
+            (pos[-1] - self._z[n - 1]) / t[-1] if n > 1 and t[-1] > 0 else np.inf)
         self._profiles[self._count % self.window] = prof
         self._count += 1
         k = min(self._count, self.window)
@@ -188,7 +176,6 @@ class StartForecast:
         self._fold()
         self._open = True
         self._n = 0
-        self._tail_max = _NONE
         self._rates[:] = (0.0, 0.0, 0.0)
         self._spent[:] = False
         self.received_ms = 0.0
@@ -260,8 +247,6 @@ class StartForecast:
         if n < self._t.shape[0] and s < BINS * BIN_MS:
             self._t[n], self._s[n], self._z[n], self._g[n] = rel_ms, s, audio_ms, g
             self._n = n + 1
-        elif lat > self._tail_max:
-            self._tail_max = lat
         self.received_ms = s + audio_ms
         here = self._lq(rel_ms, self.received_ms)
         p = self.received_ms
