@@ -65,6 +65,7 @@ from agent.status import AgentState, Status
 from agent.textsplit import speech_pieces
 from agent.tools.registry import ToolRegistry
 from agent.tts.connection import DEFAULT_TTS_TIMINGS, TtsTimings
+from agent.tts.duration import speech_seconds
 from agent.tts.errors import SynthesisError
 from agent.tts.manager import SynthesisManager
 from agent.tts.stream import SynthesisStream
@@ -357,6 +358,8 @@ class PipelineMode:
                 turn.pieces.append((time.monotonic(), piece))
                 self.status.publish("transcript", role="assistant", text=turn.text_sent, final=False)
                 await speech.send_text(piece)
+                # The text sent bounds the answer's length: the player's hold for a slow source.
+                self.engine.player.expect(turn.response_id or "", speech_seconds(turn.text_sent))
         except LLMError:
             # What was sent is still spoken (finish); with nothing sent there is nothing to say.
             await (speech.finish() if turn.pieces else speech.cancel())

@@ -63,6 +63,7 @@ PHASE = 0.0037
 FADE_MS = 10.0
 VENDOR_CHUNK = 2400  # 100 ms, the sample's default chunk_size_ms
 VENDOR_HOST = 2 * BLOCK  # PortAudio's blocking-write buffer in front of the device
+JITTER = JitterSettings()  # (b)'s audio.jitter settings: the defaults unless --max-ms
 
 # -------------------------------------------------------------------------- payload encoding
 
@@ -126,7 +127,7 @@ class Ours:
 
     def __init__(self, trace: Trace) -> None:
         self.clock = VirtualClock()
-        self.p = Player(JitterSettings(), fade_ms=FADE_MS, clock=self.clock)
+        self.p = Player(JITTER, fade_ms=FADE_MS, clock=self.clock)
         self.loop = _Loop()
         self.p.attach_loop(self.loop)  # type: ignore[arg-type]
         # Audio that did not fit the ring yet (TCP back-pressure): (rid, frames, started?);
@@ -168,6 +169,31 @@ class Ours:
                     self.pending[0] = (rid, rest, True)
                     break
             self.pending.popleft()
+
+
+HINTED = ("slow", "steady")  # families (b+) runs on: where a hint matters, and one where it must not hurt
+HINT_FACTOR = 1.25  # the length hint errs long (agent/tts/duration.py is an upper estimate)
+
+
+class OursHinted(Ours):
+    """(b) with a length hint before each response's first audio, as pipeline mode gives from
+    the text it sends to CosyVoice: the true length × HINT_FACTOR."""
+
+    name = "(b+) ours, length hint"
+
+    def __init__(self, trace: Trace) -> None:
+        super().__init__(trace)
+        self.length_s: dict[int, float] = {}
+        for e in trace.events:
+            if e["kind"] == "audio":
+                self.length_s[e["resp"]] = self.length_s.get(e["resp"], 0.0) + e["frames"] / RATE
+        self.hinted: set[int] = set()
+
+    def audio(self, t: float, k: int, pcm: np.ndarray) -> None:
+        if k not in self.hinted:
+            self.hinted.add(k)
+            self.p.expect(str(k), self.length_s[k] * HINT_FACTOR)
+        super().audio(t, k, pcm)
 
 
 class Vendor:
@@ -324,18 +350,36 @@ class OnlineBound(Oracle):
                 actual.setdefault(e["resp"], []).append((e["t"], e["frames"]))
             else:
                 done.setdefault(e["resp"], e["t"])
-        for k, alt in trace.alts.items():
+        for k, alts in self._alternatives(trace).items():
             act = actual.get(k)
             if not act:
                 continue
-            t_div = float("inf")
-            for j in range(max(len(act), len(alt))):
-                a = act[j] if j < len(act) else None
-                b = alt[j] if j < len(alt) else None
-                if a != b:
-                    t_div = min(a[0] if a else done.get(k, float("inf")), b[0] if b else float("inf"))
-                    break
-            self.need[k] = max(self.need[k], min(_need(alt), t_div))
+            for alt in alts:
+                t_div = float("inf")
+                for j in range(max(len(act), len(alt))):
+                    a = act[j] if j < len(act) else None
+                    b = alt[j] if j < len(alt) else None
+                    if a != b:
+                        t_div = min(a[0] if a else done.get(k, float("inf")), b[0] if b else float("inf"))
+                        break
+                self.need[k] = max(self.need[k], min(_need(alt), t_div))
+
+    @staticmethod
+    def _alternatives(trace: Trace) -> dict[int, list[list[tuple[float, int]]]]:
+        return {k: [alt] for k, alt in trace.alts.items()}
+
+
+class OnlineBoundAny(OnlineBound):
+    """(d′) Like (d), but gap-free on every worst case the family allows (traces.Trace.alts_any),
+    not only on the one that shares the actual response's hidden choices. On bursty (d) knows
+    after which delta the early stall will come and only not how long it is; a real player knows
+    neither, so it must also cover a 300 ms stall after every delta where one may still come."""
+
+    name = "(d′) online bound, place unknown too"
+
+    @staticmethod
+    def _alternatives(trace: Trace) -> dict[int, list[list[tuple[float, int]]]]:
+        return trace.alts_any
 
 
 # -------------------------------------------------------------------------- simulation
@@ -412,6 +456,7 @@ def analyse(trace: Trace, run: dict) -> dict:
     gap_count = 0
     interruptions = 0
     starts: list[float] = []
+    gapped = 0
     incorrect = 0
     for k, a0 in run["first"].items():
         idx = np.flatnonzero(resp_of == k)
@@ -425,6 +470,7 @@ def analyse(trace: Trace, run: dict) -> dict:
             edges = np.diff(np.r_[0, z.astype(np.int8), 0])
             lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
             n_gaps = lengths.size
+            gapped += 1
             gap_count += n_gaps
             gap_ms += lengths.sum() * 1000 / RATE
             interruptions += int((lengths >= 0.150 * RATE).sum())
@@ -452,6 +498,8 @@ def analyse(trace: Trace, run: dict) -> dict:
     return {
         "responses": len(run["first"]),
         "gaps": gap_count,
+        "gapped": gapped,
+        "starts": starts,
         "gap_ms": round(gap_ms, 1),
         "interruptions": interruptions,
         "start_p50": pct(starts, 50),
@@ -464,22 +512,91 @@ def analyse(trace: Trace, run: dict) -> dict:
     }
 
 
-PLAYERS = (Vendor, Ours, Oracle, OnlineBound)
+PLAYERS = (Vendor, Ours, OursHinted, Oracle, OnlineBound, OnlineBoundAny)
 
 
-def bench(traces: list[Trace]) -> dict:
+def bench(traces: list[Trace], memory: bool = True) -> dict:
     results: dict = {}
     for tr in traces:
         results[tr.name] = {"adversarial": tr.adversarial, "description": tr.description,
                             "online_limit": tr.online_limit, "players": {}}
         for cls in PLAYERS:
-            if cls is OnlineBound and not tr.alts:
+            if (cls is OnlineBound and not tr.alts) or (cls is OnlineBoundAny and not tr.alts_any):
+                continue
+            if cls is OursHinted and tr.name not in HINTED:
                 continue
             run = simulate(tr, cls)
             res = analyse(tr, run)
-            res["peak_kb"] = simulate(tr, cls, measure_memory=True)["peak"] / 1024
+            res["peak_kb"] = simulate(tr, cls, measure_memory=True)["peak"] / 1024 if memory else None
             results[tr.name]["players"][cls.name] = res
     return results
+
+
+def sweep(runs: list[dict]) -> dict:
+    """Pool per-seed results family by family: gaps, responses with a gap, and start latency
+    percentiles over every response of every seed. Where a family has no online limit, nothing
+    about it is unknowable online and (d) is the oracle (c)."""
+    agg: dict = {}
+    for res in runs:
+        for name, tr in res.items():
+            fam = agg.setdefault(name, {"adversarial": tr["adversarial"], "seeds": 0, "players": {}})
+            fam["seeds"] += 1
+            players = dict(tr["players"])
+            players.setdefault(OnlineBound.name, players[Oracle.name])
+            players.setdefault(OnlineBoundAny.name, players[OnlineBound.name])
+            for pname, r in players.items():
+                a = fam["players"].setdefault(pname, {"gaps": 0, "gap_ms": 0.0, "gapped": 0,
+                                                      "responses": 0, "starts": [], "incorrect": 0})
+                a["gaps"] += r["gaps"]
+                a["gap_ms"] += r["gap_ms"]
+                a["gapped"] += r["gapped"]
+                a["responses"] += r["responses"]
+                a["starts"] += r["starts"]
+                a["incorrect"] += r["incorrect"]
+    for fam in agg.values():
+        for a in fam["players"].values():
+            xs = a.pop("starts")
+            a["gap_ms"] = round(a["gap_ms"], 1)
+            a["start_p50"] = float(np.percentile(xs, 50)) if xs else None
+            a["start_p95"] = float(np.percentile(xs, 95)) if xs else None
+    return agg
+
+
+def markdown_sweep(agg: dict) -> str:
+    """Per family over all seeds: (a)–(d) side by side, then (b) against the targets."""
+    lines = [
+        "| family | seeds | player | responses | gaps | with a gap | gap ms | start p50 | start p95 | "
+        "p50 ÷ (a) | p95 ÷ (a) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, fam in agg.items():
+        a = fam["players"][Vendor.name]
+        for pname in (Vendor.name, Ours.name, OursHinted.name, Oracle.name, OnlineBound.name,
+                      OnlineBoundAny.name):
+            if pname not in fam["players"]:
+                continue
+            r = fam["players"][pname]
+            lines.append(
+                f"| {name} | {fam['seeds']} | {pname} | {r['responses']} | {r['gaps']} | {r['gapped']} | "
+                f"{fmt(r['gap_ms'])} | {fmt(r['start_p50'])} | {fmt(r['start_p95'])} | "
+                f"{ratio(r['start_p50'], a['start_p50'])} | {ratio(r['start_p95'], a['start_p95'])} |"
+            )
+    lines += ["", "(b) against SPEC §9 over all seeds (zero gaps wherever (d) has none; start p50/p95 "
+              "within 10 ms of (d)):", "",
+              "| family | gaps (b) / (d) | (b)−(d) p50 | (b)−(d) p95 | (b)−(c) p50 | (b)−(c) p95 | "
+              "(b)−(d′) p50 | (b)−(d′) p95 | verdict |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, fam in agg.items():
+        b, c, d, e = (fam["players"][n] for n in (Ours.name, Oracle.name, OnlineBound.name, OnlineBoundAny.name))
+        diffs = [b[q] - d[q] for q in ("start_p50", "start_p95")]
+        ok = (d["gaps"] > 0 or b["gaps"] == 0) and all(x <= 10.0 + 1e-6 for x in diffs)
+        verdict = "ok" if ok else ("F3, not held to it" if fam["adversarial"] else "MISS")
+        lines.append(
+            f"| {name} | {b['gaps']} / {d['gaps']} | {diffs[0]:+.1f} | {diffs[1]:+.1f} | "
+            f"{b['start_p50'] - c['start_p50']:+.1f} | {b['start_p95'] - c['start_p95']:+.1f} | "
+            f"{b['start_p50'] - e['start_p50']:+.1f} | {b['start_p95'] - e['start_p95']:+.1f} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 # -------------------------------------------------------------------------- report
@@ -523,7 +640,7 @@ def markdown(results: dict) -> str:
     ]
     for name, tr in results.items():
         a = tr["players"][Vendor.name]
-        for pname in (Ours.name, Oracle.name, OnlineBound.name):
+        for pname in (Ours.name, Oracle.name, OnlineBound.name, OnlineBoundAny.name):
             if pname not in tr["players"]:
                 continue
             r = tr["players"][pname]
@@ -571,14 +688,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Playout benchmark (virtual clock)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     ap.add_argument("--trace", action="append", help="only these trace names (repeatable)")
+    ap.add_argument("--seeds", type=int, default=10,
+                    help="runs per family, each with new seeds (run 0 = the fixed traces; default 10)")
+    ap.add_argument("--max-ms", type=int, help="(b)'s audio.jitter.max_ms (default: the config default)")
     args = ap.parse_args()
-    traces = [t for t in standard() if not args.trace or t.name in args.trace]
+    if args.max_ms is not None:
+        global JITTER
+        JITTER = JitterSettings(JITTER.target_ms, JITTER.min_ms, args.max_ms)
     t0 = time.monotonic()
-    results = bench(traces)
+    runs = []
+    for r in range(max(1, args.seeds)):
+        traces = [t for t in standard(r) if not args.trace or t.name in args.trace]
+        runs.append(bench(traces, memory=r == 0))
+    agg = sweep(runs)
     if args.json:
-        print(json.dumps(results, indent=2))
+        for res in runs:
+            for tr in res.values():
+                for p in tr["players"].values():
+                    p.pop("starts", None)
+        print(json.dumps({"seed_run_0": runs[0], "over_seeds": agg}, indent=2))
     else:
-        print(markdown(results))
+        print(f"## Over {len(runs)} seeds per family\n")
+        print(markdown_sweep(agg))
+        print("## Run 0 (the fixed traces), in detail\n")
+        print(markdown(runs[0]))
         print(f"(benchmark wall time {time.monotonic() - t0:.1f} s)")
 
 

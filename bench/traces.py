@@ -56,6 +56,10 @@ class Trace:
     # benchmark's "(d) online bound" holds each response until it is gap-free for both.
     online_limit: str = ""
     alts: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+    # Every worst case the family allows, not only the one sharing the actual response's
+    # unknowns but the one at stake (bursty: the stall's length *and* its place): the
+    # benchmark's (d′) must be gap-free on all of them.
+    alts_any: dict[int, list[list[tuple[float, int]]]] = field(default_factory=dict)
 
     def audio_seconds(self) -> float:
         return sum(e["frames"] for e in self.events if e["kind"] == "audio") / RATE
@@ -165,11 +169,20 @@ def bursty(seed: int = 2, n: int = 20) -> Trace:
         gaps = [ms / 1000 / speed * b.rng.uniform(0.5, 1.5) for ms in sizes[:-1]]
         i = int(b.rng.integers(2, 5))
         extra = b.rng.uniform(0.15, 0.30)
+        base = list(gaps)
         gaps[i] += extra  # early stall
-        gaps[int(b.rng.integers(28, 36))] += b.rng.uniform(0.8, 1.2)  # late stall: the backlog absorbs it
+        late, late_s = int(b.rng.integers(28, 36)), b.rng.uniform(0.8, 1.2)
+        gaps[late] += late_s  # late stall: the backlog absorbs it
         alt = list(gaps)
         alt[i] += 0.30 - extra  # the same response with the longest early stall of the family
         tr.alts[b.resp] = _arrivals(b.t, sizes, alt)
+        worst = []
+        for j in range(2, 5):  # the longest early stall at each place the family allows
+            w = list(base)
+            w[j] += 0.30
+            w[late] += late_s
+            worst.append(_arrivals(b.t, sizes, w))
+        tr.alts_any[b.resp] = worst
         b.response(sizes, gaps)
     return tr
 
@@ -259,8 +272,14 @@ def adversarial(seed: int = 5) -> Trace:
     return tr
 
 
-def standard() -> list[Trace]:
-    return [steady(), bursty(), slow(), bargein(), adversarial()]
+FAMILIES = ("steady", "bursty", "slow", "bargein", "adversarial")
+SEED_STRIDE = 1000  # seed of run r = the family's default seed + r * SEED_STRIDE
+
+
+def standard(run: int = 0) -> list[Trace]:
+    """Every family; run 0 is the historical fixed-seed set, run r draws new seeds."""
+    o = run * SEED_STRIDE
+    return [steady(1 + o), bursty(2 + o), slow(3 + o), bargein(4 + o), adversarial(5 + o)]
 
 
 def main() -> None:

@@ -46,6 +46,7 @@ import numpy as np
 
 from agent.audio.activity import OutputTap, PlayoutActivity
 from agent.audio.callback import DONE_FLUSHED, DONE_NO, IDLE, NSEG, PlayoutCallback
+from agent.audio.forecast import StartForecast
 from agent.audio.hold import StartHold
 from agent.audio.jitter import AdaptiveTarget, LatenessTracker
 from agent.audio.resample import StreamResampler
@@ -92,7 +93,9 @@ class Player(ResponseBook, PlayoutCallback):
         self._capacity_s = capacity_s
         self._fade_ms = fade_ms
         self.target = AdaptiveTarget(j.target_ms, j.min_ms, j.max_ms)  # rebuffer depth
-        self.hold = StartHold(j.target_ms, j.max_ms)  # start: time after the first chunk
+        self.hold = StartHold(j.target_ms, j.max_ms)  # start: the prior, and the status figure
+        self.forecast = StartForecast()  # start: per-response need from the session's history
+        self._max_ms = float(j.max_ms)
         self._min_ms = float(j.min_ms)
         self._tracker = LatenessTracker(j.max_ms)
         self.activity = PlayoutActivity()  # published: speaking / tail / quiet, busy
@@ -215,9 +218,11 @@ class Player(ResponseBook, PlayoutCallback):
         self._loop = loop
 
     def _publish_hold(self) -> None:
-        """The callback's start depth: never start on less audio than the hold we expect to
-        need (a chunk that late would find the buffer empty), and never on less than min_ms."""
-        self._start_depth = self._ms_to_frames(max(self._min_ms, self.hold.value_ms))
+        """The callback's start depth. Before any history (the prior hold rules): never start
+        on less audio than the hold (a chunk that late would find the buffer empty). With a
+        forecast, which already weighs the audio at hand, only never on less than min_ms."""
+        floor = self._min_ms if self.forecast.has_history else max(self._min_ms, self.hold.value_ms)
+        self._start_depth = self._ms_to_frames(floor)
 
     def _ms_to_frames(self, ms: float) -> int:
         return int(round(ms * self.device_rate / 1000.0))
@@ -259,11 +264,19 @@ class Player(ResponseBook, PlayoutCallback):
         self._slot_reported[s] = False
         self._id_index[response_id] = idx
         self._tracker.reset()
+        self.forecast.begin(response_id)
         self._resampler.reset()
         self._cur_id = response_id
         self._cur_idx = idx
         self._seg_w = idx + 1  # publish the slot to the callback
         self.activity.begun = self._seg_w
+
+    def expect(self, response_id: str, seconds: float) -> None:
+        """A length hint: `response_id` (current or not begun yet) will be about `seconds`
+        long (pipeline mode: text.speech_seconds() of the text sent to synthesis). Used only
+        if the source turns out slower than real time, to hold long enough for all of it.
+        Repeated calls may only raise it (the text grows)."""
+        self.forecast.expect(response_id, seconds, self._cur_id)
 
     def _prepare(
         self, response_id: str, pcm: bytes | bytearray | memoryview | np.ndarray
@@ -297,10 +310,21 @@ class Player(ResponseBook, PlayoutCallback):
         self._slow_source = tr.slow_source
         if self.target.observe(tr.q_star_ms):
             self._target_frames = self._ms_to_frames(self.target.value_ms)
-        if self.hold.observe(tr.hold_ms) or first:
-            # Publish (or push back) this response's start deadline; once it is playing the
-            # callback no longer looks at it.
-            self._publish_hold()
+        rel_ms = (self._clock() - self._slot_first_arrival[s]) * 1000.0
+        need = self.forecast.arrival(rel_ms, n * 1000.0 / self.rate, tr.quantum_ms)
+        raised = self.hold.observe(tr.hold_ms)
+        if need is not None:
+            # This response's start deadline from the forecast (forecast.py); it moves either
+            # way as chunks arrive. Once it is playing the callback no longer looks at it.
+            if first:
+                self._publish_hold()
+            # +1 ms: a chunk due exactly at a callback's time may land just after that callback.
+            hold_ms = min(self._max_ms, max(0.0, need + 1.0))
+            self._seg_hold_t[s] = self._slot_first_arrival[s] + hold_ms / 1000.0
+        else:
+            # No history yet: the prior hold (target_ms), raised at once by this response's D*.
+            if raised or first:
+                self._publish_hold()
             self._seg_hold_t[s] = self._slot_first_arrival[s] + self.hold.value_ms / 1000.0
         return self._resampler.process(data)
 
@@ -366,6 +390,7 @@ class Player(ResponseBook, PlayoutCallback):
         self._slot_qstar[s] = self._tracker.q_star_ms
         self._slot_hold[s] = self._tracker.hold_ms
         self._seg_end[s] = self._ring.write_pos  # publish completion
+        self.forecast.close()
         self._close_id(response_id)
         self._cur_id = None
 
@@ -381,6 +406,7 @@ class Player(ResponseBook, PlayoutCallback):
         if self._cur_id is not None:
             self._close_id(self._cur_id)
             self._cur_id = None
+        self.forecast.close()
         self._resampler.reset()
         self._flush_pos = self._ring.write_pos
         self._flush_seg = self._seg_w

@@ -69,3 +69,32 @@ def test_the_hold_is_raised_at_once_and_never_lowered_after_a_gap():
     assert h.value_ms == 400  # the 400 is still one of the last 3
     h.response_done(0, had_gap=False)
     assert h.value_ms == 0
+
+
+def _slow(p, dev, clk, rid: str, t0: float, n: int = 20, speed: float = 0.9) -> None:
+    _response(p, dev, clk, rid, t0, [j * 0.1 / speed for j in range(n)])
+    dev.run_until(t0 + n * 0.2)
+
+
+def test_a_length_hint_holds_a_slow_first_answer_long_enough():
+    """A 2 s answer at 0.9x real time needs ~220 ms of hold, more than the 80 ms prior: without
+    a hint the first answer gaps; with pipeline mode's hint (2.5 s, it errs long) it waits for
+    its second chunk, measures the rate and plays through."""
+    p, dev, clk = make(target=80, hi=600)
+    _slow(p, dev, clk, "plain", 1.0)
+    assert p.response_stats("plain").gaps >= 1
+    p, dev, clk = make(target=80, hi=600)
+    p.expect("hinted", 2.5)  # before its first audio, as pipeline mode sends text first
+    _slow(p, dev, clk, "hinted", 1.0)
+    st = p.response_stats("hinted")
+    assert st.gaps == 0
+    # The hint's hold (2.5 s × (1/0.9 − 1) ≈ 280 ms), a little more for a rate measured over
+    # a few chunks (never less), plus the device latency; not the whole max_ms.
+    assert st.lateness_ms + LAT * 1000 <= st.added_latency_ms <= 1.3 * 280 + LAT * 1000
+
+
+def test_after_one_slow_answer_the_next_one_is_held_without_a_hint():
+    p, dev, clk = make(target=80, hi=600)
+    _slow(p, dev, clk, "first", 1.0)
+    _slow(p, dev, clk, "second", 6.0)  # as long and as slow: the forecast covers it
+    assert p.response_stats("second").gaps == 0

@@ -141,3 +141,10 @@ def test_playout_bench_reports_the_online_bound_where_zero_gaps_is_out_of_reach(
         assert res[name]["online_limit"]
     report = playout.markdown(res)
     assert "(d) online bound" in report and "online limit:" in report
+    # (d′) also covers the stall's unknown place: never earlier than (d), still gap-free.
+    place = res["bursty"]["players"][playout.OnlineBoundAny.name]
+    assert place["gaps"] == 0
+    assert place["start_p50"] >= res["bursty"]["players"][playout.OnlineBound.name]["start_p50"] - 1e-6
+    pooled = playout.sweep([res, res])
+    assert pooled["bursty"]["seeds"] == 2 and pooled["steady"]["players"][playout.OnlineBound.name]
+    assert "(b)−(d′) p50" in playout.markdown_sweep(pooled)

@@ -1,0 +1,133 @@
+"""The start forecast (agent/audio/forecast.py), pure, on made-up arrival times (ms)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agent.audio.forecast import StartForecast
+
+pytestmark = pytest.mark.unit
+
+Q = 10.0  # device block (ms)
+
+
+def lateness(arrivals: list[tuple[float, float]]) -> float:
+    """D* of a response, block-quantised as the forecast sees it."""
+    worst, s = 0.0, 0.0
+    for t, z in arrivals:
+        worst = max(worst, t - (s // Q) * Q)
+        s += z
+    return worst
+
+
+def play(f: StartForecast, arrivals: list[tuple[float, float]], rid: str = "r") -> list[float | None]:
+    """Feed one response; return the need after each chunk."""
+    f.begin(rid)
+    needs = [f.arrival(t, z, Q) for t, z in arrivals]
+    f.close()
+    return needs
+
+
+def fast(n: int, z: float = 100.0, speed: float = 4.0, t0: float = 0.0) -> list[tuple[float, float]]:
+    return [(t0 + j * z / speed, z) for j in range(n)]
+
+
+def with_stall(after: int, stall: float, n: int = 20, z: float = 100.0, speed: float = 4.0):
+    return [(j * z / speed + (stall if j > after else 0.0), z) for j in range(n)]
+
+
+def test_without_history_the_prior_decides():
+    assert play(StartForecast(), fast(5)) == [None] * 5
+
+
+def test_a_response_that_repeats_itself_is_held_exactly_its_lateness():
+    f = StartForecast()
+    arr = with_stall(after=2, stall=300.0)
+    play(f, arr)
+    needs = play(f, arr)
+    d_star = lateness(arr)
+    assert d_star == pytest.approx(75.0)  # chunk 3 at 375 ms, 300 ms of audio before it
+    # From the second chunk on (the rate is measured) it asks for exactly D*, before the
+    # stall shows; the first chunk's need is longer (the slowest recent rate is assumed) but
+    # expires after the second chunk has come and lowered it.
+    assert needs[1:] == [pytest.approx(d_star, abs=0.5)] * (len(arr) - 1)
+    assert needs[0] >= d_star and arr[1][0] < needs[0]
+
+
+def test_a_fast_response_is_not_held_for_the_ordinary_gaps_of_a_slower_one():
+    f = StartForecast()
+    play(f, fast(20, z=120.0, speed=1.5))  # 80 ms between chunks
+    needs = play(f, fast(40, z=40.0, speed=3.0))  # 13 ms between chunks
+    assert max(n for n in needs if n is not None) <= 1.0  # starts at once
+
+
+def test_stall_sizes_are_extrapolated_beyond_the_longest_seen():
+    f = StartForecast()
+    for stall in (150.0, 200.0, 250.0):
+        play(f, with_stall(after=1, stall=stall))
+    # A longer stall at the same place than any before: 250 + the spread (50) is covered.
+    arr = with_stall(after=1, stall=300.0)
+    needs = play(f, arr)
+    assert lateness(arr) > lateness(with_stall(after=1, stall=250.0)) > 0
+    assert needs[1] >= lateness(arr) - 0.5
+
+
+def test_stall_places_are_widened_by_their_spread():
+    f = StartForecast()
+    for after in (3, 4, 5):  # stalls after 400, 500 and 600 ms of audio
+        play(f, with_stall(after=after, stall=300.0))
+    arr = with_stall(after=2, stall=300.0)  # earlier than any: after 300 ms
+    needs = play(f, arr)
+    assert needs[2] >= lateness(arr) - 0.5
+
+
+def test_a_long_stall_behind_a_deep_backlog_does_not_hold_the_start():
+    """A 1 s stall after 3 s of audio (delivered at 4x: 2.2 s buffered) never threatens a
+    start; it must not be taken for an early stall either."""
+    f = StartForecast()
+    for _ in range(3):
+        play(f, with_stall(after=30, stall=1000.0, n=40))
+    needs = play(f, with_stall(after=30, stall=1000.0, n=40))
+    assert max(n for n in needs[:5] if n is not None) <= 1.0
+
+
+def test_a_slow_source_is_held_for_the_length_hint():
+    """At 0.9x a 3 s answer needs 3000 × (1/0.9 − 1) ≈ 333 ms of hold; the hint says 3 s."""
+    f = StartForecast()
+    f.expect("a", 3.0, current=None)  # before the answer begins (pipeline: text first)
+    f.begin("a")
+    gap = 100.0 / 0.9
+    needs = [f.arrival(j * gap, 100.0, Q) for j in range(5)]
+    assert needs[0] == math.inf  # one chunk cannot tell slow from fast: wait for the second
+    # Never short; long only by the slack on a rate measured over four intervals.
+    d_star = lateness([(j * gap, 100.0) for j in range(30)])
+    assert d_star - 0.5 <= needs[4] <= 1.25 * d_star
+    f.close()
+
+
+def test_a_hint_for_another_response_is_ignored_and_hints_only_grow():
+    f = StartForecast()
+    f.expect("b", 3.0, current=None)
+    f.begin("a")
+    assert f.hint_ms == 0.0
+    f.expect("a", 2.0, current="a")
+    f.expect("a", 1.0, current="a")
+    assert f.hint_ms == 2000.0
+
+
+def test_memory_is_fixed_however_long_the_response():
+    f = StartForecast(log_capacity=64)
+    play(f, fast(5000, z=40.0))
+    assert f._t.shape == (64,) and f._profiles.shape[0] == f.window
+    assert play(f, fast(3))[0] is not None
+
+
+def test_a_stall_after_the_first_delta_is_expected_after_a_longer_first_delta_too():
+    """Places are positions; "after the first delta" lands later when that delta is longer."""
+    f = StartForecast()
+    play(f, [(0.0, 40.0)] + [(300.0 + 10.0 * j, 40.0) for j in range(20)])
+    arr = [(0.0, 80.0)] + [(300.0 + 20.0 * j, 80.0) for j in range(10)]
+    needs = play(f, arr)
+    assert needs[0] >= lateness(arr) - 0.5
