@@ -24,6 +24,7 @@ from agent.check.local import (
     check_config,
     check_echo,
     check_key,
+    check_listen,
     check_state_dir,
     key_origin,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "check_command",
     "check_config",
     "check_echo",
+    "check_listen",
     "check_key",
     "check_state_dir",
     "format_checklist",

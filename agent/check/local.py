@@ -153,6 +153,7 @@ async def check_audio(settings: Settings) -> list[CheckResult]:
         else:
             out.append(await asyncio.to_thread(_check_sounddevice, kind, st.device, rate))
     out.append(check_echo(settings))
+    out.append(check_listen(settings))
     return out
 
 
@@ -174,3 +175,24 @@ def check_echo(settings: Settings) -> CheckResult:
     if why is not None:
         return failed("echo", f"aec: {why}", f"{INSTALL_HINT}; or set audio.echo: gate")
     return passed("echo", "aec (WebRTC AEC3 echo canceller installed)")
+
+
+def check_listen(settings: Settings) -> CheckResult:
+    """Can the listening front end run (SPEC §10)? Loads the wake-word model and the VAD."""
+    from agent.listen.errors import ListenConfigError
+    from agent.listen.runtime import effective_mode, load_engines
+
+    mode = effective_mode(settings)
+    try:
+        detector, gate = load_engines(settings)
+    except ListenConfigError as e:
+        return failed("listen", f"{e.key}: {e.message}",
+                      "fix the key, or pip install 'voice-agent[listen]'")
+    parts = [f"mode {mode}"]
+    if detector is not None:
+        parts.append(f"wake word {detector.word} (microWakeWord, cut-off {detector.threshold:.2f}, "
+                     f"model {settings.listen.wake_word})")
+        detector.close()
+    if gate is not None:
+        parts.append("local VAD pymicro-vad")
+    return passed("listen", ", ".join(parts))
