@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from agent.audio.engine import AudioEngine
 from agent.config import Settings
 from agent.endpoints import Endpoints
+from agent.listen.runtime import Listener, manual_turns
 from agent.realtime import protocol as p
 from agent.realtime.connection import ConnectFailed, RealtimeConnection
 from agent.realtime.session import SessionConnection, SessionRunner
@@ -42,6 +43,8 @@ class AsrHandler(Protocol):
 
     def on_transcript(self, text: str) -> None: ...
 
+    async def interrupt(self) -> None: ...
+
 
 class AsrListener:
     """Owns the realtime ASR session and the microphone uplink; its session strategy too."""
@@ -62,6 +65,7 @@ class AsrListener:
         handler: AsrHandler,
         *,
         session_max_s: float = SESSION_MAX_S,
+        listener: Listener | None = None,
     ) -> None:
         self.settings = settings
         self.url = endpoints.realtime_ws(settings.pipeline.asr_model)
@@ -69,7 +73,9 @@ class AsrListener:
         self.status = status
         self.handler = handler
         self.session_max_s = session_max_s
-        self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
+        self.manual = manual_turns(settings)
+        self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo, listener,
+                                on_commit=self._commit, on_interrupt=handler.interrupt)
         self.user_speaking = False
         self.sessions = 0
         self.runner = SessionRunner(self, status, log)
@@ -97,7 +103,7 @@ class AsrListener:
         return await RealtimeConnection.open(self.url, self.api_key, self.settings.dashscope.workspace)
 
     def configure_event(self) -> dict[str, Any]:
-        return p.asr_session_update()
+        return p.asr_session_update(manual=self.manual)
 
     def opened(self, conn: SessionConnection) -> None:
         self.sessions += 1
@@ -136,10 +142,12 @@ class AsrListener:
         if isinstance(event, p.SpeechStarted):
             self.user_speaking = True
             self._last_voice_at = time.monotonic()
+            self.uplink.post(lambda fe, t: fe.speech_started(t))
             self.handler.on_speech_started()
         elif isinstance(event, p.SpeechStopped):
             self.user_speaking = False
             self._last_voice_at = time.monotonic()
+            self.uplink.post(lambda fe, t: fe.turn_ended(t))
             self.handler.on_speech_stopped()
         elif isinstance(event, p.TranscriptionCompleted):
             self._last_voice_at = time.monotonic()
@@ -151,6 +159,16 @@ class AsrListener:
             if event.fatal:
                 raise ConnectFailed(text)
             log.info("%s (tolerated)", text)
+
+    async def _commit(self) -> None:
+        """Push-to-talk released: the user's turn ends now; the server transcribes what came."""
+        conn = self.runner.conn
+        if conn is None:
+            log.warning("push-to-talk: not connected; the turn is lost")
+            return
+        self._last_voice_at = time.monotonic()
+        self.handler.on_speech_stopped()
+        await conn.send(p.audio_commit())
 
     async def stop(self, timeout: float = 2.0) -> None:
         """SIGTERM: stop sending audio, end the session politely (`session.finish`), bounded."""

@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("interrupt", "barge in from software (stop the answer being spoken)"),
         ("mute", "stop sending microphone audio"),
         ("unmute", "resume sending microphone audio"),
+        ("listen", "open one turn now, as if the wake word had been heard"),
     ):
         _add_socket(sub.add_parser(name, help=helptext, description=helptext))
     for name, helptext in (
@@ -123,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("text", metavar="TEXT")
         _add_socket(p)
+    helptext = "push-to-talk: start sends the microphone upstream, stop ends the turn"
+    p = sub.add_parser("talk", help=helptext, description=helptext)
+    p.add_argument("action", choices=["start", "stop"])
+    _add_socket(p)
     helptext = "print the live event stream, one JSON line per event, until interrupted"
     _add_socket(sub.add_parser("events", help=helptext, description=helptext))
     helptext = "print the output volume (0-100), or set it to LEVEL"
@@ -182,6 +187,12 @@ def cmd_control(args: argparse.Namespace) -> int:
     return control_command(args.command, getattr(args, "text", None), args.socket, args.config)
 
 
+def cmd_talk(args: argparse.Namespace) -> int:
+    from agent.controlclient import talk_command
+
+    return talk_command(args.action, args.socket, args.config)
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     from agent.controlclient import events_command
 
@@ -213,6 +224,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "interrupt": cmd_control,
     "mute": cmd_control,
     "unmute": cmd_control,
+    "listen": cmd_control,
+    "talk": cmd_talk,
     "events": cmd_events,
     "volume": cmd_volume,
 }

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import grp
-import json
 import logging
 import os
 import socket
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agent.config import ConfigError, Settings
+from agent.control_commands import Request, run_command
 from agent.controlproto import (
     COMMANDS,
     MAX_LINE,
@@ -456,32 +456,4 @@ class ControlServer:
             return _error(f"{cmd} failed: {e}" if str(e) else f"{cmd} failed: {e.__class__.__name__}")
 
     async def _call(self, cmd: str, text: str | None, level: int | None = None) -> bytes:
-        h = self.handler
-        if cmd == "subscribe":  # only reached when the handler has no event bus
-            return _error("subscribe: this daemon has no event stream")
-        if cmd == "volume":
-            volume = getattr(h, "volume", None)
-            if volume is None:
-                return _error("volume: this daemon has no volume control")
-            now = volume(level)
-            if level is not None:
-                log.info("control: volume %d", now)
-            return _reply(True, volume=now)
-        if cmd == "status":
-            status = h.status()
-            json.dumps(status, default=str)  # fail here, as an error reply, if it can't be sent
-            return _reply(True, status=status)
-        if cmd == "say":
-            assert text is not None
-            await h.say(text)
-        elif cmd == "ask":
-            assert text is not None
-            await h.ask(text)
-        elif cmd == "interrupt":
-            await h.interrupt()
-        elif cmd == "mute":
-            h.mute()
-        elif cmd == "unmute":
-            h.unmute()
-        log.info("control: %s", cmd)  # status polls are not logged: integrators poll often
-        return _reply(True)
+        return await run_command(self.handler, Request(cmd, text, level))

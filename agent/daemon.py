@@ -23,6 +23,9 @@ from agent.echo import aec_problem
 from agent.endpoints import Endpoints, resolve_endpoints
 from agent.events import EventBus
 from agent.integration import Integration
+from agent.listen.errors import ListenConfigError
+from agent.listen.runtime import COMMANDS as LISTEN_COMMANDS
+from agent.listen.runtime import load_engines
 from agent.metrics import require_prometheus
 from agent.modes import Mode, Turn
 from agent.secrets import redact, resolve_api_key
@@ -60,18 +63,28 @@ def preflight(settings: Settings) -> None:
             )
 
 
+def load_listen_engines(settings: Settings) -> tuple[Any, Any]:
+    """The wake-word model and VAD the listen mode needs; an unusable model is exit 78."""
+    try:
+        return load_engines(settings)
+    except ListenConfigError as e:
+        raise ConfigError(f"{settings.source}: {e.key}: {e.message}") from None
+
+
 def make_mode(
     settings: Settings, endpoints: Endpoints, api_key: str, engine: AudioEngine, status: Status,
-    voice: str | None,
+    voice: str | None, listen_engines: tuple[Any, Any] | None = None,
 ) -> Mode:
     """The mode `settings.mode` names; both offer the same `Mode` surface."""
     if settings.mode == "pipeline":
         from agent.pipeline import PipelineMode
 
-        return PipelineMode(settings, endpoints, api_key, engine, status, voice)
+        return PipelineMode(settings, endpoints, api_key, engine, status, voice,
+                            listen_engines=listen_engines)
     from agent.omni import OmniMode
 
-    return OmniMode(settings, endpoints, api_key, engine, status, voice)
+    return OmniMode(settings, endpoints, api_key, engine, status, voice,
+                    listen_engines=listen_engines)
 
 
 class Daemon:
@@ -104,6 +117,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._fatal: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._listen_engines: tuple[Any, Any] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -114,6 +128,7 @@ class Daemon:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         preflight(self.settings)
+        self._listen_engines = load_listen_engines(self.settings)
         if self.api_key is None:
             self.api_key = resolve_api_key(self.settings)
         state_dir = open_state_dir(self.settings)
@@ -194,7 +209,8 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self._reverify(state_dir), name="voice-reverify"))
         assert self.engine is not None and self.api_key is not None
         self.mode = make_mode(
-            self.settings, self.endpoints, self.api_key, self.engine, self.status, voice
+            self.settings, self.endpoints, self.api_key, self.engine, self.status, voice,
+            self._listen_engines,
         )
         if self.turn_listener is not None:
             self.mode.turn_listeners.append(self.turn_listener)
@@ -299,6 +315,20 @@ class DaemonControl:
     async def interrupt(self) -> None:
         if self.daemon.mode is not None:
             await self.daemon.mode.interrupt()
+
+    async def listen(self) -> None:
+        """Open one turn now, as if the wake word had been heard (SPEC §6 `listen`)."""
+        self._uplink().post(LISTEN_COMMANDS["listen"])
+
+    async def talk(self, action: str | None) -> None:
+        """Push-to-talk: `start` sends the microphone upstream, `stop` ends the turn."""
+        self._uplink().post(LISTEN_COMMANDS[f"talk_{action}"])
+
+    def _uplink(self) -> Any:
+        uplink = getattr(self._mode(), "uplink", None)
+        if uplink is None:
+            raise RuntimeError("no microphone uplink (pipeline.input is text)")
+        return uplink
 
     def mute(self) -> None:
         self._set_muted(True)

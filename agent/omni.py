@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from agent.audio.engine import AudioEngine
 from agent.config import Settings
 from agent.conversation import omni as c
 from agent.endpoints import Endpoints
+from agent.listen.runtime import Listener, manual_turns
 from agent.modes import Announcement, Turn, publish_turn
 from agent.realtime import protocol as p
 from agent.realtime.connection import ConnectFailed, RealtimeConnection
@@ -52,6 +54,8 @@ class OmniMode:
         engine: AudioEngine,
         status: Status,
         voice: str | None,
+        *,
+        listen_engines: tuple[Any, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.endpoints = endpoints
@@ -62,7 +66,10 @@ class OmniMode:
         self.conversation = c.OmniConversation(log_transcripts=settings.log.transcripts)
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
-        self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
+        self.listener = Listener(settings, engine.player, status.publish, listen_engines)
+        status.listen_status = self.listener.status
+        self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo,
+                                self.listener, on_commit=self._commit, on_interrupt=self.interrupt)
         self.announcer = OmniAnnouncer(settings, endpoints, api_key, engine.player, status,
                                        self._quiet_for_announcement)
         self.runner = SessionRunner(self, status, log)
@@ -90,7 +97,15 @@ class OmniMode:
         return await RealtimeConnection.open(url, self.api_key, self.settings.dashscope.workspace)
 
     def configure_event(self) -> dict[str, Any]:
-        return p.session_update(self.settings.omni, self.voice)
+        return p.session_update(self._omni_settings(), self.voice)
+
+    def _omni_settings(self) -> Any:
+        """`omni`, with turn detection off when the daemon commits the turns (push-to-talk)."""
+        omni = self.settings.omni
+        if manual_turns(self.settings) and omni.turn_detection.type != "none":
+            td = dataclasses.replace(omni.turn_detection, type="none")
+            omni = dataclasses.replace(omni, turn_detection=td)
+        return omni
 
     def opened(self, conn: SessionConnection) -> None:
         self._apply_all(self.conversation.session_opened(time.monotonic(), self.status.last_error))
@@ -100,6 +115,10 @@ class OmniMode:
     async def on_event(self, event: p.ServerEvent) -> None:
         now = time.monotonic()
         busy = self.engine.player.activity.busy(now) if isinstance(event, p.SpeechStarted) else False
+        if isinstance(event, p.SpeechStarted):
+            self.uplink.post(lambda fe, t: fe.speech_started(t))
+        elif isinstance(event, p.SpeechStopped):
+            self.uplink.post(lambda fe, t: fe.turn_ended(t))
         await self._execute(self.conversation.receive(event, time.monotonic(), output_busy=busy))
 
     def rotation_due(self, now: float) -> bool:
@@ -178,6 +197,7 @@ class OmniMode:
             action.turn.done.set()
             for q in self.turn_listeners:
                 q.put_nowait(action.turn)
+            self.uplink.post(lambda fe, t: fe.answer_finished(t))
         elif isinstance(action, c.Log):
             log.info("%s", action.message)
         elif isinstance(action, c.Fail):
@@ -217,13 +237,20 @@ class OmniMode:
             raise RuntimeError("not connected to the realtime service")
         await self._execute(self.conversation.ask(text, time.monotonic()))
 
+    async def _commit(self) -> None:
+        """The front end ended a push-to-talk turn: commit it and ask for the answer."""
+        if self.runner.conn is None:
+            log.warning("push-to-talk: not connected; the turn is lost")
+            return
+        await self._execute(self.conversation.commit(time.monotonic()))
+
     async def set_voice(self, voice: str | None) -> None:
         """Use another voice from now on (the next session, and this one if it is open)."""
         self.voice = voice
         conn = self.runner.conn
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.send(p.session_update(self.settings.omni, voice))
+                await conn.send(p.session_update(self._omni_settings(), voice))
 
     async def interrupt(self) -> None:
         await self._execute(self.conversation.interrupt(output_busy=self.engine.player.activity.busy(time.monotonic())))

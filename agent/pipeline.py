@@ -56,9 +56,11 @@ from agent.conversation.pipeline import (
     TurnDone,
 )
 from agent.endpoints import Endpoints
+from agent.listen.runtime import Listener
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
 from agent.modes import DEFAULT_COSYVOICE_VOICE, Announcement, Turn, publish_turn
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
+from agent.realtime.uplink import MicUplink
 from agent.secrets import redact
 from agent.status import AgentState, Status
 from agent.textsplit import speech_pieces
@@ -86,6 +88,8 @@ class PipelineMode:
         engine: AudioEngine,
         status: Status,
         voice: str | None,
+        *,
+        listen_engines: tuple[Any, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -97,8 +101,12 @@ class PipelineMode:
         )
         self.llm = LLMClient(endpoints.generation, api_key, pl.llm_model,
                              workspace=settings.dashscope.workspace)
-        self.asr = (AsrListener(settings, endpoints, api_key, engine, status, self)
-                    if pl.input == "mic" else None)
+        self.listener = (Listener(settings, engine.player, status.publish, listen_engines)
+                         if pl.input == "mic" else None)
+        if self.listener is not None:
+            status.listen_status = self.listener.status
+        self.asr = (AsrListener(settings, endpoints, api_key, engine, status, self,
+                                listener=self.listener) if pl.input == "mic" else None)
         self.core = PipelineConversation(pl.system_prompt, pl.history_turns,
                                          idle_state=self.idle_state)
         self.conv = self.core.history
@@ -113,6 +121,11 @@ class PipelineMode:
         self._turn_error: str | None = None  # the status error a failed turn set, if any
         self._flushed: str | None = None  # what the last flush cut off (for the barge-in log)
         self._stopped = asyncio.Event()
+
+    @property
+    def uplink(self) -> MicUplink | None:
+        """The microphone uplink (None with `pipeline.input: text`): listen / talk commands."""
+        return self.asr.uplink if self.asr is not None else None
 
     @property
     def idle_state(self) -> AgentState:
@@ -182,7 +195,10 @@ class PipelineMode:
             if self.settings.log.transcripts:
                 log.info("heard: %s", text.strip())
             self.status.publish("transcript", role="user", text=text.strip(), final=True)
-        self._execute(self.core.transcript(text, time.monotonic()))
+        actions = self.core.transcript(text, time.monotonic())
+        if self.asr is not None and not any(isinstance(a, NewTurn) for a in actions):
+            self.asr.uplink.post(lambda fe, t: fe.answer_finished(t))  # nothing to answer
+        self._execute(actions)
 
     # --- control -----------------------------------------------------------------------------
 
@@ -403,6 +419,8 @@ class PipelineMode:
         turn.done.set()
         for q in self.turn_listeners:
             q.put_nowait(turn)
+        if self.asr is not None:
+            self.asr.uplink.post(lambda fe, t: fe.answer_finished(t))
 
     def _log_turn(self, turn: Turn) -> None:
         def ms(v: float | None) -> str:

@@ -79,6 +79,8 @@ class Status:
     # `Integration.events.publish`; modes publish transcripts and turns through it too.
     publish: Callable[..., None] = _discard
     volume: int = 100  # the output volume 0–100 (SPEC §6), kept current by the integration
+    # The SPEC §6 `listen` mapping (agent.listen.runtime.Listener.status), set by the mode.
+    listen_status: Callable[[], dict[str, Any]] | None = None
 
     def set_state(self, state: AgentState, why: str | None = None) -> None:
         changed = state is not self.state
@@ -143,4 +145,7 @@ class Status:
             "latency_ms": self.latency.as_dict(),
             "heard_ms_last_interrupted": self.heard_ms_last_interrupted,
             "volume": self.volume,
+            "listen": self.listen_status() if self.listen_status else {
+                "mode": None, "wake_word": None, "wakes": 0, "uplink_open": False, "sent_s": 0.0,
+            },
         }

@@ -1,0 +1,202 @@
+"""The listening front end in the running daemon (SPEC §10): file microphone → real wake-word
+detection → what arrives at the emulator over loopback, in omni and pipeline mode.
+
+The user's WAV mixes synthesized speech (espeak-ng: background talk and "okay nabu"; the
+emulator's own voice for the questions it recognizes). What went upstream is read on the
+emulator's side (tests/listen/upstream.py), never from the daemon's own counters alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.audio import wav
+from agent.controlclient import request
+from agent.emulator.speech import synthesize
+from agent.listen.wakeword import load_wake_word
+from tests.listen.upstream import Upstream, contains
+from tests.support.daemon import running_daemon
+from tests.support.integration import subscribed
+
+RATE = 16000
+BACKGROUND = ("The council met on Tuesday to discuss the budget for the new library. Several "
+              "members asked about the cost of the roof.")
+QUESTION = "What time is it?"
+
+Say = Callable[..., np.ndarray]
+
+
+def silence(s: float) -> np.ndarray:
+    return np.zeros(int(s * RATE), np.int16)
+
+
+def voiced(x: np.ndarray) -> np.ndarray:
+    """`x` without leading and trailing digital silence."""
+    nz = np.nonzero(x)[0]
+    return x[nz[0] : nz[-1] + 1]
+
+
+def writer(work: Path, pcm: np.ndarray) -> Callable[[Any], Path]:
+    def write(_phrases: Any) -> Path:
+        wav.write_wav(work / "user.wav", pcm.astype(np.int16), RATE)
+        return work / "user.wav"
+    return write
+
+
+def control(run: Any, **doc: Any) -> dict[str, Any]:
+    return request(run.work / "control.sock", doc)
+
+
+async def ctl(run: Any, **doc: Any) -> dict[str, Any]:
+    reply = await asyncio.to_thread(control, run, **doc)
+    assert reply["ok"], reply
+    return reply
+
+
+async def until_time(run: Any, t: float) -> None:
+    """Sleep until `t` seconds into the microphone's timeline."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, run.t0 + t - loop.time()))
+
+
+def status(run: Any) -> dict[str, Any]:
+    return run.daemon.status.as_dict()
+
+
+@pytest.mark.parametrize("mode", ["omni", "pipeline"])
+async def test_background_talk_sends_nothing_upstream_while_the_session_stays_warm(
+    tmp_path: Path, say: Say, mode: str
+) -> None:
+    up = Upstream()
+    user = np.concatenate([silence(0.5), say(BACKGROUND), silence(0.5)])
+    async with running_daemon(tmp_path, mode=mode, user=writer(tmp_path, user),
+                              emulator_options=up.hooks(), listen__mode="wake_word") as run:
+        await until_time(run, len(user) / RATE + 0.5)
+        st = status(run)
+        assert st["connected"], "the session is kept warm while nothing is sent"
+        assert st["listen"] == {"mode": "wake_word", "wake_word": "okay_nabu", "wakes": 0,
+                                "uplink_open": False, "sent_s": 0.0}
+    assert up.appends == [], f"{up.seconds:.2f} s of background talk went upstream"
+
+
+@pytest.mark.parametrize("mode", ["omni", "pipeline"])
+async def test_wake_word_run_into_the_question_opens_a_turn_the_answer_plays_and_no_word_is_lost(
+    tmp_path: Path, say: Say, mode: str
+) -> None:
+    up = Upstream()
+    question = synthesize(QUESTION, RATE)
+    wake_at = 0.5 + len(say(BACKGROUND)) / RATE + 0.5
+    user = np.concatenate([silence(0.5), say(BACKGROUND), silence(0.5), say("okay nabu"),
+                           question, silence(4.0)])
+    async with running_daemon(tmp_path, mode=mode, user=writer(tmp_path, user),
+                              emulator_options=up.hooks(), listen__mode="wake_word") as run:
+        events = await subscribed(run.work / "control.sock", lambda e: e["event"] == "wake")
+        turn = await run.next_turn(timeout=40)
+        assert turn.answered, "the answer was produced"
+        assert not turn.interrupted
+        wakes = [e for e in await asyncio.wait_for(events, 10) if e["event"] == "wake"]
+        assert [w["word"] for w in wakes] == ["okay_nabu"] and wakes[0]["score"] > 0.5
+        assert status(run)["listen"]["wakes"] == 1
+        assert status(run)["listen"]["sent_s"] == pytest.approx(up.seconds, abs=0.05)
+    first = up.first_append_at()
+    assert first is not None and first >= run.t0 + wake_at, "nothing before the wake word"
+    assert contains(up.pcm(), voiced(question)), "the whole question went upstream (pre-roll)"
+
+
+async def test_wake_word_while_speaking_stops_the_answer_in_half_duplex(
+    tmp_path: Path, say: Say
+) -> None:
+    user = np.concatenate([silence(4.0), say("okay nabu"), silence(4.0)])
+    async with running_daemon(tmp_path, user=writer(tmp_path, user), listen__mode="wake_word",
+                              audio__echo="half_duplex") as run:
+        await run.serving()
+        await until_time(run, 0.5)
+        await ctl(run, cmd="ask", text="Tell me about the moon.")
+        turn = await run.next_turn(timeout=30)
+        assert turn.interrupted, "the stop word interrupted the answer"
+        assert status(run)["barge_ins"] >= 1
+        assert status(run)["listen"]["wakes"] == 1
+
+
+@pytest.mark.parametrize("mode", ["omni", "pipeline"])
+async def test_push_to_talk_sends_only_between_start_and_stop_and_the_turn_is_answered(
+    tmp_path: Path, mode: str
+) -> None:
+    up = Upstream()
+    question = synthesize(QUESTION, RATE)
+    user = np.concatenate([silence(0.5), synthesize("Hello there.", RATE), silence(1.5),
+                           question, silence(5.0)])
+    q_at = 0.5 + len(synthesize("Hello there.", RATE)) / RATE + 1.5
+    async with running_daemon(tmp_path, mode=mode, user=writer(tmp_path, user),
+                              emulator_options=up.hooks(), listen__mode="push_to_talk") as run:
+        await run.serving()
+        await until_time(run, q_at - 0.4)
+        await ctl(run, cmd="talk", action="start")
+        await until_time(run, q_at + len(question) / RATE + 0.4)
+        await ctl(run, cmd="talk", action="stop")
+        turn = await run.next_turn(timeout=30)
+        assert turn.heard == QUESTION, "only the question, committed on stop, was heard"
+        assert turn.answered
+        assert not status(run)["listen"]["uplink_open"]
+    assert 0.9 < up.seconds < len(question) / RATE + 1.2
+    assert up.sent("input_audio_buffer.commit"), "stop commits the turn"
+    if mode == "omni":
+        assert up.sent("response.create"), "stop asks for the answer"
+
+
+async def test_omni_without_turn_detection_answers_spoken_turns(tmp_path: Path) -> None:
+    question = synthesize(QUESTION, RATE)
+    user = np.concatenate([silence(1.5), question, silence(5.0)])
+    async with running_daemon(tmp_path, user=writer(tmp_path, user),
+                              omni__turn_detection={"type": "none"}) as run:
+        await run.serving()
+        await until_time(run, 1.0)
+        await ctl(run, cmd="talk", action="start")
+        await until_time(run, 1.5 + len(question) / RATE + 0.4)
+        await ctl(run, cmd="talk", action="stop")
+        turn = await run.next_turn(timeout=30)
+        assert turn.heard == QUESTION and turn.answered
+
+
+@pytest.mark.parametrize("mode", ["omni", "pipeline"])
+async def test_listen_command_opens_one_turn_without_the_wake_word(
+    tmp_path: Path, mode: str
+) -> None:
+    up = Upstream()
+    question = synthesize(QUESTION, RATE)
+    user = np.concatenate([silence(2.0), question, silence(5.0)])
+    async with running_daemon(tmp_path, mode=mode, user=writer(tmp_path, user),
+                              emulator_options=up.hooks(), listen__mode="wake_word") as run:
+        await run.serving()
+        await until_time(run, 1.5)
+        assert up.appends == []
+        await ctl(run, cmd="listen")
+        turn = await run.next_turn(timeout=30)
+        assert turn.heard == QUESTION and turn.answered
+        assert status(run)["listen"]["wakes"] == 0
+
+
+async def test_the_daemon_detects_exactly_what_the_engine_detects_offline(
+    tmp_path: Path, say: Say
+) -> None:
+    parts = [silence(0.5), say("okay nabu"), silence(1.0), say(BACKGROUND), silence(0.5),
+             say("okay nabu", "espeak", "en-gb-x-rp"), silence(1.0),
+             say("okay nabu", "flite", "rms"), silence(1.0)]
+    user = np.concatenate(parts)
+    offline = load_wake_word("okay_nabu").process(user.tobytes())
+    assert len(offline) >= 2, "the set must hold detections to compare"
+    async with running_daemon(tmp_path, user=writer(tmp_path, user), listen__mode="wake_word",
+                              listen__follow_up_s=0) as run:
+        events = await subscribed(run.work / "control.sock", lambda e: False)
+        await until_time(run, len(user) / RATE + 0.5)
+    heard = [e for e in await asyncio.wait_for(events, 10) if e["event"] == "wake"]
+    # Same detections, in order; scores agree to the file microphone's ±1 LSB float round trip.
+    assert len(heard) == len(offline)
+    assert [w["score"] for w in heard] == pytest.approx([d.score for d in offline], abs=0.01)
+
