@@ -399,6 +399,8 @@ class PipelineMode:
         self._turn_error = turn.error
         self.status.error(turn.error)
         log.warning("turn %s: %s", turn.response_id, turn.error)
+        if self.listener is not None:
+            self.listener.earcon("error")  # the user asked and will get no answer
 
     def _turn_done(self, done: TurnDone) -> None:
         """Errors cleared, counted, logged, published (history and latency came from the core)."""

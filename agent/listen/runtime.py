@@ -56,7 +56,7 @@ def play_earcon(player: EarconPlayer, kind: str) -> float:
 
     Returns 0.0 without playing while a response is current: starting another response would end
     that one (an answer still streaming would lose its rest). Callers: the listener, and the
-    timer tool when a timer is due.
+    timer tool when a timer is due (`if settings.listen.earcons: play_earcon(player, "timer")`).
     """
     if player.current_response is not None:
         return 0.0
@@ -179,6 +179,11 @@ class Listener:
             length = play_earcon(self.player, action.kind)
             if length:
                 self.earcon_until = now + length
+
+    def earcon(self, kind: str) -> None:
+        """Play earcon `kind` when `listen.earcons` is on (a failed turn: "error")."""
+        if self.settings.listen.earcons:
+            play_earcon(self.player, kind)
 
     def close(self) -> None:
         if self.detector is not None:

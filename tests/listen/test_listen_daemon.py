@@ -19,8 +19,10 @@ import pytest
 from agent.audio import wav
 from agent.controlclient import request
 from agent.emulator.speech import synthesize
+from agent.listen.earcons import earcon
 from agent.listen.wakeword import load_wake_word
 from tests.listen.upstream import Upstream, contains
+from tests.support.audio import locate, read_wav
 from tests.support.daemon import running_daemon
 from tests.support.integration import subscribed
 
@@ -107,6 +109,25 @@ async def test_wake_word_run_into_the_question_opens_a_turn_the_answer_plays_and
     first = up.first_append_at()
     assert first is not None and first >= run.t0 + wake_at, "nothing before the wake word"
     assert contains(up.pcm(), voiced(question)), "the whole question went upstream (pre-roll)"
+
+
+@pytest.mark.parametrize("echo", ["half_duplex", "gate"])
+async def test_the_echo_handling_does_not_drop_the_question_said_over_the_wake_earcon(
+    tmp_path: Path, say: Say, echo: str
+) -> None:
+    up = Upstream()
+    question = synthesize(QUESTION, RATE)
+    user = np.concatenate([silence(0.5), say("okay nabu"), question, silence(4.0)])
+    async with running_daemon(tmp_path, user=writer(tmp_path, user), emulator_options=up.hooks(),
+                              listen__mode="wake_word", audio__echo=echo) as run:
+        turn = await run.next_turn(timeout=40)
+        assert turn.answered
+    speaker = read_wav(run.output)
+    wake = earcon("wake")
+    at, corr = locate(speaker[: run.at(run.t0 + 3.0)], wake)
+    wake_end_s = (0.5 * RATE + len(say("okay nabu"))) / RATE
+    assert corr > 0.7 and wake_end_s - 0.3 < at / 24000 < wake_end_s + 0.5, (corr, at / 24000)
+    assert contains(up.pcm(), voiced(question)), "every word said over the earcon went upstream"
 
 
 async def test_wake_word_while_speaking_stops_the_answer_in_half_duplex(
