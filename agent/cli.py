@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speakers", action="store_true", help="play through the sound card instead")
     p.add_argument("--mode", choices=["omni", "pipeline"], default="omni", help="mode to demo")
     p.add_argument("--output", metavar="WAV", default="demo-output.wav", help="output WAV path")
+    p.add_argument("--wake-word", action="store_true",
+                   help="listen.mode wake_word: background talk is ignored, 'okay nabu' opens the turn")
 
     p = sub.add_parser(
         "emulator",
@@ -166,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import demo_command
 
-    return demo_command(args.output, args.speakers, args.mode)
+    return demo_command(args.output, args.speakers, args.mode, args.wake_word)
 
 
 def cmd_voices(args: argparse.Namespace) -> int:
