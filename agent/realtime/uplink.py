@@ -9,7 +9,9 @@ One long-lived task is the microphone's only reader, whether or not a session is
   session stays connected while the uplink is closed (warm), so a turn opens without a handshake.
 - **Pre-roll**: audio meant for a session while none is attached (a reconnect, a rotation) is
   kept, up to `PRE_ROLL_MS` plus the listening pre-roll, and sent first after (re)connecting, so
-  the first words of a turn are not lost.
+  the first words after a reconnect are not lost. While a listening turn is open (the wake word
+  was heard, `listen`, push-to-talk) up to `TURN_KEEP_S` is kept instead: the user asked, and a
+  late answer is better than a question cut in half.
 - **Echo handling** (SPEC §5.7, agent/echo): every chunk passes through the filter of the
   configured `audio.echo` mode — `half_duplex` replaces it with digital silence while the
   assistant is audible and for a short tail after, `gate` lets it through during playback only
@@ -54,6 +56,7 @@ log = logging.getLogger("voice-agent.echo")
 listen_log = logging.getLogger("voice-agent.listen")
 
 PRE_ROLL_MS = 600  # microphone audio kept while disconnected and sent first after reconnecting
+TURN_KEEP_S = 10.0  # audio of an open listening turn kept while disconnected (320 KB)
 GUARD_S = 0.1  # extra raw-microphone time after the wake earcon and the echo tail
 
 
@@ -84,6 +87,7 @@ class MicUplink:
         self._conn: EventSender | None = None
         preroll_ms = listener.settings.listen.preroll_ms if listener is not None else 0
         self._pending_cap = (PRE_ROLL_MS + preroll_ms) * 32  # bytes of 16 kHz int16
+        self._turn_cap = max(self._pending_cap, int(TURN_KEEP_S * 32000))
         self._pending: deque[bytes] = deque()
         self._pending_bytes = 0
         self._guard_until = float("-inf")
@@ -176,9 +180,11 @@ class MicUplink:
         """Keep `pcm` for the next session; the oldest audio goes first beyond the cap."""
         self._pending.append(pcm)
         self._pending_bytes += len(pcm)
-        while self._pending_bytes > self._pending_cap and self._pending:
+        turn = self.listener.frontend.turn if self.listener is not None else None
+        cap = self._turn_cap if turn not in (None, "waiting") else self._pending_cap
+        while self._pending_bytes > cap and self._pending:
             first = self._pending.popleft()
-            excess = self._pending_bytes - self._pending_cap
+            excess = self._pending_bytes - cap
             excess += excess & 1
             if len(first) > excess:
                 self._pending.appendleft(first[excess:])

@@ -221,3 +221,25 @@ async def test_the_daemon_detects_exactly_what_the_engine_detects_offline(
     assert len(heard) == len(offline)
     assert [w["score"] for w in heard] == pytest.approx([d.score for d in offline], abs=0.01)
 
+
+
+async def test_a_wake_word_heard_while_reconnecting_keeps_its_pre_roll_and_is_answered(
+    tmp_path: Path, say: Say
+) -> None:
+    up = Upstream()
+    question = synthesize(QUESTION, RATE)
+    user = np.concatenate([silence(2.5), say("okay nabu"), question, silence(6.0)])
+    async with running_daemon(tmp_path, user=writer(tmp_path, user), emulator_options=up.hooks(),
+                              listen__mode="wake_word") as run:
+        await run.serving()
+        await until_time(run, 1.8)
+        assert status(run)["connected"]
+        run.emulator.context.faults.set("http=503@realtime")  # the service is away a moment
+        await run.mode.runner.conn.close()
+        await until_time(run, 4.0)  # the wake word and the question came while disconnected
+        assert not status(run)["connected"] and status(run)["listen"]["wakes"] == 1
+        assert up.appends == []
+        run.emulator.context.faults.clear()
+        turn = await run.next_turn(timeout=40)
+        assert turn.answered
+    assert contains(up.pcm(), voiced(question)), "the question reached the new session whole"
