@@ -243,3 +243,48 @@ async def test_a_wake_word_heard_while_reconnecting_keeps_its_pre_roll_and_is_an
         turn = await run.next_turn(timeout=40)
         assert turn.answered
     assert contains(up.pcm(), voiced(question)), "the question reached the new session whole"
+
+
+async def test_after_an_answer_the_follow_up_needs_no_wake_word_and_then_the_uplink_closes(
+    tmp_path: Path, say: Say
+) -> None:
+    from agent.demo import answer_seconds
+
+    up = Upstream()
+    q1, q2, q3 = (synthesize(q, RATE) for q in (QUESTION, "Tell me a joke.", "Hello there."))
+    wake = say("okay nabu")
+    follow_up_s = 3.0
+    t_q1_end = 0.5 + (len(wake) + len(q1)) / RATE
+    t_q2 = t_q1_end + 1.5 + answer_seconds(QUESTION) + 1.0  # answered, then within follow_up_s
+    t_q3 = t_q2 + len(q2) / RATE + 1.5 + answer_seconds("Tell me a joke.") + follow_up_s + 1.5
+    user = np.zeros(int((t_q3 + 3.0) * RATE), np.int16)
+    for t, x in ((0.5, np.concatenate([wake, q1])), (t_q2, q2), (t_q3, q3)):
+        user[int(t * RATE) : int(t * RATE) + len(x)] = x
+    async with running_daemon(tmp_path, user=writer(tmp_path, user), emulator_options=up.hooks(),
+                              listen__mode="wake_word", listen__follow_up_s=follow_up_s) as run:
+        first = await run.next_turn(timeout=40)
+        second = await run.next_turn(timeout=40)
+        assert second.heard == "Tell me a joke.", "the follow-up question needed no wake word"
+        assert first.answered and second.answered
+        await until_time(run, t_q3 + len(q3) / RATE + 2.0)
+        assert run.turns.empty(), "after the follow-up window nothing opens a turn"
+        assert not status(run)["listen"]["uplink_open"]
+    assert not contains(up.pcm(), voiced(q3)), "the late question stayed on the device"
+
+
+@pytest.mark.parametrize("mode", ["omni", "pipeline"])
+async def test_always_with_local_vad_sends_speech_with_its_pre_roll_but_not_the_silence(
+    tmp_path: Path, mode: str
+) -> None:
+    up = Upstream()
+    question = synthesize(QUESTION, RATE)
+    user = np.concatenate([silence(4.0), question, silence(6.0)])
+    async with running_daemon(tmp_path, mode=mode, user=writer(tmp_path, user),
+                              emulator_options=up.hooks(), listen__vad=True) as run:
+        turn = await run.next_turn(timeout=40)
+        assert turn.heard == QUESTION and turn.answered
+        await until_time(run, len(user) / RATE)
+    assert contains(up.pcm(), voiced(question))
+    first = up.first_append_at()
+    assert first is not None and first > run.t0 + 3.0, "the leading silence was not sent"
+    assert up.seconds < 4.0, f"{up.seconds:.1f} s of an 11 s room went upstream"
