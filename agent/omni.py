@@ -66,7 +66,7 @@ class OmniMode:
         self.conversation = c.OmniConversation(log_transcripts=settings.log.transcripts)
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
-        self.listener = Listener(settings, engine.player, status.publish, listen_engines)
+        self.listener = Listener(settings, engine.player, status, listen_engines)
         status.listen_status = self.listener.status
         self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo,
                                 self.listener, on_commit=self._commit, on_interrupt=self.interrupt)

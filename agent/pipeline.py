@@ -101,7 +101,7 @@ class PipelineMode:
         )
         self.llm = LLMClient(endpoints.generation, api_key, pl.llm_model,
                              workspace=settings.dashscope.workspace)
-        self.listener = (Listener(settings, engine.player, status.publish, listen_engines)
+        self.listener = (Listener(settings, engine.player, status, listen_engines)
                          if pl.input == "mic" else None)
         if self.listener is not None:
             status.listen_status = self.listener.status

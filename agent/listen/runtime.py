@@ -10,7 +10,8 @@ touched by the uplink's task and its decisions stay in capture order.
 
 Side effects that are not about the uplink are done here: a log line and a `wake` event per
 detection, earcons through the player (only when nothing else is playing: the player's `begin`
-would end a response still streaming), and the status `listen` mapping.
+would end a response still streaming), the status `listen` mapping, and the state: `idle` while
+the uplink is closed, `listening` while it is open.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from agent.listen.frontend import (
     PlayEarcon,
     Wake,
 )
+from agent.status import AgentState, Status
 
 log = logging.getLogger("voice-agent.listen")
 
@@ -127,7 +129,7 @@ class Listener:
         self,
         settings: Settings,
         player: EarconPlayer,
-        publish: Callable[..., None],
+        status: Status,
         engines: tuple[Any, Any] | None = None,
     ) -> None:
         self.settings = settings
@@ -135,7 +137,7 @@ class Listener:
         self.frontend = ListenFrontend(frontend_config(settings))
         self.detector, self.gate = engines if engines is not None else load_engines(settings)
         self.player = player
-        self.publish = publish
+        self._status = status
         self._posted: list[Command] = []
         self.earcon_until = float("-inf")  # the last earcon is audible until about then
 
@@ -168,17 +170,28 @@ class Listener:
         if self.detector is not None:
             for det in self.detector.process(raw):
                 actions += fe.wake(det)
+        if not fe.uplink_open and self._status.state is AgentState.LISTENING:
+            self._status.set_state(AgentState.IDLE)  # e.g. after an answer, nothing is sent
         return actions
 
     def side_effects(self, action: Action, now: float) -> None:
         """Carry out the actions that are not the uplink's (wake report, earcons)."""
         if isinstance(action, Wake):
             log.info("wake word %s heard (score %.3f)", action.word, action.score)
-            self.publish("wake", word=action.word, score=round(action.score, 3))
+            self._status.publish("wake", word=action.word, score=round(action.score, 3))
         elif isinstance(action, PlayEarcon):
             length = play_earcon(self.player, action.kind)
             if length:
                 self.earcon_until = now + length
+
+    def uplink_changed(self, is_open: bool) -> None:
+        """The state follows the uplink where it can close (an LED ring shows "listening" only
+        while audio goes upstream): listening while open, idle once closed."""
+        state = self._status.state
+        if is_open and state in (AgentState.IDLE, AgentState.LISTENING):
+            self._status.set_state(AgentState.LISTENING)
+        elif not is_open and state is AgentState.LISTENING:
+            self._status.set_state(AgentState.IDLE)
 
     def earcon(self, kind: str) -> None:
         """Play earcon `kind` when `listen.earcons` is on (a failed turn: "error")."""

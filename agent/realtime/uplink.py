@@ -143,9 +143,13 @@ class MicUplink:
             await self._send(action.pcm)
         elif isinstance(action, OpenUplink):
             listen_log.debug("uplink open")
+            assert self.listener is not None
+            self.listener.uplink_changed(True)
         elif isinstance(action, CloseUplink):
             listen_log.debug("uplink closed (%s)", action.reason)
-            self._drop_pending()  # a turn that ended while disconnected must not start later
+            self._drop_pending()
+            assert self.listener is not None
+            self.listener.uplink_changed(False)  # a turn that ended while disconnected must not start later
         elif isinstance(action, Commit):
             if self.on_commit is not None:
                 await self.on_commit()

@@ -82,6 +82,7 @@ async def test_background_talk_sends_nothing_upstream_while_the_session_stays_wa
         await until_time(run, len(user) / RATE + 0.5)
         st = status(run)
         assert st["connected"], "the session is kept warm while nothing is sent"
+        assert st["state"] == "idle", "not listening: nothing goes upstream"
         assert st["listen"] == {"mode": "wake_word", "wake_word": "okay_nabu", "wakes": 0,
                                 "uplink_open": False, "sent_s": 0.0}
     assert up.appends == [], f"{up.seconds:.2f} s of background talk went upstream"
@@ -163,6 +164,8 @@ async def test_push_to_talk_sends_only_between_start_and_stop_and_the_turn_is_an
         await ctl(run, cmd="talk", action="stop")
         turn = await run.next_turn(timeout=30)
         assert turn.heard == QUESTION, "only the question, committed on stop, was heard"
+        await asyncio.sleep(0.3)
+        assert status(run)["state"] in ("speaking", "idle")
         assert turn.answered
         assert not status(run)["listen"]["uplink_open"]
     assert 0.9 < up.seconds < len(question) / RATE + 1.2
