@@ -116,6 +116,9 @@ class AsrListener:
 
     def rotation_due(self, now: float) -> bool:
         """The session is old enough and nobody has spoken for a moment."""
+        listener = self.uplink.listener
+        if listener is not None and listener.in_turn:
+            return False  # rotating would drop the turn's audio (pre-roll included)
         quiet = not self.user_speaking and now - self._last_voice_at > QUIET_FOR_ROTATION_S
         return now - self._session_started >= self.session_max_s and quiet
 

@@ -126,6 +126,8 @@ class OmniMode:
         quiet_since = activity.quiet_since(now)
         if quiet_since is None:  # speaking now, or never spoke
             quiet_since = now if activity.speaking(now) else float("-inf")
+        if self.listener.in_turn:
+            return False  # rotating would drop the turn's audio (pre-roll included)
         return self.conversation.rotation_due(
             now, max_age_s=self.settings.omni.session_max_minutes * 60.0,  # read live: tests shorten it
             output_busy=activity.busy(now), output_quiet_since=quiet_since)

@@ -152,6 +152,12 @@ class Listener:
             "sent_s": round(fe.sent_s, 2),
         }
 
+    @property
+    def in_turn(self) -> bool:
+        """A listening turn is open (wake word, `listen`, push-to-talk, follow-up): its audio
+        is in the session's buffer, so the session must not be rotated now."""
+        return self.frontend.turn not in (None, "waiting")
+
     def start(self) -> list[Action]:
         return self.frontend.start()
 

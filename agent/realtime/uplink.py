@@ -184,8 +184,8 @@ class MicUplink:
         """Keep `pcm` for the next session; the oldest audio goes first beyond the cap."""
         self._pending.append(pcm)
         self._pending_bytes += len(pcm)
-        turn = self.listener.frontend.turn if self.listener is not None else None
-        cap = self._turn_cap if turn not in (None, "waiting") else self._pending_cap
+        in_turn = self.listener is not None and self.listener.in_turn
+        cap = self._turn_cap if in_turn else self._pending_cap
         while self._pending_bytes > cap and self._pending:
             first = self._pending.popleft()
             excess = self._pending_bytes - cap

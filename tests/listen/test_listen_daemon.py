@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from agent.listen.wakeword import load_wake_word
 from tests.listen.upstream import Upstream, contains
 from tests.support.audio import locate, read_wav
 from tests.support.daemon import running_daemon
+from tests.support.emulator import REALTIME
 from tests.support.integration import subscribed
 
 RATE = 16000
@@ -291,3 +293,29 @@ async def test_always_with_local_vad_sends_speech_with_its_pre_roll_but_not_the_
     first = up.first_append_at()
     assert first is not None and first > run.t0 + 3.0, "the leading silence was not sent"
     assert up.seconds < 4.0, f"{up.seconds:.1f} s of an 11 s room went upstream"
+
+
+async def test_a_rotation_due_during_a_wake_word_turn_comes_after_it_and_the_turn_stays_whole(
+    tmp_path: Path, say: Say
+) -> None:
+    up = Upstream()
+    question = synthesize(QUESTION, RATE)
+    user = np.concatenate([silence(2.5), say("okay nabu"), question, silence(20.0)])
+    async with running_daemon(tmp_path, user=writer(tmp_path, user), emulator_options=up.hooks(),
+                              listen__mode="wake_word", listen__follow_up_s=0) as run:
+        mode = await run.serving()
+        # Rotation due 3.5 s into the session: while the question is being said (below the
+        # validated minimum, so set after loading, as tests/reliability/test_session_rotation).
+        mode.settings = replace(mode.settings, omni=replace(mode.settings.omni,
+                                                            session_max_minutes=3.5 / 60))
+        turn = await run.next_turn(timeout=40)
+        assert turn.answered
+        assert run.requests(REALTIME) == 1, "no rotation while the turn was open"
+        for _ in range(100):
+            if run.requests(REALTIME) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert run.requests(REALTIME) >= 2, "the session was rotated after the turn"
+    sessions = set(up.peers)
+    assert any(contains(up.pcm(n), voiced(question)) for n in sessions), \
+        "pre-roll and question went whole to one session"

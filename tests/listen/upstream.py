@@ -25,6 +25,7 @@ class Upstream:
     """Collects appended audio and other client events; pass `hooks()` as emulator options."""
 
     appends: list[tuple[float, bytes]] = field(default_factory=list)
+    peers: list[int] = field(default_factory=list)  # the connection of each append
     events: list[tuple[float, str]] = field(default_factory=list)
 
     def hooks(self) -> dict[str, Any]:
@@ -39,13 +40,16 @@ class Upstream:
         self.events.append((t, kind))
         if kind == "input_audio_buffer.append":
             self.appends.append((t, base64.b64decode(event.get("audio", ""))))
+            self.peers.append(frame.peer.n)
 
     @property
     def seconds(self) -> float:
         return sum(len(pcm) for _, pcm in self.appends) / 2 / RATE
 
-    def pcm(self) -> np.ndarray:
-        return np.frombuffer(b"".join(pcm for _, pcm in self.appends), dtype=np.int16)
+    def pcm(self, peer: int | None = None) -> np.ndarray:
+        """Everything appended (to connection `peer` only, if given)."""
+        return np.frombuffer(b"".join(pcm for (_, pcm), n in zip(self.appends, self.peers, strict=True)
+                                      if peer is None or n == peer), dtype=np.int16)
 
     def first_append_at(self) -> float | None:
         return self.appends[0][0] if self.appends else None
