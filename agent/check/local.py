@@ -190,8 +190,12 @@ def check_listen(settings: Settings) -> CheckResult:
                       "fix the key, or pip install 'voice-agent[listen]'")
     parts = [f"mode {mode}"]
     if detector is not None:
-        parts.append(f"wake word {detector.word} (microWakeWord, cut-off {detector.threshold:.2f}, "
-                     f"model {settings.listen.wake_word})")
+        from agent.listen.wakeword import BUILTIN_WAKE_WORDS
+
+        spec = settings.listen.wake_word
+        model = "built-in model" if spec in BUILTIN_WAKE_WORDS else f"model {spec}"
+        parts.append(f"wake word {detector.word} (microWakeWord, {model}, "
+                     f"cut-off {detector.threshold:.2f})")
         detector.close()
     if gate is not None:
         parts.append("local VAD pymicro-vad")

@@ -184,7 +184,7 @@ def test_cli_help_lists_every_command() -> None:
     r = _cli("--help")
     assert r.returncode == 0
     for cmd in ("run", "demo", "emulator", "voices", "devices", "check", "status", "say", "ask",
-                "interrupt", "mute", "unmute"):
+                "interrupt", "mute", "unmute", "listen", "talk"):
         assert cmd in r.stdout
 
 

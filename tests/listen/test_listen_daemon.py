@@ -319,3 +319,37 @@ async def test_a_rotation_due_during_a_wake_word_turn_comes_after_it_and_the_tur
     sessions = set(up.peers)
     assert any(contains(up.pcm(n), voiced(question)) for n in sessions), \
         "pre-roll and question went whole to one session"
+
+
+async def test_the_cli_verbs_listen_and_talk_drive_the_uplink(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent", *args, "--socket",
+                               str(tmp_path / "control.sock")],
+                              capture_output=True, text=True, timeout=30)
+
+    async def uplink_open(want: bool) -> None:
+        for _ in range(50):
+            if status(run)["listen"]["uplink_open"] == want:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"uplink_open never became {want}")
+
+    async with running_daemon(tmp_path, user=writer(tmp_path, silence(8.0)),
+                              listen__mode="push_to_talk") as run:
+        await run.serving()
+        assert not status(run)["listen"]["uplink_open"]
+        r = await asyncio.to_thread(cli, "talk", "start")
+        assert r.returncode == 0 and "talk start" in r.stdout, r.stderr
+        await uplink_open(True)
+        r = await asyncio.to_thread(cli, "talk", "stop")
+        assert r.returncode == 0, r.stderr
+        await uplink_open(False)
+        r = await asyncio.to_thread(cli, "listen")
+        assert r.returncode == 0 and "listening" in r.stdout, r.stderr
+        await uplink_open(True)
+        bad = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "agent", "talk", "hold"],
+                                      capture_output=True, text=True, timeout=30)
+        assert bad.returncode == 2, "talk takes start or stop"
