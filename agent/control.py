@@ -33,10 +33,10 @@ import socket
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from agent.config import ConfigError, Settings
-from agent.control_commands import Request, run_command
+from agent.control_commands import ControlHandler, IntegrationHandler, Request, run_command
 from agent.controlproto import (
     COMMANDS,
     MAX_LINE,
@@ -66,40 +66,6 @@ MAX_SUBSCRIBERS = 32  # event streams, on top of MAX_CLIENTS request connections
 STREAM_HIGH_WATER = 16 * 1024  # bytes an event stream's transport buffers before it waits
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 LISTEN_BACKLOG = 100  # asyncio's default
-
-
-@runtime_checkable
-class ControlHandler(Protocol):
-    """What the daemon exposes to the control socket.
-
-    `status` must be cheap and return JSON-serialisable data (SPEC §6 fields). `say`/`ask` should
-    queue the work and return promptly; the client waits for them (up to the handler timeout).
-    """
-
-    def status(self) -> dict[str, Any]: ...
-
-    async def say(self, text: str) -> None: ...
-
-    async def ask(self, text: str) -> None: ...
-
-    async def interrupt(self) -> None: ...
-
-    def mute(self) -> None: ...
-
-    def unmute(self) -> None: ...
-
-
-@runtime_checkable
-class IntegrationHandler(ControlHandler, Protocol):
-    """A `ControlHandler` that also serves SPEC §12: the event bus and the volume.
-
-    `volume(None)` returns the level, `volume(n)` sets it (already validated 0–100) and returns
-    it. A handler without these answers `volume`/`subscribe` with an error naming the command.
-    """
-
-    events: EventBus
-
-    def volume(self, level: int | None) -> int: ...
 
 
 def resolve_socket_path(settings: Settings) -> Path:

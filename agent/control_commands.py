@@ -12,9 +12,10 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from agent.controlproto import error, reply
+from agent.events import EventBus
 
 log = logging.getLogger("voice-agent.control")
 
@@ -33,6 +34,41 @@ class Request:
 
 
 Command = Callable[[Any, Request], Awaitable[bytes]]
+
+
+@runtime_checkable
+class ControlHandler(Protocol):
+    """What the daemon exposes to the control socket.
+
+    `status` must be cheap and return JSON-serialisable data (SPEC §6 fields). `say`/`ask` should
+    queue the work and return promptly; the client waits for them (up to the handler timeout).
+    Optional: `async listen()` and `async talk(action)` (the listening front end, SPEC §10).
+    """
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def say(self, text: str) -> None: ...
+
+    async def ask(self, text: str) -> None: ...
+
+    async def interrupt(self) -> None: ...
+
+    def mute(self) -> None: ...
+
+    def unmute(self) -> None: ...
+
+
+@runtime_checkable
+class IntegrationHandler(ControlHandler, Protocol):
+    """A `ControlHandler` that also serves SPEC §12: the event bus and the volume.
+
+    `volume(None)` returns the level, `volume(n)` sets it (already validated 0–100) and returns
+    it. A handler without these answers `volume`/`subscribe` with an error naming the command.
+    """
+
+    events: EventBus
+
+    def volume(self, level: int | None) -> int: ...
 
 
 def _optional(h: Any, name: str) -> Callable[..., Any] | None:
