@@ -67,7 +67,6 @@ class OmniMode:
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
         self.listener = Listener(settings, engine.player, status, listen_engines)
-        status.listen_status = self.listener.status
         self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo,
                                 self.listener, on_commit=self._commit, on_interrupt=self.interrupt)
         self.announcer = OmniAnnouncer(settings, endpoints, api_key, engine.player, status,

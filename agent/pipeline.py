@@ -103,10 +103,8 @@ class PipelineMode:
                              workspace=settings.dashscope.workspace)
         self.listener = (Listener(settings, engine.player, status, listen_engines)
                          if pl.input == "mic" else None)
-        if self.listener is not None:
-            status.listen_status = self.listener.status
         self.asr = (AsrListener(settings, endpoints, api_key, engine, status, self,
-                                listener=self.listener) if pl.input == "mic" else None)
+                                listener=self.listener) if self.listener is not None else None)
         self.core = PipelineConversation(pl.system_prompt, pl.history_turns,
                                          idle_state=self.idle_state)
         self.conv = self.core.history

@@ -138,6 +138,7 @@ class Listener:
         self.detector, self.gate = engines if engines is not None else load_engines(settings)
         self.player = player
         self._status = status
+        status.listen_status = self.status  # SPEC §6 status `listen`
         self._posted: list[Command] = []
         self.earcon_until = float("-inf")  # the last earcon is audible until about then
 
