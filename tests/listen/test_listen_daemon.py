@@ -353,3 +353,18 @@ async def test_the_cli_verbs_listen_and_talk_drive_the_uplink(tmp_path: Path) ->
         bad = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "agent", "talk", "hold"],
                                       capture_output=True, text=True, timeout=30)
         assert bad.returncode == 2, "talk takes start or stop"
+
+
+async def test_listen_in_push_to_talk_mode_ends_the_turn_by_the_local_vad_and_gets_the_answer(
+    tmp_path: Path,
+) -> None:
+    question = synthesize(QUESTION, RATE)
+    user = np.concatenate([silence(2.0), question, silence(6.0)])
+    async with running_daemon(tmp_path, user=writer(tmp_path, user),
+                              listen__mode="push_to_talk") as run:
+        await run.serving()
+        await until_time(run, 1.5)
+        await ctl(run, cmd="listen")
+        turn = await run.next_turn(timeout=30)
+        assert turn.heard == QUESTION and turn.answered, "committed after the speech ended"
+        assert not status(run)["listen"]["uplink_open"]
