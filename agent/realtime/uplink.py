@@ -57,6 +57,7 @@ listen_log = logging.getLogger("voice-agent.listen")
 
 PRE_ROLL_MS = 600  # microphone audio kept while disconnected and sent first after reconnecting
 TURN_KEEP_S = 10.0  # audio of an open listening turn kept while disconnected (320 KB)
+MIN_COMMIT_BYTES = 3200  # 100 ms: the service refuses to commit less (and would answer nothing)
 GUARD_S = 0.1  # extra raw-microphone time after the wake earcon and the echo tail
 
 
@@ -91,6 +92,7 @@ class MicUplink:
         self._pending: deque[bytes] = deque()
         self._pending_bytes = 0
         self._guard_until = float("-inf")
+        self._turn_bytes = 0  # audio sent since the uplink opened (a commit needs 100 ms)
 
     @property
     def attached(self) -> bool:
@@ -143,6 +145,7 @@ class MicUplink:
             await self._send(action.pcm)
         elif isinstance(action, OpenUplink):
             listen_log.debug("uplink open")
+            self._turn_bytes = 0
             assert self.listener is not None
             self.listener.uplink_changed(True)
         elif isinstance(action, CloseUplink):
@@ -151,7 +154,10 @@ class MicUplink:
             assert self.listener is not None
             self.listener.uplink_changed(False)  # a turn that ended while disconnected must not start later
         elif isinstance(action, Commit):
-            if self.on_commit is not None:
+            if self._turn_bytes < MIN_COMMIT_BYTES:
+                listen_log.info("push-to-talk: released after %d ms: nothing to answer",
+                                self._turn_bytes // 32)
+            elif self.on_commit is not None:
                 await self.on_commit()
         elif isinstance(action, Interrupt):
             listen_log.info("stop word: interrupting the answer")
@@ -168,6 +174,7 @@ class MicUplink:
                 self._guard_until = max(self._guard_until, until)
 
     async def _send(self, pcm: bytes) -> None:
+        self._turn_bytes += len(pcm)
         conn = self._conn
         if conn is None:
             self._keep(pcm)

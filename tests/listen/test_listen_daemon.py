@@ -368,3 +368,17 @@ async def test_listen_in_push_to_talk_mode_ends_the_turn_by_the_local_vad_and_ge
         turn = await run.next_turn(timeout=30)
         assert turn.heard == QUESTION and turn.answered, "committed after the speech ended"
         assert not status(run)["listen"]["uplink_open"]
+
+
+async def test_a_push_to_talk_tap_too_short_to_hold_speech_asks_nothing(tmp_path: Path) -> None:
+    up = Upstream()
+    async with running_daemon(tmp_path, user=writer(tmp_path, silence(6.0)),
+                              emulator_options=up.hooks(), listen__mode="push_to_talk") as run:
+        await run.serving()
+        await until_time(run, 1.0)
+        await ctl(run, cmd="talk", action="start")
+        await ctl(run, cmd="talk", action="stop")
+        await asyncio.sleep(1.5)
+        assert run.turns.empty() and status(run)["last_error"] is None
+        assert status(run)["reconnects"] == 0
+    assert not up.sent("input_audio_buffer.commit") and not up.sent("response.create")
