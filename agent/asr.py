@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from agent.account import DashScopeAccount
 from agent.audio.engine import AudioEngine
 from agent.config import Settings
+from agent.listen.runtime import Listener, manual_turns
 from agent.realtime import protocol as p
 from agent.realtime.connection import (
     DEFAULT_REALTIME_TIMINGS,
@@ -53,6 +54,8 @@ class AsrHandler(Protocol):
 
     def on_transcript(self, text: str) -> None: ...
 
+    async def interrupt(self) -> None: ...
+
 
 class AsrListener:
     """Owns the realtime ASR session and the microphone uplink; its session strategy too."""
@@ -74,6 +77,7 @@ class AsrListener:
         session_max_s: float = SESSION_MAX_S,
         realtime: RealtimeTimings = DEFAULT_REALTIME_TIMINGS,
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
+        listener: Listener | None = None,
     ) -> None:
         self.settings = settings
         self.url = account.urls.realtime_ws(settings.pipeline.asr_model)
@@ -82,7 +86,9 @@ class AsrListener:
         self.handler = handler
         self.session_max_s = session_max_s
         self.realtime_timings = realtime
-        self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
+        self.manual = manual_turns(settings)
+        self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo, listener,
+                                on_commit=self._commit, on_interrupt=handler.interrupt)
         self.user_speaking = False
         self.sessions = 0
         self.runner = SessionRunner(self, status, log, timings=session)
@@ -111,7 +117,7 @@ class AsrListener:
         return await RealtimeConnection.open(self.url, self.account, self.realtime_timings)
 
     def configure_event(self) -> dict[str, Any]:
-        return self.session_check.start(p.asr_session_update())
+        return self.session_check.start(p.asr_session_update(manual=self.manual))
 
     def opened(self, conn: SessionConnection) -> None:
         self.sessions += 1
@@ -124,6 +130,9 @@ class AsrListener:
 
     def rotation_due(self, now: float) -> bool:
         """The session is old enough and nobody has spoken for a moment."""
+        listener = self.uplink.listener
+        if listener is not None and listener.in_turn:
+            return False  # rotating would drop the turn's audio (pre-roll included)
         quiet = not self.user_speaking and now - self._last_voice_at > QUIET_FOR_ROTATION_S
         return now - self._session_started >= self.session_max_s and quiet
 
@@ -156,10 +165,12 @@ class AsrListener:
         if isinstance(event, p.SpeechStarted):
             self.user_speaking = True
             self._last_voice_at = time.monotonic()
+            self.uplink.post(lambda fe, t: fe.speech_started(t))
             self.handler.on_speech_started()
         elif isinstance(event, p.SpeechStopped):
             self.user_speaking = False
             self._last_voice_at = time.monotonic()
+            self.uplink.post(lambda fe, t: fe.turn_ended(t))
             self.handler.on_speech_stopped()
         elif isinstance(event, p.TranscriptionCompleted):
             self._last_voice_at = time.monotonic()
@@ -171,6 +182,16 @@ class AsrListener:
             if event.fatal:
                 raise ConnectFailed(text)
             log.info("%s (tolerated)", text)
+
+    async def _commit(self) -> None:
+        """Push-to-talk released: the user's turn ends now; the server transcribes what came."""
+        conn = self.runner.conn
+        if conn is None:
+            log.warning("push-to-talk: not connected; the turn is lost")
+            return
+        self._last_voice_at = time.monotonic()
+        self.handler.on_speech_stopped()
+        await conn.send(p.audio_commit())
 
     async def stop(self, timeout: float = 2.0) -> None:
         """SIGTERM: stop sending audio, end the session politely (`session.finish`), bounded."""

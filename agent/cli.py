@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speakers", action="store_true", help="play through the sound card instead")
     p.add_argument("--mode", choices=["omni", "pipeline"], default="omni", help="mode to demo")
     p.add_argument("--output", metavar="WAV", default="demo-output.wav", help="output WAV path")
+    p.add_argument("--wake-word", action="store_true",
+                   help="listen.mode wake_word: background talk is ignored, 'okay nabu' opens the turn")
 
     p = sub.add_parser(
         "emulator",
@@ -133,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("mute", "stop sending microphone audio"),
         ("unmute", "resume sending microphone audio"),
         ("forget", "clear the conversation memory, in memory and on disk"),
+        ("listen", "open one turn now, as if the wake word had been heard"),
     ):
         _add_socket(sub.add_parser(name, help=helptext, description=helptext))
     for name, helptext in (
@@ -142,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("text", metavar="TEXT")
         _add_socket(p)
+    helptext = "push-to-talk: start sends the microphone upstream, stop ends the turn"
+    p = sub.add_parser("talk", help=helptext, description=helptext)
+    p.add_argument("action", choices=["start", "stop"])
+    _add_socket(p)
     helptext = "print the live event stream, one JSON line per event, until interrupted"
     _add_socket(sub.add_parser("events", help=helptext, description=helptext))
     helptext = "print the output volume (0-100), or set it to LEVEL"
@@ -181,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import demo_command
 
-    return demo_command(args.output, args.speakers, args.mode)
+    return demo_command(args.output, args.speakers, args.mode, args.wake_word)
 
 
 def cmd_voices(args: argparse.Namespace) -> int:
@@ -209,6 +216,12 @@ def cmd_control(args: argparse.Namespace) -> int:
     from agent.controlclient import control_command
 
     return control_command(args.command, getattr(args, "text", None), args.socket, args.config)
+
+
+def cmd_talk(args: argparse.Namespace) -> int:
+    from agent.controlclient import talk_command
+
+    return talk_command(args.action, args.socket, args.config)
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -244,6 +257,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "mute": cmd_control,
     "unmute": cmd_control,
     "forget": cmd_control,
+    "listen": cmd_control,
+    "talk": cmd_talk,
     "events": cmd_events,
     "volume": cmd_volume,
 }

@@ -155,6 +155,20 @@ class MemorySettings:
 
 
 @dataclass(frozen=True)
+class ListenSettings:
+    """SPEC §10: what microphone audio leaves the device (agent/listen)."""
+
+    mode: Literal["always", "wake_word", "push_to_talk"] = "always"
+    wake_word: str = "okay_nabu"  # built-in name (agent.listen.wakeword) or a model file path
+    wake_threshold: float | None = None
+    follow_up_s: float = 6.0
+    preroll_ms: int = 400
+    vad: bool = False
+    end_of_turn: Literal["server", "local"] = "server"
+    earcons: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     mode: Literal["omni", "pipeline"] = "omni"
     dashscope: DashScopeSettings = field(default_factory=DashScopeSettings)
@@ -164,6 +178,7 @@ class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     state_dir: str | None = None
     control: ControlSettings = field(default_factory=ControlSettings)
+    listen: ListenSettings = field(default_factory=ListenSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     memory: MemorySettings = field(default_factory=MemorySettings)
@@ -429,6 +444,7 @@ def validate(s: Settings) -> None:
         if url and not url.startswith(schemes):
             raise bad(f"dashscope.{key}", f"must start with {' or '.join(schemes)}, got {url!r}")
     _validate_tools(s, bad)
+    _validate_listen(s, bad)
     check_family_fits_mode(s)
 
 
@@ -460,6 +476,21 @@ def _validate_tools(s: Settings, bad: typing.Callable[[str, str], ConfigError]) 
             raise bad(f"{key}.token_file", "only an HTTP server (url) takes a token_file")
         if m.url and m.env:
             raise bad(f"{key}.env", "only a stdio server (command) takes env")
+
+
+def _validate_listen(s: Settings, bad: typing.Callable[[str, str], ConfigError]) -> None:
+    """`listen.*` ranges; the model file itself is read at start-up (`preflight`)."""
+    ls = s.listen
+    if ls.end_of_turn == "local":
+        raise bad("listen.end_of_turn", "'local' is not available in this version; use server")
+    if ls.wake_threshold is not None and not 0.0 < ls.wake_threshold < 1.0:
+        raise bad("listen.wake_threshold", f"must be between 0 and 1 (exclusive), got {ls.wake_threshold}")
+    if not 0 <= ls.follow_up_s <= 120:
+        raise bad("listen.follow_up_s", f"must be between 0 and 120, got {ls.follow_up_s}")
+    if not 0 <= ls.preroll_ms <= 2000:
+        raise bad("listen.preroll_ms", f"must be between 0 and 2000, got {ls.preroll_ms}")
+    if not ls.wake_word.strip():
+        raise bad("listen.wake_word", "must name a built-in wake word or a model file")
 
 
 # A voice is bound to the model that speaks with it, so the family must fit the mode. This is

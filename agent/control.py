@@ -27,16 +27,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import grp
-import json
 import logging
 import os
 import socket
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from agent.config import ConfigError, Settings
+from agent.control_commands import ControlHandler, IntegrationHandler, Request, run_command
 from agent.controlproto import (
     COMMANDS,
     MAX_LINE,
@@ -66,40 +66,6 @@ MAX_SUBSCRIBERS = 32  # event streams, on top of MAX_CLIENTS request connections
 STREAM_HIGH_WATER = 16 * 1024  # bytes an event stream's transport buffers before it waits
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 LISTEN_BACKLOG = 100  # asyncio's default
-
-
-@runtime_checkable
-class ControlHandler(Protocol):
-    """What the daemon exposes to the control socket.
-
-    `status` must be cheap and return JSON-serialisable data (SPEC §6 fields). `say`/`ask` should
-    queue the work and return promptly; the client waits for them (up to the handler timeout).
-    """
-
-    def status(self) -> dict[str, Any]: ...
-
-    async def say(self, text: str) -> None: ...
-
-    async def ask(self, text: str) -> None: ...
-
-    async def interrupt(self) -> None: ...
-
-    def mute(self) -> None: ...
-
-    def unmute(self) -> None: ...
-
-
-@runtime_checkable
-class IntegrationHandler(ControlHandler, Protocol):
-    """A `ControlHandler` that also serves SPEC §12: the event bus and the volume.
-
-    `volume(None)` returns the level, `volume(n)` sets it (already validated 0–100) and returns
-    it. A handler without these answers `volume`/`subscribe` with an error naming the command.
-    """
-
-    events: EventBus
-
-    def volume(self, level: int | None) -> int: ...
 
 
 def resolve_socket_path(settings: Settings) -> Path:
@@ -456,34 +422,4 @@ class ControlServer:
             return _error(f"{cmd} failed: {e}" if str(e) else f"{cmd} failed: {e.__class__.__name__}")
 
     async def _call(self, cmd: str, text: str | None, level: int | None = None) -> bytes:
-        h = self.handler
-        if cmd == "subscribe":  # only reached when the handler has no event bus
-            return _error("subscribe: this daemon has no event stream")
-        if cmd == "volume":
-            volume = getattr(h, "volume", None)
-            if volume is None:
-                return _error("volume: this daemon has no volume control")
-            now = volume(level)
-            if level is not None:
-                log.info("control: volume %d", now)
-            return _reply(True, volume=now)
-        if cmd == "status":
-            status = h.status()
-            json.dumps(status, default=str)  # fail here, as an error reply, if it can't be sent
-            return _reply(True, status=status)
-        if cmd == "say":
-            assert text is not None
-            await h.say(text)
-        elif cmd == "ask":
-            assert text is not None
-            await h.ask(text)
-        elif cmd == "interrupt":
-            await h.interrupt()
-        elif cmd == "mute":
-            h.mute()
-        elif cmd == "unmute":
-            h.unmute()
-        elif cmd == "forget":
-            await h.forget()  # type: ignore[attr-defined]
-        log.info("control: %s", cmd)  # status polls are not logged: integrators poll often
-        return _reply(True)
+        return await run_command(self.handler, Request(cmd, text, level))

@@ -32,6 +32,7 @@ _CONFIRM = {
     "mute": "microphone muted",
     "unmute": "microphone unmuted",
     "forget": "memory cleared",
+    "listen": "listening",
 }
 
 
@@ -176,6 +177,15 @@ def volume_command(level: int | None, socket_path: str | None, settings_path: st
     if isinstance(reply, int):
         return reply
     print(reply.get("volume"))
+    return 0
+
+
+def talk_command(action: str, socket_path: str | None, settings_path: str | None) -> int:
+    """`voice-agent talk start|stop`: push-to-talk from a script or a button."""
+    reply = _exchange({"cmd": "talk", "action": action}, socket_path, settings_path)
+    if isinstance(reply, int):
+        return reply
+    print(f"voice-agent: talk {action}")
     return 0
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 from agent.secrets import redact
 
-COMMANDS = ("status", "say", "ask", "interrupt", "mute", "unmute", "volume", "subscribe", "forget")
+COMMANDS = ("status", "say", "ask", "interrupt", "mute", "unmute", "volume", "subscribe", "forget",
+            "listen", "talk")
+TALK_ACTIONS = ("start", "stop")
 TEXT_COMMANDS = ("say", "ask")
 MAX_LINE = 64 * 1024  # bytes per request line
 MAX_TEXT = 4096  # UTF-8 bytes of say/ask text: a spoken answer, not a book
@@ -32,7 +34,8 @@ def parse_request(line: bytes, max_text: int = MAX_TEXT) -> tuple[str, str | Non
 def parse_command(line: bytes, max_text: int = MAX_TEXT) -> tuple[str, str | None, int | None]:
     """Validate one request line; return (cmd, text, level) or raise RequestError.
 
-    `text` is set for say/ask, `level` for a `volume` that sets it (an int 0–100).
+    `text` is set for say/ask (and carries `talk`'s action, start or stop), `level` for a
+    `volume` that sets it (an int 0–100).
     """
     try:
         decoded = line.decode("utf-8")
@@ -51,6 +54,11 @@ def parse_command(line: bytes, max_text: int = MAX_TEXT) -> tuple[str, str | Non
         raise RequestError(f"unknown cmd {cmd[:40]!r}; one of: {', '.join(COMMANDS)}")
     if cmd == "volume":
         return cmd, None, _parse_level(req)
+    if cmd == "talk":
+        action = req.get("action")
+        if action not in TALK_ACTIONS:
+            raise RequestError('"talk" needs "action": "start" or "stop"')
+        return cmd, action, None
     if cmd not in TEXT_COMMANDS:
         return cmd, None, None
     text = req.get("text")

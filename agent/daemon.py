@@ -25,6 +25,9 @@ from agent.control import ControlServer, resolve_socket_path
 from agent.echo import aec_problem
 from agent.events import EventBus
 from agent.integration import Integration
+from agent.listen.errors import ListenConfigError
+from agent.listen.runtime import COMMANDS as LISTEN_COMMANDS
+from agent.listen.runtime import load_engines
 from agent.memory import Memory
 from agent.metrics import require_prometheus
 from agent.modes import Mode, Turn
@@ -110,21 +113,31 @@ def _mcp_problem(settings: Settings) -> str | None:
     return mcp_missing()
 
 
+def load_listen_engines(settings: Settings) -> tuple[Any, Any]:
+    """The wake-word model and VAD the listen mode needs; an unusable model is exit 78."""
+    try:
+        return load_engines(settings)
+    except ListenConfigError as e:
+        raise ConfigError(f"{settings.source}: {e.key}: {e.message}") from None
+
+
 def make_mode(
     settings: Settings, account: DashScopeAccount, engine: AudioEngine, status: Status,
     voice: str | None, memory: Memory | None = None, tools: ToolRegistry | None = None,
-    timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
+    listen_engines: tuple[Any, Any] | None = None, timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
 ) -> Mode:
     """The mode `settings.mode` names; both offer the same `Mode` surface."""
     t = timings
     if settings.mode == "pipeline":
         from agent.pipeline import PipelineMode
 
-        return PipelineMode(settings, account, engine, status, voice, memory=memory, tools=tools, **_given(
+        return PipelineMode(settings, account, engine, status, voice, memory=memory, tools=tools,
+                            listen_engines=listen_engines, **_given(
             timings=t.pipeline, tts=t.tts, realtime=t.realtime, session=t.session))
     from agent.omni import OmniMode
 
     return OmniMode(settings, account, engine, status, voice, memory=memory, tools=tools,
+                    listen_engines=listen_engines,
                     **_given(realtime=t.realtime, session=t.session))
 
 
@@ -158,12 +171,12 @@ class Daemon:
         self.keeper: VoiceKeeper | None = None
         self.tools: ToolRegistry | None = None  # once the state dir and the volume exist
         self.ringer = Ringer(self._timer_earcon, self._say)
-        self._earcons = 0
         self._tools_start: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._fatal: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._listen_engines: tuple[Any, Any] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -175,11 +188,13 @@ class Daemon:
                 loop.add_signal_handler(sig, self.request_stop)
         for finding in preflight(self.settings):
             log.warning("%s", describe_with_sources(finding))
+        self._listen_engines = load_listen_engines(self.settings)
         self.account = DashScopeAccount.from_settings(self.settings, self.api_key)
         state_dir = open_state_dir(self.settings)
         listen = self.settings.metrics.listen
         self.integration = Integration(self.status, state_dir, parse_listen(listen) if listen else None)
         self.memory = self._open_memory(state_dir)
+        self.integration.events.listen(self._on_event)
         control: ControlServer | None = None
         watchdog: Watchdog | None = None
         try:
@@ -239,19 +254,19 @@ class Daemon:
         await asyncio.wait({self._tools_start}, timeout=TOOLS_START_WAIT_S)  # the rest goes on
 
     def _timer_earcon(self) -> None:
-        """Queue the timer earcon, unless an answer is playing (it would cut that answer)."""
-        from agent.listen.earcons import earcon
+        """The timer earcon (when `listen.earcons`), unless an answer is playing: starting
+        another response would cut that answer."""
+        from agent.listen.runtime import play_earcon
 
-        if self.engine is None or self.engine.player.current_response is not None:
-            log.info("timer earcon skipped: %s is playing",
-                     self.engine.player.current_response if self.engine else "nothing")
+        if self.engine is None or not self.settings.listen.earcons:
             return
-        self._earcons += 1
-        rid = f"earcon-timer-{self._earcons}"
-        player = self.engine.player
-        player.begin(rid)
-        player.feed(rid, earcon("timer").tobytes())
-        player.end(rid)
+        if play_earcon(self.engine.player, "timer") == 0.0:
+            log.info("timer earcon skipped: %s is playing", self.engine.player.current_response)
+
+    def _on_event(self, event: str, fields: dict[str, Any]) -> None:
+        """The wake word silences a ringing timer, as `interrupt` does (SPEC §11)."""
+        if event == "wake" and self.ringer.stop():
+            log.info("timer ringing stopped by the wake word")
 
     async def _say(self, text: str) -> Any:
         if self.mode is None:
@@ -311,7 +326,7 @@ class Daemon:
         voice = await keeper.first_voice()  # the configured voice, or the fallback (SPEC §13)
         self.mode = make_mode(
             self.settings, self.account, self.engine, self.status, voice, self.memory, self.tools,
-            self.timings,
+            self._listen_engines, self.timings,
         )
         keeper.on_voice = self.mode.set_voice
         if not keeper.settled:
@@ -374,6 +389,19 @@ class DaemonControl:
         if self.daemon.memory is None:
             raise RuntimeError("starting: the memory is not open yet")
         await self.daemon.memory.forget()
+    async def listen(self) -> None:
+        """Open one turn now, as if the wake word had been heard (SPEC §6 `listen`)."""
+        self._uplink().post(LISTEN_COMMANDS["listen"])
+
+    async def talk(self, action: str | None) -> None:
+        """Push-to-talk: `start` sends the microphone upstream, `stop` ends the turn."""
+        self._uplink().post(LISTEN_COMMANDS[f"talk_{action}"])
+
+    def _uplink(self) -> Any:
+        uplink = getattr(self._mode(), "uplink", None)
+        if uplink is None:
+            raise RuntimeError("no microphone uplink (pipeline.input is text)")
+        return uplink
 
     def mute(self) -> None:
         self._set_muted(True)

@@ -9,6 +9,8 @@ microphone while the assistant speaks, exactly as on a device.
 Then the tools (SPEC §11): a third turn, asked as text, sets a timer through the model's
 function call; the timer rings a few seconds later (earcon and "The 3 second timer is done.")
 and is silenced the way `voice-agent interrupt` silences it.
+`--wake-word` shows the listening front end instead (agent/demo_wake.py): background talk is
+ignored, the wake word opens the turn.
 
 `--mode pipeline` runs the same user through realtime ASR → LLM → CosyVoice, speaking with a
 CosyVoice voice cloned (by the emulator) from a generated sample, and also prints the LLM's
@@ -31,6 +33,8 @@ from agent.account import DashScopeAccount
 from agent.audio.wav import write_wav
 from agent.config import Settings, settings_from_dict
 from agent.daemon import Daemon
+from agent.demo_wake import QUESTION as WAKE_QUESTION
+from agent.demo_wake import script_wake_word
 from agent.emulator.answers import answer_for
 from agent.emulator.context import EmulatorOptions
 from agent.emulator.cosyvoice_text import split_sentences
@@ -76,13 +80,19 @@ def script_questions(path: Path, questions: tuple[str, ...] = QUESTIONS, mode: s
 
 
 def demo_settings(
-    base_url: str, api_key: str, work: Path, output: str, speakers: bool, mode: str = "omni"
+    base_url: str, api_key: str, work: Path, output: str, speakers: bool, mode: str = "omni",
+    wake_word: bool = False,
 ) -> Settings:
     sample = work / "voice-sample.wav"
     voice = synthesize(VOICE_TEXT, 24000)
     write_wav(sample, np.concatenate([voice, np.zeros(12000, np.int16)]), 24000)
     question = work / "question.wav"
-    script_questions(question, mode=mode)
+    if wake_word:
+        talk_s, voice_name = script_wake_word(question, answer_seconds(WAKE_QUESTION, mode))
+        print(f"voice-agent demo: {talk_s:.1f} s of background talk ({voice_name}), then "
+              f"“okay nabu, {WAKE_QUESTION}”")
+    else:
+        script_questions(question, mode=mode)
     out = {"backend": "sounddevice"} if speakers else {"backend": "file", "path": output}
     # omni speaks with a Qwen voice cloned for the Omni model, pipeline with a CosyVoice clone.
     family = "qwen" if mode == "omni" else "cosyvoice"
@@ -96,6 +106,7 @@ def demo_settings(
             "audio": {"input": {"backend": "file", "path": str(question)}, "output": out},
             "state_dir": str(work / "state"),
             "log": {"level": "warning", "transcripts": False},
+            "listen": {"mode": "wake_word" if wake_word else "always"},
         },
         "<demo>",
     )
@@ -127,7 +138,10 @@ async def _enroll_ahead(settings: Settings, api_key: str) -> None:
     print(f"voice-agent demo: CosyVoice voice {result.voice_id} cloned from a generated sample")
 
 
-async def run_demo(output: str = "demo-output.wav", speakers: bool = False, mode: str = "omni") -> int:
+async def run_demo(
+    output: str = "demo-output.wav", speakers: bool = False, mode: str = "omni",
+    wake_word: bool = False,
+) -> int:
     setup_logging("warning")
     emulator = Emulator(options=EmulatorOptions(enroll_delay_s=0.3))
     base_url = await emulator.start()
@@ -135,7 +149,9 @@ async def run_demo(output: str = "demo-output.wav", speakers: bool = False, mode
     print(f"voice-agent demo ({mode} mode): emulator at {base_url}; "
           f"output → {'the sound card' if speakers else output}")
     with tempfile.TemporaryDirectory(prefix="voice-agent-demo-") as tmp:
-        settings = demo_settings(base_url, emulator.api_key, Path(tmp), output, speakers, mode)
+        settings = demo_settings(base_url, emulator.api_key, Path(tmp), output, speakers, mode,
+                                 wake_word)
+        expected = 1 if wake_word else len(QUESTIONS)
         if mode == "pipeline":
             await _enroll_ahead(settings, emulator.api_key)
         turns: asyncio.Queue[Turn] = asyncio.Queue()
@@ -143,7 +159,7 @@ async def run_demo(output: str = "demo-output.wav", speakers: bool = False, mode
         task = asyncio.create_task(daemon.run(), name="daemon")
         got: list[Turn] = []
         try:
-            while len(got) < len(QUESTIONS):
+            while len(got) < expected:
                 waiter = asyncio.create_task(turns.get())
                 done, _ = await asyncio.wait({waiter, task}, timeout=TURN_TIMEOUT_S,
                                              return_when=asyncio.FIRST_COMPLETED)
@@ -154,20 +170,26 @@ async def run_demo(output: str = "demo-output.wav", speakers: bool = False, mode
                     break
                 got.append(waiter.result())
                 _print_turn(len(got), got[-1])
-            timer_ok = len(got) == len(QUESTIONS) and await _timer_phase(daemon, turns, len(got) + 1)
+                if wake_word:
+                    t0 = daemon.engine.timeline_start if daemon.engine is not None else None
+                    heard_s = time.monotonic() - t0 if t0 is not None else float("nan")
+                    _print_listen(daemon.status.as_dict()["listen"], heard_s)
+            timer_ok = (not wake_word and len(got) == expected
+                        and await _timer_phase(daemon, turns, len(got) + 1))
         finally:
             daemon.request_stop()
             code = await task
             await emulator.stop()
     latencies = [t.latency_ms for t in got if t.latency_ms is not None]
-    summary = f"{len(got)}/{len(QUESTIONS)} turns answered in {time.monotonic() - started:.1f} s"
+    summary = f"{len(got)}/{expected} turns answered in {time.monotonic() - started:.1f} s"
     if latencies:
         summary += f"; latency median {float(np.median(latencies)):.0f} ms"
-    summary += "; a timer was set through the timer tool and rang" if timer_ok else "; the timer did not ring"
+    if not wake_word:
+        summary += "; a timer was set through the timer tool and rang" if timer_ok else "; the timer did not ring"
     if not speakers:
         summary += f"; speaker output written to {output}"
     print(summary)
-    return code if len(got) == len(QUESTIONS) and timer_ok else 1
+    return code if len(got) == expected and (timer_ok or wake_word) else 1
 
 
 async def _timer_phase(daemon: Daemon, turns: asyncio.Queue[Turn], n: int) -> bool:
@@ -200,6 +222,11 @@ async def _until(pred: Callable[[], bool]) -> None:
         await asyncio.sleep(0.05)
 
 
-def demo_command(output: str, speakers: bool, mode: str = "omni") -> int:
+def _print_listen(listen: dict[str, object], heard_s: float) -> None:
+    print(f"        listen   {listen['wakes']} wake word(s) heard; {listen['sent_s']} s of the "
+          f"{heard_s:.1f} s the microphone heard went upstream")
+
+
+def demo_command(output: str, speakers: bool, mode: str = "omni", wake_word: bool = False) -> int:
     logging.getLogger().setLevel(logging.WARNING)
-    return asyncio.run(run_demo(output, speakers, mode))
+    return asyncio.run(run_demo(output, speakers, mode, wake_word))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from agent.config import Settings
 from agent.conversation import actions as a
 from agent.conversation import omni as c
 from agent.conversation.seed import SessionSeed
+from agent.listen.runtime import Listener, answer_audible, manual_turns
 from agent.memory import Memory
 from agent.modes import Announcement, Turn, publish_turn
 from agent.realtime import protocol as p
@@ -79,6 +81,7 @@ class OmniMode:
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
         memory: Memory | None = None,
         tools: ToolRegistry | None = None,
+        listen_engines: tuple[Any, Any] | None = None,
     ) -> None:
         """`realtime` and `session`: shorter timings in tests, else the defaults."""
         self.settings = settings
@@ -90,7 +93,9 @@ class OmniMode:
         self.conversation = c.OmniConversation(log_transcripts=settings.log.transcripts)
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []
-        self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo)
+        self.listener = Listener(settings, engine.player, status, listen_engines)
+        self.uplink = MicUplink(engine, settings.audio.chunk_ms, settings.audio.echo,
+                                self.listener, on_commit=self._commit, on_interrupt=self.interrupt)
         self.announcer = OmniAnnouncer(settings, account, engine.player, status,
                                        self._quiet_for_announcement)
         self.runner = SessionRunner(self, status, log, timings=session)
@@ -132,7 +137,7 @@ class OmniMode:
         return self.session_check.start(self._session_update(self.voice))
 
     def _session_update(self, voice: str | None) -> dict[str, Any]:
-        event = p.session_update(self.settings.omni, voice, tools=self._tool_decls())
+        event = p.session_update(self._omni_settings(), voice, tools=self._tool_decls())
         if self.memory is not None:  # the remembered turns, once the service refused them as items
             event["session"]["instructions"] = self.seed.instructions(self.memory.turns)
         return event
@@ -146,6 +151,14 @@ class OmniMode:
         if self.tools is None:
             return None
         return [spec.as_chat() for spec in self.tools.specs()] or None
+
+    def _omni_settings(self) -> Any:
+        """`omni`, with turn detection off when the daemon commits the turns (push-to-talk)."""
+        omni = self.settings.omni
+        if manual_turns(self.settings) and omni.turn_detection.type != "none":
+            td = dataclasses.replace(omni.turn_detection, type="none")
+            omni = dataclasses.replace(omni, turn_detection=td)
+        return omni
 
     def opened(self, conn: SessionConnection) -> None:
         self._apply_all(self.conversation.session_opened(time.monotonic(), self.status.last_error))
@@ -167,7 +180,14 @@ class OmniMode:
         if consumed:
             return  # an error that answered our session.update: reported, nothing else to do
         now = time.monotonic()
-        busy = self.engine.player.activity.busy(now) if isinstance(event, p.SpeechStarted) else False
+        busy = False
+        if isinstance(event, p.SpeechStarted):
+            answering = self.conversation.registry.active_response is not None
+            busy = answer_audible(self.engine.player, self.listener, now, answering)
+        if isinstance(event, p.SpeechStarted):
+            self.uplink.post(lambda fe, t: fe.speech_started(t))
+        elif isinstance(event, p.SpeechStopped):
+            self.uplink.post(lambda fe, t: fe.turn_ended(t))
         await self._execute(self.conversation.receive(event, time.monotonic(), output_busy=busy))
 
     def _report(self, reports: list[Report]) -> None:
@@ -184,6 +204,8 @@ class OmniMode:
         quiet_since = activity.quiet_since(now)
         if quiet_since is None:  # speaking now, or never spoke
             quiet_since = now if activity.speaking(now) else float("-inf")
+        if self.listener.in_turn:
+            return False  # rotating would drop the turn's audio (pre-roll included)
         # After `forget` at once (when quiet): the service keeps a session's context, a new one forgets.
         max_age_s = 0.0 if self._forgotten else self.settings.omni.session_max_minutes * 60.0
         due = self.conversation.rotation_due(
@@ -260,6 +282,7 @@ class OmniMode:
             action.turn.done.set()
             for q in self.turn_listeners:
                 q.put_nowait(action.turn)
+            self.uplink.post(lambda fe, t: fe.answer_finished(t))
         elif isinstance(action, c.Log):
             log.info("%s", action.message)
         elif isinstance(action, c.Warn):
@@ -333,6 +356,13 @@ class OmniMode:
             del self._asks[event_id]
         if error is not None:
             raise AskRefused(error)
+
+    async def _commit(self) -> None:
+        """The front end ended a push-to-talk turn: commit it and ask for the answer."""
+        if self.runner.conn is None:
+            log.warning("push-to-talk: not connected; the turn is lost")
+            return
+        await self._execute(self.conversation.commit(time.monotonic()))
 
     async def set_voice(self, voice: str | None) -> None:
         """Use another voice from now on (the next session, and this one if it is open). If the

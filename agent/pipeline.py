@@ -53,6 +53,7 @@ from agent.conversation.pipeline import (
     Produce,
     TurnDone,
 )
+from agent.listen.runtime import Listener, answer_audible
 from agent.llm import AuthError, LLMClient, LLMError, LLMStream
 from agent.llm_tools import ToolAnswer
 from agent.memory import Memory
@@ -60,6 +61,7 @@ from agent.modes import Announcement, Turn, cosyvoice_system_voice, no_voice_mes
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.realtime.connection import DEFAULT_REALTIME_TIMINGS, RealtimeTimings
 from agent.realtime.session import DEFAULT_SESSION_TIMINGS, SessionTimings
+from agent.realtime.uplink import MicUplink
 from agent.secrets import redact
 from agent.status import AgentState, Status
 from agent.textsplit import speech_pieces
@@ -101,6 +103,7 @@ class PipelineMode:
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
         memory: Memory | None = None,
         tools: ToolRegistry | None = None,
+        listen_engines: tuple[Any, Any] | None = None,
     ) -> None:
         """`timings`, `tts`, `realtime` and `session`: shorter ones in tests, else the defaults."""
         self.settings = settings
@@ -113,9 +116,11 @@ class PipelineMode:
         self.tts = SynthesisManager(account, timings=tts, cancel_directive=cancel_supported(
             settings.dashscope.region, settings.pipeline.tts_model))
         self.llm = LLMClient(account, pl.llm_model)
-        self.asr = (AsrListener(settings, account, engine, status, self,
+        self.listener = (Listener(settings, engine.player, status, listen_engines)
+                         if pl.input == "mic" else None)
+        self.asr = (AsrListener(settings, account, engine, status, self, listener=self.listener,
                                 realtime=realtime, session=session)
-                    if pl.input == "mic" else None)
+                    if self.listener is not None else None)
         self.core = PipelineConversation(pl.system_prompt, pl.history_turns,
                                          idle_state=self.idle_state)
         self.conv = self.core.history
@@ -134,6 +139,11 @@ class PipelineMode:
         self._turn_error: str | None = None  # the status error a failed turn set, if any
         self._flushed: str | None = None  # what the last flush cut off (for the barge-in log)
         self._stopped = asyncio.Event()
+
+    @property
+    def uplink(self) -> MicUplink | None:
+        """The microphone uplink (None with `pipeline.input: text`): listen / talk commands."""
+        return self.asr.uplink if self.asr is not None else None
 
     @property
     def idle_state(self) -> AgentState:
@@ -199,7 +209,8 @@ class PipelineMode:
 
     def on_speech_started(self) -> None:
         now = time.monotonic()
-        self._execute(self.core.speech_started(now, self.engine.player.activity.busy(now)))
+        self._execute(self.core.speech_started(now, answer_audible(
+            self.engine.player, self.listener, now, self.core.producing())))
 
     def on_speech_stopped(self) -> None:
         self._execute(self.core.speech_stopped(time.monotonic()))
@@ -209,7 +220,10 @@ class PipelineMode:
             if self.settings.log.transcripts:
                 log.info("heard: %s", text.strip())
             self.status.publish("transcript", role="user", text=text.strip(), final=True)
-        self._execute(self.core.transcript(text, time.monotonic()))
+        actions = self.core.transcript(text, time.monotonic())
+        if self.asr is not None and not any(isinstance(a, NewTurn) for a in actions):
+            self.asr.uplink.post(lambda fe, t: fe.answer_finished(t))  # nothing to answer
+        self._execute(actions)
 
     # --- control -----------------------------------------------------------------------------
 
@@ -413,6 +427,8 @@ class PipelineMode:
         self._turn_error = turn.error
         self.status.error(turn.error)
         log.warning("turn %s: %s", turn.response_id, turn.error)
+        if self.listener is not None:
+            self.listener.earcon("error")  # the user asked and will get no answer
 
     def _turn_done(self, done: TurnDone) -> None:
         """Errors cleared, counted, logged, published (history and latency came from the core)."""
@@ -433,6 +449,8 @@ class PipelineMode:
         turn.done.set()
         for q in self.turn_listeners:
             q.put_nowait(turn)
+        if self.asr is not None:
+            self.asr.uplink.post(lambda fe, t: fe.answer_finished(t))
 
     def _log_turn(self, turn: Turn) -> None:
         def ms(v: float | None) -> str:

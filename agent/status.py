@@ -84,6 +84,8 @@ class Status:
     memory_turns: int = 0  # remembered turns (SPEC §11), kept current by agent.memory
     # Filled by the daemon's tool registry: the SPEC §6 `tools` mapping.
     tools_status: Callable[[], dict[str, Any]] | None = None
+    # The SPEC §6 `listen` mapping (agent.listen.runtime.Listener.status), set by the mode.
+    listen_status: Callable[[], dict[str, Any]] | None = None
 
     def set_state(self, state: AgentState, why: str | None = None) -> None:
         changed = state is not self.state
@@ -162,4 +164,7 @@ class Status:
             "memory_turns": self.memory_turns,
             "tools": self.tools_status() if self.tools_status else {
                 "calls": 0, "errors": 0, "mcp_servers": {}},
+            "listen": self.listen_status() if self.listen_status else {
+                "mode": None, "wake_word": None, "wakes": 0, "uplink_open": False, "sent_s": 0.0,
+            },
         }

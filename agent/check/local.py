@@ -153,6 +153,7 @@ async def check_audio(settings: Settings) -> list[CheckResult]:
         else:
             out.append(await asyncio.to_thread(_check_sounddevice, kind, st.device, rate))
     out.append(check_echo(settings))
+    out.append(check_listen(settings))
     return out
 
 
@@ -190,3 +191,26 @@ def check_tools(settings: Settings) -> CheckResult:
     offered = ", ".join(t.builtin) or "no built-ins"
     servers = f"; MCP servers: {', '.join(m.name for m in t.mcp)}" if t.mcp else ""
     return passed("tools", f"{offered}{servers} (voice-agent tools lists them)")
+def check_listen(settings: Settings) -> CheckResult:
+    """Can the listening front end run (SPEC §10)? Loads the wake-word model and the VAD."""
+    from agent.listen.errors import ListenConfigError
+    from agent.listen.runtime import effective_mode, load_engines
+
+    mode = effective_mode(settings)
+    try:
+        detector, gate = load_engines(settings)
+    except ListenConfigError as e:
+        return failed("listen", f"{e.key}: {e.message}",
+                      "fix the key, or pip install 'voice-agent[listen]'")
+    parts = [f"mode {mode}"]
+    if detector is not None:
+        from agent.listen.wakeword import BUILTIN_WAKE_WORDS
+
+        spec = settings.listen.wake_word
+        model = "built-in model" if spec in BUILTIN_WAKE_WORDS else f"model {spec}"
+        parts.append(f"wake word {detector.word} (microWakeWord, {model}, "
+                     f"cut-off {detector.threshold:.2f})")
+        detector.close()
+    if gate is not None:
+        parts.append("local VAD pymicro-vad")
+    return passed("listen", ", ".join(parts))

@@ -489,6 +489,12 @@ class OmniConversation:
                     "asking for the answer anyway"),
                 Caption("user", ask.text, True), Send(p.response_create()), AskSettled(event_id, None)]
 
+    def commit(self, now: float) -> list[Action]:
+        """End a user turn the service does not detect (push-to-talk, `turn_detection: null`):
+        commit the appended audio and ask for the answer; the latency counts from now."""
+        self._new_turn().speech_end_at = now
+        return [SetState(AgentState.THINKING), Send(p.audio_commit()), Send(p.response_create())]
+
     def _new_turn(self) -> Turn:
         self.current = Turn()
         return self.current

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.emulator.faults import FaultPlan
-from agent.emulator.observe import ConnectionHook, Observer, SentHook
+from agent.emulator.observe import ConnectionHook, Observer, ReceivedHook, SentHook
 
 DEFAULT_API_KEY = "sk-emulator"
 
@@ -41,6 +41,7 @@ class EmulatorOptions:
     # Observation hooks (see observe.py): what is sent, and when; None = not observed.
     on_sent: SentHook | None = field(default=None, repr=False, compare=False)
     on_connection: ConnectionHook | None = field(default=None, repr=False, compare=False)
+    on_received: ReceivedHook | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -8,7 +8,9 @@ outside, a caller passes callbacks in `EmulatorOptions`:
   `Peer`) starts (`event == "open"`, after the gateway's auth and fault checks, just before the
   API handler) or ends (`"close"`, when the handler returns);
 * `on_sent(frame, t)`: a WebSocket text or binary frame (injected faulty frames included) or a
-  chunk of a streamed (SSE) HTTP response was handed to the transport.
+  chunk of a streamed (SSE) HTTP response was handed to the transport;
+* `on_received(frame, t)`: a realtime WebSocket text frame arrived from the client (what the
+  device sent upstream, e.g. to count the seconds of microphone audio it appended).
 
 `t` is `time.monotonic()` taken right after the write (CLOCK_MONOTONIC is system-wide on Linux,
 so other processes' stamps compare directly). The hooks run on the emulator's event loop and
@@ -52,7 +54,16 @@ class SentFrame:
     data: str | bytes
 
 
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """What reached the server from a client: a realtime WS text frame."""
+
+    peer: Peer
+    data: str
+
+
 SentHook = Callable[[SentFrame, float], None]
+ReceivedHook = Callable[[ReceivedFrame, float], None]
 ConnectionHook = Callable[[Peer, Literal["open", "close"], float], None]
 
 
@@ -61,6 +72,7 @@ class Hooks(Protocol):
 
     on_sent: SentHook | None
     on_connection: ConnectionHook | None
+    on_received: ReceivedHook | None
 
 
 class Observer:
@@ -80,7 +92,9 @@ class Observer:
 
     @property
     def active(self) -> bool:
-        return self.on_sent is not None or self.on_connection is not None
+        hooks = self._hooks
+        return hooks.on_sent is not None or hooks.on_connection is not None or \
+            hooks.on_received is not None
 
     @contextlib.contextmanager
     def serving(self, endpoint: str, path: str, model: str, user_agent: str) -> Iterator[None]:
@@ -113,6 +127,13 @@ class Observer:
         if peer is None or self.on_sent is None:
             return None
         return functools.partial(self.sent, peer)
+
+    def received(self, data: str) -> None:
+        """Report one text frame that arrived from the current peer's client."""
+        on_received = self._hooks.on_received
+        peer = CURRENT_PEER.get()
+        if peer is not None and on_received is not None:
+            on_received(ReceivedFrame(peer, data), time.monotonic())
 
     def sent(self, peer: Peer | None, data: str | bytes, sse: bool = False) -> None:
         """Report one frame or chunk just written for `peer` (None: the current peer)."""

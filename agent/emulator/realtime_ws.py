@@ -117,6 +117,7 @@ class RealtimeSession:
         try:
             async for msg in self.ws:
                 if msg.type == WSMsgType.TEXT:
+                    self.ctx.observer.received(msg.data)
                     await self._on_text(msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     self._error("Binary frames are not supported; send JSON text events.", None)

@@ -13,7 +13,11 @@ chunk size. A refractory period, counted in samples, keeps one utterance from fi
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -169,6 +173,21 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a native call that prints its own errors."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _probe_tflite(tflite: Path) -> None:
     """Parse the model once with the engine's own library before the package does.
 
@@ -183,7 +202,8 @@ def _probe_tflite(tflite: Path) -> None:
     if lib_path is None:
         raise ListenConfigError(_KEY, f"pymicro-wakeword has no TensorFlow Lite library in {lib_dir}")
     lib = TfLiteWakeWord(lib_path).lib
-    handle = lib.TfLiteModelCreateFromFile(str(tflite.resolve()).encode("utf-8"))
+    with _native_stderr_silenced():  # its "not a valid Flatbuffer" line; our message says it
+        handle = lib.TfLiteModelCreateFromFile(str(tflite.resolve()).encode("utf-8"))
     if not handle:
         raise ListenConfigError(_KEY, f"{tflite} is not a valid TensorFlow Lite model")
     lib.TfLiteModelDelete(handle)

@@ -108,13 +108,15 @@ def session_update(
 
 
 def asr_session_update(
-    *, language: str | None = None, turn_detection: dict[str, Any] | None = None
+    *, language: str | None = None, turn_detection: dict[str, Any] | None = None,
+    manual: bool = False,
 ) -> dict[str, Any]:
-    """Realtime ASR session: 16 kHz PCM in, server VAD, transcripts only."""
+    """Realtime ASR session: 16 kHz PCM in, server VAD (or `manual`: none, the client commits),
+    transcripts only."""
     session: dict[str, Any] = {
         "input_audio_format": "pcm",
         "sample_rate": 16000,
-        "turn_detection": turn_detection
+        "turn_detection": None if manual else turn_detection
         or {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 800},
     }
     if language:

@@ -193,7 +193,7 @@ def test_cli_help_lists_every_command() -> None:
     r = _cli("--help")
     assert r.returncode == 0
     for cmd in ("run", "demo", "emulator", "voices", "devices", "check", "status", "say", "ask",
-                "interrupt", "mute", "unmute", "tools"):
+                "interrupt", "mute", "unmute", "tools", "listen", "talk", "forget"):
         assert cmd in r.stdout
 
 

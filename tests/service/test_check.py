@@ -175,7 +175,7 @@ async def test_unreachable_endpoint(tmp_path: Path) -> None:
     assert r["reach"].fix and "emulator" in r["reach"].fix
     assert r["key accepted"].skipped and r["voice"].skipped
     text = format_checklist(results)
-    assert "1 of 12 checks failed, 2 skipped" in text
+    assert "1 of 13 checks failed, 2 skipped" in text
 
 
 async def test_unresolvable_host(tmp_path: Path) -> None:
@@ -256,7 +256,7 @@ def test_check_command_exit_codes_and_output(tmp_path: Path, capsys, caplog) -> 
         bad = make_settings(tmp_path, emu.base_url, dashscope__api_key=WRONG_KEY)
         assert check_command(bad) == 1
         out_bad, err_bad = capsys.readouterr()
-    assert "all 12 checks passed" in out_ok
+    assert "all 13 checks passed" in out_ok
     assert "key rejected" in out_bad and "region" in out_bad
     assert_no_key(out_ok, err_ok, out_bad, err_bad, caplog.text)
 
@@ -268,3 +268,16 @@ def test_ascii_fallback() -> None:
 
     text = format_checklist([CheckResult("x", True, "fine"), CheckResult("y", False, "bad", "do z")], Latin1())
     assert text.splitlines()[0].startswith("OK x") and "FAIL y" in text and "fix: do z" in text
+
+
+async def test_listen_row_names_the_wake_word_engine_and_model_or_the_key_that_fails(
+    emulator, tmp_path: Path
+) -> None:
+    ok = by_name(await run_checks(make_settings(
+        tmp_path, emulator.base_url, listen__mode="wake_word", listen__wake_word="hey_jarvis")))
+    assert ok["listen"].ok
+    assert "microWakeWord" in ok["listen"].detail and "hey_jarvis" in ok["listen"].detail
+    missing = tmp_path / "nope.json"
+    bad = by_name(await run_checks(make_settings(
+        tmp_path, emulator.base_url, listen__mode="wake_word", listen__wake_word=str(missing))))
+    assert not bad["listen"].ok and "listen.wake_word" in bad["listen"].detail
