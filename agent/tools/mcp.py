@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,9 @@ class McpSource:
         self._changed = asyncio.Condition()
         self._token: str | None = None
         self._errlog: Any = None  # our end of a stdio child's stderr pipe, until it has its own
+        # Called when the server comes up or goes down (its tools appear or vanish): an open
+        # realtime session is offered the new list (`ToolRegistry.on_change`).
+        self.on_change: list[Callable[[], None]] = []
 
     # --- ToolSource ---------------------------------------------------------------------------
 
@@ -146,6 +150,11 @@ class McpSource:
         self._client = client
         async with self._changed:
             self._changed.notify_all()
+        for hook in self.on_change:
+            try:
+                hook()
+            except Exception:
+                log.exception("mcp %s: a change listener failed", self.name)
 
     # --- the supervisor -----------------------------------------------------------------------
 

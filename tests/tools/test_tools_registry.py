@@ -58,6 +58,26 @@ def test_clashing_names_get_the_source_name_as_prefix_and_route_to_their_source(
     assert second.called == [("time", {})] and first.called == []
 
 
+def test_a_source_coming_up_or_going_down_is_passed_on_to_the_registry_listeners() -> None:
+    class Changing(Source):
+        def __init__(self) -> None:
+            super().__init__("home", [])
+            self.on_change: list[Any] = []
+
+    home, fixed = Changing(), Source("builtin", ["time"])
+    reg = ToolRegistry([fixed, home])
+    seen: list[list[str]] = []
+    reg.on_change.append(lambda: seen.append([s.name for s in reg.specs()]))
+    reg.on_change.append(lambda: 1 / 0)  # a broken listener does not stop the others or the source
+    home.tools = ["light_set"]
+    for hook in home.on_change:
+        hook()
+    home.tools = []
+    for hook in home.on_change:
+        hook()
+    assert seen == [["time", "light_set"], ["time"]]
+
+
 @pytest.mark.parametrize("arguments, why", [
     ('{"seconds": ', "not valid JSON"),
     ("[1, 2]", "must be a JSON object"),
