@@ -73,6 +73,7 @@ class McpSource:
         # Called when the server comes up or goes down (its tools appear or vanish): an open
         # realtime session is offered the new list (`ToolRegistry.on_change`).
         self.on_change: list[Callable[[], None]] = []
+        self._unknown_allowed: list[str] = []  # allow-list names the server did not offer
 
     # --- ToolSource ---------------------------------------------------------------------------
 
@@ -237,6 +238,11 @@ class McpSource:
             if not cursor:
                 break
         allow = self.config.allow
+        unknown = sorted(set(allow or ()) - {t.name for t in tools})
+        if unknown and unknown != self._unknown_allowed:  # a typo in the allow-list, said once
+            log.warning("mcp %s: allow lists %s, which the server does not offer",
+                        self.name, ", ".join(unknown))
+        self._unknown_allowed = unknown
         specs, names = [], {}
         for tool in tools:
             if allow is not None and tool.name not in allow:

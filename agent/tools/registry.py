@@ -123,6 +123,8 @@ class ToolRegistry:
         result = parsed if isinstance(parsed, ToolResult) else await self._call(name, parsed)
         if result.is_error:
             self.errors += 1
+            if not result.text.lower().startswith("error"):  # the model sees only the text
+                result = ToolResult(f"error: {result.text}", True)
         if len(result.text) > MAX_RESULT_CHARS:
             result = ToolResult(result.text[:MAX_RESULT_CHARS] + "…", result.is_error)
         ms = round((self.clock() - started) * 1000.0, 1)

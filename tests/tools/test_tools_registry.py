@@ -47,6 +47,8 @@ class Source:
             await asyncio.sleep(60)
         if self.behaviour == "raise":
             raise RuntimeError("the light switch is unplugged")
+        if self.behaviour == "refuse":  # an error result in the source's own words
+            return ToolResult("the light switch is unplugged", True)
         return ToolResult(f"{self.name}.{name} done")
 
 
@@ -76,6 +78,12 @@ def test_a_source_coming_up_or_going_down_is_passed_on_to_the_registry_listeners
     for hook in home.on_change:
         hook()
     assert seen == [["time", "light_set"], ["time"]]
+
+
+def test_an_error_result_always_tells_the_model_it_is_an_error() -> None:
+    reg = ToolRegistry([Source("home", ["light_set"], "refuse")])
+    result = asyncio.run(reg.call("light_set", "{}"))
+    assert result == ToolResult("error: the light switch is unplugged", True)
 
 
 @pytest.mark.parametrize("arguments, why", [
