@@ -5,7 +5,8 @@ The daemon starts `mcp_light.py` (a stdio server written with the `mcp` SDK) fro
 declared tool with `light` in its name and reads the result back. The server writes its state to
 a file, so the test sees what the server itself was asked. A server that hangs: the call's
 timeout (`tools.timeout_s`) goes back to the model as the result, the assistant says so, and
-the daemon serves the next turn.
+the daemon serves the next turn. A server that comes up after the realtime session opened is
+offered to that session at once (omni re-sends `session.update`), without a reconnect.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 pytest.importorskip("mcp")
 
 from agent.cli import main  # noqa: E402
+from agent.tools.spec import ToolResult, ToolSpec  # noqa: E402
 from tests.support.daemon import RunDaemon, Running  # noqa: E402
 
 LIGHT = str(Path(__file__).with_name("mcp_light.py"))
@@ -115,3 +117,57 @@ def test_voice_agent_tools_lists_the_light_and_says_the_server_answered(
     assert "light_set" in listed and "light_get" in listed and "time" in listed, out
     assert "Switch the light on or off." in out
     assert "  home: answered" in out
+
+
+class LateSwitch:
+    """A tool source (as an MCP server is) that comes up only when the test says so."""
+
+    def __init__(self) -> None:
+        self.name = "home"
+        self.up = False
+        self.on_change: list[Any] = []
+        self.calls: list[dict[str, Any]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def come_up(self) -> None:
+        self.up = True
+        for hook in self.on_change:
+            hook()
+
+    def specs(self) -> list[ToolSpec]:
+        return [ToolSpec("light_set", "Switch the light.", {
+            "type": "object", "properties": {"on": {"type": "boolean"}}})] if self.up else []
+
+    def status(self) -> str:
+        return "up" if self.up else "down"
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+        self.calls.append(arguments)
+        return ToolResult(f"the light is {'on' if arguments.get('on') else 'off'}")
+
+
+@MODES
+async def test_a_server_that_comes_up_after_the_session_opened_is_offered_at_once(
+        daemon: RunDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    switch = LateSwitch()
+    monkeypatch.setattr("agent.tools.factory.mcp_sources", lambda entries, *_: [switch])
+    mcp = [{"name": "home", "command": ["late-server"]}]
+    async with daemon(**TEXT, tools__mcp=mcp) as run:
+        mode = await run.serving()
+        if hasattr(mode, "runner"):
+            await until(lambda: mode.runner.conn is not None, 15.0, "the realtime session")
+        await mode.ask("Turn on the light.")  # nothing to call yet: the model just talks
+        before = await run.next_turn(30.0)
+        switch.come_up()  # no reconnect, no rotation: the open session must learn of it
+        await asyncio.sleep(0.3)
+        after = await ask(run, "Turn on the light.")
+        reconnects = run.daemon.status.as_dict().get("reconnects")
+    assert "the light is on" not in before.answered.lower()
+    assert switch.calls == [{"on": True}]
+    assert "the light is on" in after.answered.lower(), after.answered
+    assert not reconnects
