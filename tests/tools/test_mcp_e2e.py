@@ -23,6 +23,7 @@ import pytest
 pytest.importorskip("mcp")
 
 from agent.cli import main  # noqa: E402
+from agent.controlclient import request  # noqa: E402
 from agent.tools.spec import ToolResult, ToolSpec  # noqa: E402
 from tests.support.daemon import RunDaemon, Running  # noqa: E402
 
@@ -70,7 +71,8 @@ async def test_the_light_is_switched_by_voice_through_an_mcp_server(
         seen_on = json.loads(state.read_text())
         off = await ask(run, "Please turn the light off.")
         seen_off = json.loads(state.read_text())
-        status = run.daemon.status.as_dict()
+        reply = await asyncio.to_thread(request, tmp_path / "control.sock", {"cmd": "status"}, 3.0)
+        status = reply["status"]  # `voice-agent status`, over the control socket
     assert seen_on == {"on": True, "calls": 1}, "the server itself was asked to switch it on"
     assert "the light is on" in on.answered.lower(), on.answered
     assert seen_off == {"on": False, "calls": 2}
