@@ -6,8 +6,11 @@ said. Memory keeps a short transcript (what the user said, what the assistant an
 tools ran) that the modes carry into every new session (`agent.conversation.seed` for omni, the
 LLM history for pipeline).
 
-It is fed by the daemon's event stream (`EventBus.listen`): the `transcript`, `tool` and `turn`
-events that both modes already publish, so neither mode records anything itself. With
+It is fed by the daemon's event stream (`EventBus.listen`): the `transcript` and `turn` events
+that both modes already publish, so neither mode records anything itself; and by the tool
+registry's `on_result` hook, because the SPEC §12 `tool` event (fixed fields) has no result, and
+the next session should know what a tool said ("the light is on"), not only that it ran. A tool
+note keeps the arguments and at most `MAX_RESULT` characters of the result. With
 `memory.persist` the turns are kept in `<state_dir>/memory.json` (0600, written atomically in a
 worker thread, bounded in size); a file that cannot be read is renamed aside with a WARNING and
 memory starts empty. `forget` clears both.
@@ -35,7 +38,9 @@ FILENAME = "memory.json"
 VERSION = 1
 MAX_TEXT = 600  # characters kept of one user or assistant text
 MAX_TOOLS = 4  # tool notes kept per turn
-MAX_NOTE = 120  # characters of one tool note
+MAX_ARGS = 100  # characters of a tool call's arguments kept in its note
+MAX_RESULT = 200  # characters of a tool's result kept in its note ("tool results in short")
+MAX_NOTE = MAX_ARGS + MAX_RESULT + 80  # characters of one tool note (name, arguments, result)
 MAX_FILE_BYTES = 4 << 20  # a larger file is not ours (200 turns of 4-byte characters: < 1.5 MB)
 
 
@@ -46,12 +51,22 @@ def _clip(text: str, limit: int) -> str:
 
 @dataclass(frozen=True)
 class MemoryTurn:
-    """One remembered exchange; `tools` are short notes like `light_set {"on": true}: ok`."""
+    """One remembered exchange; `tools` are short notes like
+    `light_set {"on": true} -> the light is on` (a failed call: `-> failed: <its error>`)."""
 
     user: str
     assistant: str
     tools: tuple[str, ...] = ()
     interrupted: bool = False
+
+    def answer_with_notes(self) -> str:
+        """The answer as a new session is told it: with the tool notes, and whether it was cut."""
+        text = self.assistant
+        if self.tools:
+            text = f"{text} [tools: {'; '.join(self.tools)}]".strip()
+        if self.interrupted and text:
+            text += " [interrupted]"
+        return text
 
     def as_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"user": self.user, "assistant": self.assistant}
@@ -77,7 +92,8 @@ class TurnRecorder:
     """Pure: folds SPEC §12 events into finished `MemoryTurn`s.
 
     A turn opens with the user's final transcript (or the assistant's, for a turn whose user
-    text never arrived), collects tool notes, and closes on the `turn` event.
+    text never arrived), collects tool notes (`tool`, from the registry's hook), and closes on
+    the `turn` event.
     """
 
     def __init__(self) -> None:
@@ -96,11 +112,6 @@ class TurnRecorder:
                 self._user.append(text)
             elif fields.get("role") == "assistant":
                 self._assistant = text
-        elif event == "tool" and len(self._tools) < MAX_TOOLS:
-            args = fields.get("arguments")
-            args_text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-            outcome = "ok" if fields.get("ok") else "failed"
-            self._tools.append(_clip(f"{fields.get('name')} {args_text}: {outcome}", MAX_NOTE))
         elif event == "turn":
             turn = None
             if self._user or self._assistant:
@@ -110,6 +121,15 @@ class TurnRecorder:
             self._reset()
             return turn
         return None
+
+    def tool(self, name: str, arguments: Any, result: str, ok: bool) -> None:
+        """A tool call of the open turn and its result, noted in short (the first `MAX_TOOLS`)."""
+        if len(self._tools) >= MAX_TOOLS:
+            return
+        args = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+        said = _clip(result, MAX_RESULT) or "(nothing)"
+        outcome = said if ok else f"failed: {said}"
+        self._tools.append(_clip(f"{name} {_clip(args, MAX_ARGS)} -> {outcome}", MAX_NOTE))
 
     def _reset(self) -> None:
         self._user, self._assistant, self._tools = [], "", []
@@ -157,6 +177,11 @@ class Memory:
         turn = self._recorder.observe(event, fields)
         if turn is not None:
             self.add(turn)
+
+    def observe_tool(self, name: str, arguments: Any, result: Any) -> None:
+        """`ToolRegistry.on_result` hook: note the call and its result (a `ToolResult`) in short."""
+        if self.enabled:
+            self._recorder.tool(name, arguments, str(result.text), not result.is_error)
 
     def add(self, turn: MemoryTurn) -> None:
         if not self.enabled:

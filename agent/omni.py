@@ -111,6 +111,9 @@ class OmniMode:
         if tools is not None and not takes:
             log.warning("%s", why)
         self.tools = tools if takes else None
+        self._declared: list[dict[str, Any]] | None = None  # the tools the open session was offered
+        if self.tools is not None:
+            self.tools.on_change.append(self._tools_changed)
 
     @property
     def conn(self) -> SessionConnection | None:
@@ -137,7 +140,8 @@ class OmniMode:
         return self.session_check.start(self._session_update(self.voice))
 
     def _session_update(self, voice: str | None) -> dict[str, Any]:
-        event = p.session_update(self._omni_settings(), voice, tools=self._tool_decls())
+        self._declared = self._tool_decls()
+        event = p.session_update(self._omni_settings(), voice, tools=self._declared)
         if self.memory is not None:  # the remembered turns, once the service refused them as items
             event["session"]["instructions"] = self.seed.instructions(self.memory.turns)
         return event
@@ -159,6 +163,22 @@ class OmniMode:
             td = dataclasses.replace(omni.turn_detection, type="none")
             omni = dataclasses.replace(omni, turn_detection=td)
         return omni
+
+    def _tools_changed(self) -> None:
+        """An MCP server came up or went down: offer the open session the tools there are now
+        (a server slower to start than the session would otherwise wait for the next one)."""
+        if self.runner.conn is not None:
+            self._start_timer(self._redeclare_tools())
+
+    async def _redeclare_tools(self) -> None:
+        conn = self.runner.conn
+        if conn is None or self._tool_decls() == self._declared:
+            return
+        event = self._session_update(self.voice)
+        names = [d["function"]["name"] for d in self._declared or []]
+        log.info("tools changed; the session is now offered: %s", ", ".join(names) or "none")
+        with contextlib.suppress(Exception):  # a session that just went away: the next one has them
+            await conn.send(self.session_check.sent(event))
 
     def opened(self, conn: SessionConnection) -> None:
         self._apply_all(self.conversation.session_opened(time.monotonic(), self.status.last_error))

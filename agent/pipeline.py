@@ -126,7 +126,7 @@ class PipelineMode:
         self.conv = self.core.history
         if memory is not None:  # what was said before a restart, and `forget` clears it too
             for t in memory.turns:
-                self.conv.add(t.user, t.assistant)
+                self.conv.add(t.user, t.answer_with_notes())  # tool results in short too
             memory.on_forget.append(self.conv.clear)
         self.turns: deque[Turn] = deque(maxlen=50)
         self.turn_listeners: list[asyncio.Queue[Turn]] = []

@@ -38,15 +38,6 @@ SUMMARY_HEADER = ("Earlier conversation with this user (most recent last); conti
 _ids = itertools.count(1)
 
 
-def _assistant_text(turn: MemoryTurn) -> str:
-    text = turn.assistant
-    if turn.tools:
-        text = f"{text} [tools: {'; '.join(turn.tools)}]".strip()
-    if turn.interrupted and text:
-        text += " [interrupted]"
-    return text
-
-
 def summary(turns: Sequence[MemoryTurn], max_chars: int = SUMMARY_MAX_CHARS) -> str:
     """`User: …` / `Assistant: …` lines of the newest turns that fit in `max_chars`."""
     lines: list[str] = []
@@ -55,7 +46,7 @@ def summary(turns: Sequence[MemoryTurn], max_chars: int = SUMMARY_MAX_CHARS) -> 
         block = []
         if turn.user:
             block.append(f"User: {turn.user}")
-        answer = _assistant_text(turn)
+        answer = turn.answer_with_notes()
         if answer:
             block.append(f"Assistant: {answer}")
         cost = sum(len(b) + 1 for b in block)
@@ -80,7 +71,7 @@ def seed_items(turns: Sequence[MemoryTurn]) -> list[dict[str, Any]]:
     for turn in turns:
         if turn.user:
             events.append(_item("user", "input_text", turn.user))
-        answer = _assistant_text(turn)
+        answer = turn.answer_with_notes()
         if answer:
             events.append(_item("assistant", "text", answer))
     return events

@@ -3,8 +3,9 @@ is spoken (both the realtime and the text-generation emulation use it).
 
 A scripted model, honest about being one: it calls a tool only when the user's words name it
 ("what time is it" → `time`; "set a tea timer for 5 seconds" → `timer`; "set the volume to
-40" → `volume`) and only if the client declared a tool of that name (or one prefixed
-`<source>_<name>`). "... with broken arguments" makes it send arguments that are not JSON, so
+40" → `volume`; "turn on the light" → `light_set` with {"on": true}) and only if the client
+declared a tool of that name (or one prefixed `<source>_<name>`; for the light, any declared
+name with `light` in it that is not a getter, the way an MCP light switch names its tool). "... with broken arguments" makes it send arguments that are not JSON, so
 clients can prove they answer such a call with an error instead of crashing. A polite request
 ("..., please") is answered with a few words before the call ("Sure, one moment.") on the text
 generation stream, as chat models often do, so clients can prove that speech before a call plays.
@@ -31,6 +32,8 @@ _TIMER_LIST = re.compile(r"\b(?:list|which|what) (?:the )?timers\b")
 _VOLUME_SET = re.compile(r"\bvolume (?:to |at )?(?P<n>\d{1,3})\b")
 _TIME = re.compile(r"\bwhat time\b|\bthe time\b|\btime is it\b|\bwhat day\b|\btoday's date\b|几点")
 _BROKEN = re.compile(r"\bbroken arguments\b")
+_LIGHT = re.compile(r"\b(?:turn|switch) (?P<a>on|off) (?:the )?(?:[a-z]+ )?lights?\b"
+                    r"|\b(?:turn|switch) (?:the )?(?:[a-z]+ )?lights? (?P<b>on|off)\b")
 
 
 def declared_names(tools: Any) -> list[str]:
@@ -46,7 +49,10 @@ def declared_names(tools: Any) -> list[str]:
 
 
 def _declared(name: str, names: list[str]) -> str | None:
-    return next((n for n in names if n == name or n.endswith("_" + name)), None)
+    found = next((n for n in names if n == name or n.endswith("_" + name)), None)
+    if found is None and name == "light_set":  # an MCP switch's own name: `kitchen_light`, `set_light`
+        found = next((n for n in names if "light" in n.lower() and "get" not in n.lower()), None)
+    return found
 
 
 def _number(word: str) -> int | None:
@@ -77,6 +83,8 @@ def choose_call(text: str, tools: Any) -> tuple[str, str] | None:
         wanted = ("volume", {"level": int(m["n"])})
     elif "volume" in said:
         wanted = ("volume", {})
+    elif m := _LIGHT.search(said):
+        wanted = ("light_set", {"on": (m["a"] or m["b"]) == "on"})
     elif _TIME.search(said):
         wanted = ("time", {})
     if wanted is None:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,10 @@ class McpSource:
         self._changed = asyncio.Condition()
         self._token: str | None = None
         self._errlog: Any = None  # our end of a stdio child's stderr pipe, until it has its own
+        # Called when the server comes up or goes down (its tools appear or vanish): an open
+        # realtime session is offered the new list (`ToolRegistry.on_change`).
+        self.on_change: list[Callable[[], None]] = []
+        self._unknown_allowed: list[str] = []  # allow-list names the server did not offer
 
     # --- ToolSource ---------------------------------------------------------------------------
 
@@ -146,6 +151,11 @@ class McpSource:
         self._client = client
         async with self._changed:
             self._changed.notify_all()
+        for hook in self.on_change:
+            try:
+                hook()
+            except Exception:
+                log.exception("mcp %s: a change listener failed", self.name)
 
     # --- the supervisor -----------------------------------------------------------------------
 
@@ -228,6 +238,11 @@ class McpSource:
             if not cursor:
                 break
         allow = self.config.allow
+        unknown = sorted(set(allow or ()) - {t.name for t in tools})
+        if unknown and unknown != self._unknown_allowed:  # a typo in the allow-list, said once
+            log.warning("mcp %s: allow lists %s, which the server does not offer",
+                        self.name, ", ".join(unknown))
+        self._unknown_allowed = unknown
         specs, names = [], {}
         for tool in tools:
             if allow is not None and tool.name not in allow:

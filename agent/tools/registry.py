@@ -43,6 +43,16 @@ class ToolRegistry:
         self.clock = clock
         self.calls = 0
         self.errors = 0
+        # Called after every call with (name, arguments as published, result): memory keeps the
+        # result in short (SPEC §11), which the `tool` event (SPEC §12, fixed fields) does not carry.
+        self.on_result: list[Callable[[str, Any, ToolResult], None]] = []
+        # Called when a source's tools appear or vanish (an MCP server came up or went down), so
+        # a realtime session already open is offered what there is now.
+        self.on_change: list[Callable[[], None]] = []
+        for source in self.sources:
+            hooks = getattr(source, "on_change", None)
+            if isinstance(hooks, list):
+                hooks.append(self._source_changed)
 
     # --- what the model is offered ------------------------------------------------------------
 
@@ -76,6 +86,13 @@ class ToolRegistry:
         servers = {s.name: s.status() for s in self.sources if s.name != "builtin"}
         return {"calls": self.calls, "errors": self.errors, "mcp_servers": servers}
 
+    def _source_changed(self) -> None:
+        for hook in self.on_change:
+            try:
+                hook()
+            except Exception:  # a listener's bug never breaks a source
+                log.exception("tools: a change listener failed")
+
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -106,6 +123,8 @@ class ToolRegistry:
         result = parsed if isinstance(parsed, ToolResult) else await self._call(name, parsed)
         if result.is_error:
             self.errors += 1
+            if not result.text.lower().startswith("error"):  # the model sees only the text
+                result = ToolResult(f"error: {result.text}", True)
         if len(result.text) > MAX_RESULT_CHARS:
             result = ToolResult(result.text[:MAX_RESULT_CHARS] + "…", result.is_error)
         ms = round((self.clock() - started) * 1000.0, 1)
@@ -113,8 +132,13 @@ class ToolRegistry:
         log.info("tool %s(%s) -> %s%s (%.0f ms)", name, shown[:200],
                  "error: " if result.is_error else "", result.text[:200], ms)
         # SPEC §12 `tool` event: the arguments as an object (as the model's text if not JSON)
-        self.publish("tool", name=name, arguments=shown if isinstance(parsed, ToolResult) else parsed,
-                     ok=not result.is_error, ms=ms)
+        published = shown if isinstance(parsed, ToolResult) else parsed
+        for hook in self.on_result:
+            try:
+                hook(name, published, result)
+            except Exception:  # a listener's bug never fails the call
+                log.exception("tools: a result listener failed on %s", name)
+        self.publish("tool", name=name, arguments=published, ok=not result.is_error, ms=ms)
         return result
 
     async def _call(self, name: str, args: dict[str, Any]) -> ToolResult:

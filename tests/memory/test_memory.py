@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, settings_from_dict
-from agent.memory import FILENAME, MAX_TEXT, Memory, MemoryTurn, TurnRecorder
+from agent.memory import FILENAME, MAX_RESULT, MAX_TEXT, MAX_TOOLS, Memory, MemoryTurn, TurnRecorder
+from agent.tools.spec import ToolResult
 
 pytestmark = pytest.mark.unit
 
@@ -23,15 +24,65 @@ def say(memory: Memory | TurnRecorder, user: str, answer: str, **turn: object) -
                                    **turn})
 
 
-def test_a_turn_is_recorded_from_the_transcript_and_turn_events() -> None:
+def test_a_turn_is_recorded_from_the_transcript_and_turn_events_with_its_tool_result() -> None:
     recorder = TurnRecorder()
     recorder.observe("transcript", {"role": "user", "text": "turn on the light", "final": True})
-    recorder.observe("tool", {"name": "light_set", "arguments": {"on": True}, "ok": True, "ms": 12})
+    recorder.tool("light_set", {"on": True}, "the light is on", ok=True)
     recorder.observe("transcript", {"role": "assistant", "text": "It is on.", "final": True})
     turn = recorder.observe("turn", {"latency_ms": 1, "interrupted": False, "heard_ms": None})
-    assert turn == MemoryTurn("turn on the light", "It is on.", ('light_set {"on": true}: ok',))
+    assert turn == MemoryTurn("turn on the light", "It is on.",
+                              ('light_set {"on": true} -> the light is on',))
     # Nothing is left over for the next turn.
     assert recorder.observe("turn", {"latency_ms": 1, "interrupted": False, "heard_ms": None}) is None
+
+
+def test_tool_results_are_kept_in_short_and_failures_say_why() -> None:
+    memory = Memory(5)
+    memory.observe("transcript", {"role": "user", "text": "what is on my calendar", "final": True})
+    memory.observe_tool("calendar", {"day": "today"}, ToolResult("Standup at nine. " * 40))
+    memory.observe_tool("weather", "{not json", ToolResult("error: the arguments are not valid JSON", True))
+    say(memory, "", "You have standups all day.")
+    (turn,) = memory.turns
+    calendar, weather = turn.tools
+    assert calendar.startswith('calendar {"day": "today"} -> Standup at nine. Standup at nine.')
+    result = calendar.split(" -> ", 1)[1]
+    assert len(result) == MAX_RESULT and result.endswith("…"), "a long result is cut to its start"
+    assert weather == "weather {not json -> failed: error: the arguments are not valid JSON"
+    # The next session is told what the tool said, not only that it ran.
+    assert "Standup at nine." in turn.answer_with_notes()
+
+
+def test_a_turn_keeps_a_bounded_number_of_tool_notes_and_a_result_survives_a_restart(
+        tmp_path: Path) -> None:
+    memory = Memory(5, tmp_path / FILENAME)
+    memory.observe("transcript", {"role": "user", "text": "switch everything", "final": True})
+    for i in range(MAX_TOOLS + 3):
+        memory.observe_tool(f"switch_{i}", {"on": True, "room": "x" * 500}, ToolResult(f"switch {i} on"))
+    say(memory, "", "Done.")
+    (turn,) = memory.turns
+    assert len(turn.tools) == MAX_TOOLS
+    assert all(len(note) < 250 for note in turn.tools), "long arguments are cut too"
+    again = Memory(5, tmp_path / FILENAME)
+    again.load()
+    assert again.turns[0].tools[0].endswith("-> switch 0 on")
+
+
+def test_the_registry_hands_every_result_to_memory(tmp_path: Path) -> None:
+    import asyncio
+
+    from agent.tools.builtin import BuiltinSource
+    from agent.tools.registry import ToolRegistry
+
+    memory = Memory(5)
+    registry = ToolRegistry([BuiltinSource(("volume",), volume=lambda level: 35)])
+    registry.on_result.append(memory.observe_tool)
+    memory.observe("transcript", {"role": "user", "text": "how loud is it", "final": True})
+    asyncio.run(registry.call("volume", "{}"))
+    asyncio.run(registry.call("volume", '{"level": '))
+    say(memory, "", "35.")
+    ok, failed = memory.turns[0].tools
+    assert ok.startswith("volume {} -> ") and "35" in ok
+    assert failed.startswith("volume {\"level\": -> failed: error: the arguments are not valid JSON")
 
 
 def test_an_interrupted_answer_is_remembered_as_interrupted() -> None:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 
 TURNS = (
     MemoryTurn("my name is Ada", "Nice to meet you, Ada."),
-    MemoryTurn("turn on the light", "It is on.", ('light_set {"on": true}: ok',)),
+    MemoryTurn("turn on the light", "It is on.", ('light_set {"on": true} -> the light is on',)),
 )
 
 

@@ -62,13 +62,19 @@ async def test_a_stdio_server_is_started_listed_and_called(caplog: pytest.LogCap
     assert any(r.getMessage() == "mcp light: light server starting" for r in caplog.records)
 
 
-async def test_the_allow_list_limits_what_the_model_is_offered_and_may_call() -> None:
-    async with started(light(allow=["light_get"])) as source:
+async def test_the_allow_list_limits_what_the_model_is_offered_and_may_call(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "voice-agent.mcp")
+    async with started(light(allow=["light_get", "light_toggle"])) as source:
         await source.wait_status("up", 15)
         assert [s.name for s in source.specs()] == ["light_get"]
         refused = await source.call("light_set", {"on": True})
         assert refused.is_error and "light_set" in refused.text
         assert (await source.call("light_get", {})).text == "off"
+        await asyncio.sleep(0.7)  # re-listed twice (relist_s 0.3): the typo is still said once
+    typo = [r for r in caplog.records if "allow lists" in r.getMessage()]
+    assert [r.getMessage() for r in typo] == [
+        "mcp light: allow lists light_toggle, which the server does not offer"]
 
 
 async def test_a_tool_that_hangs_times_out_as_an_error_result() -> None:

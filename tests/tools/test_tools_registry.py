@@ -47,6 +47,8 @@ class Source:
             await asyncio.sleep(60)
         if self.behaviour == "raise":
             raise RuntimeError("the light switch is unplugged")
+        if self.behaviour == "refuse":  # an error result in the source's own words
+            return ToolResult("the light switch is unplugged", True)
         return ToolResult(f"{self.name}.{name} done")
 
 
@@ -56,6 +58,32 @@ def test_clashing_names_get_the_source_name_as_prefix_and_route_to_their_source(
     assert [s.name for s in reg.specs()] == ["time", "timer", "ha_time", "turn_on"]
     assert asyncio.run(reg.call("ha_time", "{}")) == ToolResult("ha.time done")
     assert second.called == [("time", {})] and first.called == []
+
+
+def test_a_source_coming_up_or_going_down_is_passed_on_to_the_registry_listeners() -> None:
+    class Changing(Source):
+        def __init__(self) -> None:
+            super().__init__("home", [])
+            self.on_change: list[Any] = []
+
+    home, fixed = Changing(), Source("builtin", ["time"])
+    reg = ToolRegistry([fixed, home])
+    seen: list[list[str]] = []
+    reg.on_change.append(lambda: seen.append([s.name for s in reg.specs()]))
+    reg.on_change.append(lambda: 1 / 0)  # a broken listener does not stop the others or the source
+    home.tools = ["light_set"]
+    for hook in home.on_change:
+        hook()
+    home.tools = []
+    for hook in home.on_change:
+        hook()
+    assert seen == [["time", "light_set"], ["time"]]
+
+
+def test_an_error_result_always_tells_the_model_it_is_an_error() -> None:
+    reg = ToolRegistry([Source("home", ["light_set"], "refuse")])
+    result = asyncio.run(reg.call("light_set", "{}"))
+    assert result == ToolResult("error: the light switch is unplugged", True)
 
 
 @pytest.mark.parametrize("arguments, why", [

@@ -40,6 +40,24 @@ def test_the_scripted_model_only_calls_declared_tools_and_finds_prefixed_names()
     assert choose_call("What time is it?", [flat]) == ("clock_time", "{}")
 
 
+LIGHTS = [{"type": "function", "function": {"name": n}} for n in ("home_light_get", "home_light_set")]
+
+
+@pytest.mark.parametrize("said, on", [
+    ("Turn on the light.", True), ("turn the kitchen light off", False),
+    ("Switch off the lights, please.", False), ("switch the light on", True),
+])
+def test_the_scripted_model_switches_a_declared_light(said: str, on: bool) -> None:
+    name, arguments = choose_call(said, LIGHTS + DECLARED)  # type: ignore[misc]
+    assert (name, json.loads(arguments)) == ("home_light_set", {"on": on})
+
+
+def test_a_light_is_switched_only_through_a_declared_setter_with_light_in_its_name() -> None:
+    assert choose_call("Turn on the light.", DECLARED) is None
+    assert choose_call("Turn on the light.", [{"name": "light_get"}]) is None
+    assert choose_call("Turn on the light.", [{"name": "kitchen_light"}]) == ("kitchen_light", '{"on": true}')
+
+
 def test_broken_arguments_are_not_json() -> None:
     name, arguments = choose_call("What time is it, with broken arguments?", DECLARED)  # type: ignore[misc]
     with pytest.raises(ValueError):
