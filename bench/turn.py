@@ -84,6 +84,7 @@ class Utterance:
     audio: np.ndarray  # 16 kHz int16: lead silence, clauses and pauses, tail silence
     end: int  # sample where the speech really ends (the label)
     pauses_ms: tuple[int, ...]
+    pause_starts: tuple[int, ...] = ()  # samples where each mid-sentence pause begins
 
 
 def _trim(x: np.ndarray) -> np.ndarray:
@@ -132,15 +133,17 @@ def build_set(cache: Path, per_sentence: int, whole: bool, seed: int = 18) -> li
         for k in range(per_sentence):
             engine, voice = VOICES[(i + k * 3) % len(VOICES)]
             parts: list[np.ndarray] = [ss.silence(LEAD_S)]
-            pauses = []
+            pauses, starts = [], []
             for j, audio in enumerate(_speak(clauses, engine, voice, cache, whole)):
                 parts.append(audio)
                 if j < len(clauses) - 1:
+                    starts.append(sum(p.size for p in parts))
                     pauses.append(int(rng.integers(300, 901)))
                     parts.append(ss.silence(pauses[-1] / 1000))
             end = sum(p.size for p in parts)
             parts.append(ss.silence(TAIL_S))
-            out.append(Utterance(f"{engine}/{voice}: {' '.join(clauses)}", np.concatenate(parts), end, tuple(pauses)))
+            name = f"{engine}/{voice}: {' '.join(clauses)}"
+            out.append(Utterance(name, np.concatenate(parts), end, tuple(pauses), tuple(starts)))
     for i, text in enumerate(COMPLETE):
         for k in range(3):
             engine, voice = VOICES[(i + k * 3 + 1) % len(VOICES)]
@@ -234,11 +237,35 @@ def summarise(name: str, utts: list[Utterance], decided: list[int | None], extra
 
 MODEL_RULES = (
     TurnConfig(min_silence_ms=200, step_ms=200, max_silence_ms=1600, threshold=0.5),
-    TurnConfig(min_silence_ms=200, step_ms=200, max_silence_ms=1600, threshold=0.7),
     TurnConfig(min_silence_ms=200, step_ms=200, max_silence_ms=1600, threshold=0.9),
-    TurnConfig(min_silence_ms=300, step_ms=300, max_silence_ms=1500, threshold=0.8),
     TurnConfig(min_silence_ms=300, step_ms=300, max_silence_ms=1500, threshold=0.9),
 )
+
+
+def discrimination(utts: list[Utterance], model: CachedModel, after_ms: tuple[int, ...] = (200, 500)) -> None:
+    """Does the model tell a mid-sentence pause from the end? P >= 0.5 per voice, both places.
+
+    The model hears the utterance from 300 ms before its speech to `after_ms` into the pause
+    (or past the real end): what the decider would hand it at that much silence.
+    """
+    begin = int(LEAD_S * RATE) - 300 * RATE // 1000
+    rates: dict[tuple[str, str, int], list[bool]] = {}
+    for u in utts:
+        voice = u.name.split(":")[0]
+        for where, at in [*(("pause", s) for s in u.pause_starts), ("end", u.end)]:
+            for ms in after_ms:
+                p = model(u.audio[begin : at + ms * RATE // 1000])
+                rates.setdefault((voice, where, ms), []).append(p >= 0.5)
+    voices = sorted({k[0] for k in rates})
+    cols = [(w, ms) for ms in after_ms for w in ("pause", "end")]
+    print("\n| voice | " + " | ".join(f"P>=0.5 {w} +{ms} ms" for w, ms in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for v in [*voices, "all"]:
+        cells = []
+        for w, ms in cols:
+            xs = [x for (vv, ww, m), got in rates.items() if ww == w and m == ms and v in ("all", vv) for x in got]
+            cells.append(f"{100 * sum(xs) / len(xs):.0f} % of {len(xs)}" if xs else "—")
+        print(f"| {v} | " + " | ".join(cells) + " |")
 
 
 def run_set(utts: list[Utterance], chunk: int, engines: list[str], model: CachedModel) -> list[dict[str, Any]]:
@@ -306,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(u.audio.size for u in utts) / RATE:.0f} s of audio, chunks of {args.chunk_ms} ms\n")
         rows = run_set(utts, chunk, args.vad.split(","), model)
         print_rows(rows)
+        discrimination(utts, model)
         result[kind] = {"rows": rows, "voices": voices}
     infer = [c * 1000 for c in model.cpu_s]
     print(f"\nsmart-turn v3.2 inference CPU (1 thread): p50 {pct(infer, 50):.0f} ms, "
