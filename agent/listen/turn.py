@@ -5,7 +5,9 @@ A shorter silence alone cuts people off in mid-sentence pauses; a turn-completio
 hears the prosody and the words so far tells "finished" from "thinking". The rule:
 
 - speech (the local VAD's verdict per chunk) opens the turn; silence is counted in samples from
-  the end of the last chunk that held speech;
+  the end of the last chunk that held speech; a run of speech chunks shorter than
+  `min_speech_ms` (a click, a noise frame the VAD took for speech) neither opens a turn nor
+  interrupts a silence;
 - after `min_silence_ms` of silence the model is asked once about the turn's audio (from
   `preroll_ms` before the speech began, at most the last 8 s): P(complete) >= `threshold`
   ends the turn; otherwise it is asked again after every further `step_ms` of silence, so a
@@ -45,12 +47,15 @@ class TurnConfig:
     threshold: float = 0.5  # P(complete) that ends the turn
     preroll_ms: int = 300  # audio before the speech onset the model also hears
     window_ms: int = MODEL_WINDOW_MS
+    min_speech_ms: int = 40  # a shorter run of speech chunks (a click, a noise frame) is silence
 
     def __post_init__(self) -> None:
         if not 0 < self.min_silence_ms <= self.max_silence_ms:
             raise ValueError("need 0 < min_silence_ms <= max_silence_ms")
         if self.step_ms <= 0 or not 0.0 <= self.threshold <= 1.0:
             raise ValueError("need step_ms > 0 and 0 <= threshold <= 1")
+        if self.min_speech_ms < 0:
+            raise ValueError("need min_speech_ms >= 0")
         if not 0 < self.window_ms <= MODEL_WINDOW_MS or self.preroll_ms < 0:
             raise ValueError(f"need 0 < window_ms <= {MODEL_WINDOW_MS} and preroll_ms >= 0")
 
@@ -90,6 +95,7 @@ class EndOfTurnDecider:
         self._capacity = _samples(c.window_ms)
         self._ring = np.zeros(self._capacity, dtype=np.int16)
         self._fed = 0  # samples fed since construction or reset
+        self._run = 0  # samples in the current run of consecutive speech chunks
         self.inferences = 0  # model calls since construction (not reset: for CPU accounting)
         self._clear_turn()
 
@@ -112,18 +118,19 @@ class EndOfTurnDecider:
     def reset(self) -> None:
         """Forget the turn and the audio (uplink closed, turn committed elsewhere, barge-in)."""
         self._fed = 0
+        self._run = 0
         self._clear_turn()
 
     def feed(self, pcm: bytes, speech: bool) -> EndOfTurn | None:
         """One 16 kHz int16 chunk and whether the VAD heard speech in it; EndOfTurn when done."""
         x = np.frombuffer(pcm, dtype=np.int16)
         self._remember(x)
-        start = self._fed
         self._fed += x.size
         c = self.config
-        if speech:
+        self._run = self._run + x.size if speech else 0
+        if speech and self._run >= _samples(c.min_speech_ms):
             if self._speech_start is None:
-                self._speech_start = start
+                self._speech_start = self._fed - self._run
             self._speech_end = self._fed
             self._next_ask = _samples(c.min_silence_ms)
             return None

@@ -110,6 +110,26 @@ def test_after_an_end_the_next_turn_starts_fresh() -> None:
     assert at == 1400 and done.speech_end_sample == 1200 * 16
 
 
+def test_a_lone_noise_frame_neither_opens_a_turn_nor_breaks_a_silence() -> None:
+    d = EndOfTurnDecider(TurnConfig(min_silence_ms=300, max_silence_ms=300, min_speech_ms=40))
+    assert feed(d, 20, True) == [] and not d.in_turn  # 20 ms "speech" alone: a click
+    feed(d, 500, False)
+    assert not d.in_turn
+    feed(d, 600, True)  # ends at 1120 ms
+    feed(d, 200, False)
+    assert feed(d, 20, True) == []  # a noise frame 200 ms into the pause
+    (at, done), = feed(d, 400, False)
+    assert at == 1420 and done.silence_ms == 300 and done.speech_end_sample == 1120 * 16
+
+
+def test_with_min_speech_zero_every_speech_chunk_counts() -> None:
+    d = EndOfTurnDecider(TurnConfig(min_silence_ms=300, max_silence_ms=300, min_speech_ms=0))
+    feed(d, 20, True)
+    assert d.in_turn
+    (at, done), = feed(d, 400, False)
+    assert at == 320 and done.speech_end_sample == 20 * 16
+
+
 def test_reset_forgets_the_open_turn() -> None:
     d = EndOfTurnDecider(TurnConfig(max_silence_ms=300))
     feed(d, 400, True)
@@ -132,6 +152,7 @@ def test_one_long_chunk_of_silence_costs_one_inference() -> None:
         {"step_ms": 0},
         {"threshold": 1.5},
         {"window_ms": 9000},
+        {"min_speech_ms": -1},
     ],
 )
 def test_impossible_settings_are_refused(kwargs: dict[str, float]) -> None:
