@@ -35,6 +35,7 @@ class VadGate:
         self._pending = b""
         self._since_speech = self._hangover_frames + 1  # frames since the last speech frame
         self.last_probability = 0.0
+        self.last_chunk_speech = False  # a frame of the last chunk was speech (no hang-over)
 
     @property
     def in_speech(self) -> bool:
@@ -49,11 +50,13 @@ class VadGate:
         data = self._pending + pcm if self._pending else pcm
         n = len(data) // FRAME_BYTES
         voiced = self.in_speech if n == 0 else False
+        self.last_chunk_speech = False
         for i in range(n):
             prob = self._vad.process_10ms(data[i * FRAME_BYTES : (i + 1) * FRAME_BYTES])
             self.last_probability = float(prob)
             if prob >= self.threshold:
                 self._since_speech = 0
+                self.last_chunk_speech = True
             else:
                 self._since_speech += 1
             voiced = voiced or self.in_speech
@@ -65,3 +68,4 @@ class VadGate:
         self._vad.reset()
         self._pending = b""
         self._since_speech = self._hangover_frames + 1
+        self.last_chunk_speech = False

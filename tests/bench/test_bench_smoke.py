@@ -148,3 +148,24 @@ def test_playout_bench_reports_the_online_bound_where_zero_gaps_is_out_of_reach(
     pooled = playout.sweep([res, res])
     assert pooled["bursty"]["seeds"] == 2 and pooled["steady"]["players"][playout.OnlineBound.name]
     assert "(b)−(d′) p50" in playout.markdown_sweep(pooled)
+
+
+def test_turn_bench_smoke(tmp_path: Path) -> None:
+    """bench/turn.py on 2 sentences: every rule reports cut-offs and latencies on the labels."""
+    for module in ("onnxruntime", "webrtcvad", "pipecat"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"the [turn] extra is not installed ({module})")
+    report = tmp_path / "turn.json"
+    r = _run("turn.py", "--sentences", "2", "--sets", "whole", "--vad", "webrtc", "--json", str(report), timeout=300)
+    assert "P>=0.5 pause +200 ms" in r.stdout  # the model discrimination table
+    doc = json.loads(report.read_text())
+    rows = {row["rule"]: row for row in doc["whole"]["rows"]}
+    server = rows["server VAD 800 ms (emulator's energy VAD)"]
+    assert server["utterances"] == 2 * 4 + 2 * 3 and server["paused"] == 8
+    assert 780 <= server["latency_p50_ms"] <= 900  # 800 ms of silence, decided at frame ends
+    for name, row in rows.items():
+        assert 0 <= row["premature_paused"] <= row["premature"] <= row["utterances"], name
+        assert row["missed"] == 0, name
+    model_rows = [row for name, row in rows.items() if "model" in name]
+    assert model_rows and all(row["inferences_per_utt"] >= 1 for row in model_rows)
+    assert all(0 < ms < 2000 for ms in doc["inference_ms"])
