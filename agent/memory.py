@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.voices.cache import atomic_write
+from agent.statefile import atomic_write
 
 log = logging.getLogger("voice-agent.memory")
 

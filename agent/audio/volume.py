@@ -16,14 +16,13 @@ must never stop the daemon from speaking.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from agent.statefile import atomic_write, set_aside
 
 log = logging.getLogger("voice-agent.volume")
 
@@ -78,9 +77,7 @@ class VolumeStore:
                 raise ValueError("not a JSON object")
             return validate_level(doc.get("level"))
         except (ValueError, RecursionError) as e:
-            aside = self.path.with_name(f"{FILE_NAME}.corrupt-{int(time.time())}")
-            with contextlib.suppress(OSError):
-                os.replace(self.path, aside)
+            aside = set_aside(self.path)
             log.warning("volume: %s is not a saved level (%s); moved to %s, using %d",
                         self.path, e, aside.name, DEFAULT_LEVEL)
             return DEFAULT_LEVEL
@@ -88,18 +85,7 @@ class VolumeStore:
     def save(self, level: int) -> None:
         """Write atomically with mode 0600 (a crash leaves the old or the new file, never half)."""
         level = validate_level(level)
-        fd, tmp = tempfile.mkstemp(prefix=".volume", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                os.fchmod(f.fileno(), 0o600)
-                json.dump({"level": level}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.path, json.dumps({"level": level}).encode())
 
 
 class Volume:

@@ -18,12 +18,13 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agent.statefile import atomic_write, set_aside
 
 log = logging.getLogger("voice-agent.timers")
 
@@ -59,27 +60,14 @@ class TimerStore:
             doc = json.loads(raw)
             timers = [Timer(str(t["name"]), float(t["due"])) for t in doc["timers"]]
         except (ValueError, KeyError, TypeError, RecursionError) as e:
-            aside = self.path.with_name(f"{FILE_NAME}.corrupt-{int(time.time())}")
-            with contextlib.suppress(OSError):
-                os.replace(self.path, aside)
+            aside = set_aside(self.path)
             log.warning("timers: %s is unreadable (%s); moved to %s", self.path, e, aside.name)
             return []
         return timers[:MAX_TIMERS]
 
     def save(self, timers: list[Timer]) -> None:
         doc = {"timers": [{"name": t.name, "due": t.due} for t in timers]}
-        fd, tmp = tempfile.mkstemp(prefix=".timers", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                os.fchmod(f.fileno(), 0o600)
-                json.dump(doc, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.path, json.dumps(doc).encode())
 
 
 class Timers:

@@ -30,6 +30,7 @@ import aiohttp
 
 from agent.account import DashScopeAccount
 from agent.config import ConfigError, Settings
+from agent.statefile import atomic_write
 from agent.voices import samples
 from agent.voices.cache import (
     DEPLOYING,
@@ -38,7 +39,6 @@ from agent.voices.cache import (
     CacheEntry,
     CacheLocked,
     VoiceCache,
-    atomic_write,
 )
 from agent.voices.client import (
     COSY_MODEL,

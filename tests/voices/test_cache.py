@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import statefile
 from agent.voices import cache as cache_mod
 from agent.voices.cache import PENDING, READY, CacheEntry, CacheKey, VoiceCache
 
@@ -120,7 +121,7 @@ def test_atomic_write_syncs_file_then_directory(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(cache_mod.os, "fsync", fsync)
     monkeypatch.setattr(cache_mod.os, "replace", replace)
-    cache_mod.atomic_write(tmp_path / "f.json", b"{}")
+    statefile.atomic_write(tmp_path / "f.json", b"{}")
     assert events == ["fsync-file", "rename", "fsync-dir"]
     assert (tmp_path / "f.json").read_bytes() == b"{}"
 
