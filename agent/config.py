@@ -16,12 +16,18 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
+
+from agent.config_checks import (
+    BUILTIN_TOOLS,
+    check_idle_timeout,
+    validate_listen,
+    validate_tools,
+)
 
 MAX_MEMORY_TURNS = 200  # memory.turns: a bounded file and a bounded prompt
 EX_CONFIG = 78  # sysexits.h EX_CONFIG; systemd's RestartPreventExitStatus=78 stops restart loops
@@ -124,7 +130,6 @@ class MetricsSettings:
     listen: str | None = None  # HOST:PORT for the Prometheus endpoint; None: off
 
 
-BUILTIN_TOOLS = ("time", "timer", "volume")  # SPEC §11; agent.tools.builtin implements them
 
 
 @dataclass(frozen=True)
@@ -408,7 +413,7 @@ def validate(s: Settings) -> None:
         raise bad("omni.turn_detection.threshold", f"must be between 0 and 1, got {td.threshold}")
     if not 200 <= td.silence_duration_ms <= 6000:
         raise bad("omni.turn_detection.silence_duration_ms", f"must be between 200 and 6000, got {td.silence_duration_ms}")
-    _check_idle_timeout(s.omni, bad)
+    check_idle_timeout(s.omni, bad)
     if not 1 <= s.omni.session_max_minutes <= 119:
         raise bad("omni.session_max_minutes", f"must be between 1 and 119 (the server closes at 120), got {s.omni.session_max_minutes}")
     if not 0 <= s.pipeline.history_turns <= 100:
@@ -443,54 +448,9 @@ def validate(s: Settings) -> None:
         schemes = ("http://", "https://") if key == "http_url" else ("ws://", "wss://")
         if url and not url.startswith(schemes):
             raise bad(f"dashscope.{key}", f"must start with {' or '.join(schemes)}, got {url!r}")
-    _validate_tools(s, bad)
-    _validate_listen(s, bad)
+    validate_tools(s.tools, bad)
+    validate_listen(s.listen, bad)
     check_family_fits_mode(s)
-
-
-def _validate_tools(s: Settings, bad: typing.Callable[[str, str], ConfigError]) -> None:
-    t = s.tools
-    for name in t.builtin:
-        if name not in BUILTIN_TOOLS:
-            close = difflib.get_close_matches(name, BUILTIN_TOOLS, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise bad("tools.builtin", f"unknown built-in tool {name!r} (known: "
-                      f"{', '.join(BUILTIN_TOOLS)}){hint}")
-    if len(set(t.builtin)) != len(t.builtin):
-        raise bad("tools.builtin", "lists a tool twice")
-    if not 0.1 <= t.timeout_s <= 300:
-        raise bad("tools.timeout_s", f"must be between 0.1 and 300 seconds, got {t.timeout_s}")
-    names: set[str] = set()
-    for i, m in enumerate(t.mcp):
-        key = f"tools.mcp[{i}]"
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", m.name):
-            raise bad(f"{key}.name", f"use 1-32 letters, digits, '-' or '_', got {m.name!r}")
-        if m.name in names or m.name == "builtin":
-            raise bad(f"{key}.name", f"{m.name!r} is used twice (or is the reserved 'builtin')")
-        names.add(m.name)
-        if bool(m.command) == bool(m.url):
-            raise bad(key, "give either command (a stdio server) or url (an HTTP server)")
-        if m.url and not m.url.startswith(("http://", "https://")):
-            raise bad(f"{key}.url", f"must start with http:// or https://, got {m.url!r}")
-        if m.command and (m.token_file or m.url):
-            raise bad(f"{key}.token_file", "only an HTTP server (url) takes a token_file")
-        if m.url and m.env:
-            raise bad(f"{key}.env", "only a stdio server (command) takes env")
-
-
-def _validate_listen(s: Settings, bad: typing.Callable[[str, str], ConfigError]) -> None:
-    """`listen.*` ranges; the model file itself is read at start-up (`preflight`)."""
-    ls = s.listen
-    if ls.end_of_turn == "local":
-        raise bad("listen.end_of_turn", "'local' is not available in this version; use server")
-    if ls.wake_threshold is not None and not 0.0 < ls.wake_threshold < 1.0:
-        raise bad("listen.wake_threshold", f"must be between 0 and 1 (exclusive), got {ls.wake_threshold}")
-    if not 0 <= ls.follow_up_s <= 120:
-        raise bad("listen.follow_up_s", f"must be between 0 and 120, got {ls.follow_up_s}")
-    if not 0 <= ls.preroll_ms <= 2000:
-        raise bad("listen.preroll_ms", f"must be between 0 and 2000, got {ls.preroll_ms}")
-    if not ls.wake_word.strip():
-        raise bad("listen.wake_word", "must name a built-in wake word or a model file")
 
 
 # A voice is bound to the model that speaks with it, so the family must fit the mode. This is
@@ -515,22 +475,3 @@ def check_family_fits_mode(s: Settings) -> None:
             f"{_WHY_FAMILY[s.mode]}; use voice.family {' or '.join(fits)} "
             "(preset = a system voice in voice.preset)"
         )
-
-
-IDLE_TIMEOUT_RANGE_MS = (5000, 30000)  # OMNI-CE, turn_detection.idle_timeout_ms
-
-
-def _check_idle_timeout(omni: OmniSettings, bad: Callable[[str, str], ConfigError]) -> None:
-    """`omni.idle_timeout_ms` exists only for qwen3.5-omni with server VAD (OMNI-CE)."""
-    ms = omni.idle_timeout_ms
-    if ms is None:
-        return
-    lo, hi = IDLE_TIMEOUT_RANGE_MS
-    key = "omni.idle_timeout_ms"
-    if not lo <= ms <= hi:
-        raise bad(key, f"must be between {lo} and {hi} (or null: never speak unprompted), got {ms}")
-    if not omni.model.startswith("qwen3.5-omni"):
-        raise bad(key, f"only qwen3.5-omni models support it, not {omni.model}; remove it")
-    if omni.turn_detection.type != "server_vad":
-        raise bad(key, "needs omni.turn_detection.type: server_vad "
-                       f"(got {omni.turn_detection.type}); remove it or use server_vad")
