@@ -481,8 +481,6 @@ def _validate_tools(s: Settings, bad: typing.Callable[[str, str], ConfigError]) 
 def _validate_listen(s: Settings, bad: typing.Callable[[str, str], ConfigError]) -> None:
     """`listen.*` ranges; the model file itself is read at start-up (`preflight`)."""
     ls = s.listen
-    if ls.end_of_turn == "local":
-        raise bad("listen.end_of_turn", "'local' is not available in this version; use server")
     if ls.wake_threshold is not None and not 0.0 < ls.wake_threshold < 1.0:
         raise bad("listen.wake_threshold", f"must be between 0 and 1 (exclusive), got {ls.wake_threshold}")
     if not 0 <= ls.follow_up_s <= 120:
