@@ -78,3 +78,19 @@ async def test_local_end_of_turn_runs_the_session_without_server_vad(tmp_path: P
     assert run.mode._omni_settings().turn_detection.type == "none"
     assert up.seconds > 0.5, "the microphone streams as in `always` mode"
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("echo", ["none", "half_duplex"])
+async def test_speech_over_the_answer_is_a_barge_in_heard_by_the_local_vad_except_in_half_duplex(
+    tmp_path: Path, echo: str
+) -> None:
+    question, q_end = paused_question()
+    again = synthesize("Hello there.", RATE)
+    user = np.concatenate([silence(LEAD_S), question, silence(1.5), again, silence(5.0)])
+    async with running_daemon(tmp_path, **NO_TOOLS, user=writer(tmp_path, user), audio__echo=echo,
+                              listen__end_of_turn="local") as run:
+        turn = await run.next_turn(timeout=40)
+        assert turn.heard == QUESTION
+        assert turn.interrupted == (echo == "none"), "no server VAD: the local VAD hears the user"
+        counts = status(run)["listen"]["end_of_turn"]
+        assert (counts["barge_ins"] >= 1) == (echo == "none")
