@@ -156,14 +156,16 @@ class Listener:
     def status(self) -> dict[str, Any]:
         """SPEC §6 status `listen`."""
         fe = self.frontend
-        return {
+        st: dict[str, Any] = {
             "mode": self.mode,
             "wake_word": self.settings.listen.wake_word if self.mode == "wake_word" else None,
             "wakes": fe.wakes,
             "uplink_open": fe.uplink_open,
             "sent_s": round(fe.sent_s, 2),
-            "end_of_turn": self.end_turn.status() if self.end_turn is not None else None,
         }
+        if self.end_turn is not None:  # listen.end_of_turn: local only
+            st["end_of_turn"] = self.end_turn.status()
+        return st
 
     @property
     def in_turn(self) -> bool:
