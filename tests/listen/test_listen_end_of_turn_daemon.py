@@ -94,3 +94,4 @@ async def test_speech_over_the_answer_is_a_barge_in_heard_by_the_local_vad_excep
         assert turn.interrupted == (echo == "none"), "no server VAD: the local VAD hears the user"
         counts = status(run)["listen"]["end_of_turn"]
         assert (counts["barge_ins"] >= 1) == (echo == "none")
+
