@@ -50,7 +50,7 @@ class AsrHandler(Protocol):
 
     def on_speech_started(self) -> None: ...
 
-    def on_speech_stopped(self) -> None: ...
+    def on_speech_stopped(self, at: float | None = None) -> None: ...
 
     def on_transcript(self, text: str) -> None: ...
 
@@ -183,14 +183,15 @@ class AsrListener:
                 raise ConnectFailed(text)
             log.info("%s (tolerated)", text)
 
-    async def _commit(self) -> None:
-        """Push-to-talk released: the user's turn ends now; the server transcribes what came."""
+    async def _commit(self, speech_end_at: float | None = None) -> None:
+        """Push-to-talk released or the local end of turn: the server transcribes what came;
+        the latency counts from `speech_end_at` when the end of speech is known."""
         conn = self.runner.conn
         if conn is None:
             log.warning("push-to-talk: not connected; the turn is lost")
             return
         self._last_voice_at = time.monotonic()
-        self.handler.on_speech_stopped()
+        self.handler.on_speech_stopped(speech_end_at)
         await conn.send(p.audio_commit())
 
     async def stop(self, timeout: float = 2.0) -> None:

@@ -113,7 +113,7 @@ def _mcp_problem(settings: Settings) -> str | None:
     return mcp_missing()
 
 
-def load_listen_engines(settings: Settings) -> tuple[Any, Any]:
+def load_listen_engines(settings: Settings) -> tuple[Any, ...]:
     """The wake-word model and VAD the listen mode needs; an unusable model is exit 78."""
     try:
         return load_engines(settings)
@@ -124,7 +124,7 @@ def load_listen_engines(settings: Settings) -> tuple[Any, Any]:
 def make_mode(
     settings: Settings, account: DashScopeAccount, engine: AudioEngine, status: Status,
     voice: str | None, memory: Memory | None = None, tools: ToolRegistry | None = None,
-    listen_engines: tuple[Any, Any] | None = None, timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
+    listen_engines: tuple[Any, ...] | None = None, timings: DaemonTimings = DEFAULT_DAEMON_TIMINGS,
 ) -> Mode:
     """The mode `settings.mode` names; both offer the same `Mode` surface."""
     t = timings
@@ -176,7 +176,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._fatal: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._listen_engines: tuple[Any, Any] | None = None
+        self._listen_engines: tuple[Any, ...] | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 

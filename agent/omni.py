@@ -81,7 +81,7 @@ class OmniMode:
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
         memory: Memory | None = None,
         tools: ToolRegistry | None = None,
-        listen_engines: tuple[Any, Any] | None = None,
+        listen_engines: tuple[Any, ...] | None = None,
     ) -> None:
         """`realtime` and `session`: shorter timings in tests, else the defaults."""
         self.settings = settings
@@ -377,12 +377,13 @@ class OmniMode:
         if error is not None:
             raise AskRefused(error)
 
-    async def _commit(self) -> None:
-        """The front end ended a push-to-talk turn: commit it and ask for the answer."""
+    async def _commit(self, speech_end_at: float | None = None) -> None:
+        """The front end ended a turn (push-to-talk, local end of turn): commit it and ask for
+        the answer; the latency counts from `speech_end_at` when the end of speech is known."""
         if self.runner.conn is None:
             log.warning("push-to-talk: not connected; the turn is lost")
             return
-        await self._execute(self.conversation.commit(time.monotonic()))
+        await self._execute(self.conversation.commit(speech_end_at or time.monotonic()))
 
     async def set_voice(self, voice: str | None) -> None:
         """Use another voice from now on (the next session, and this one if it is open). If the

@@ -103,7 +103,7 @@ class PipelineMode:
         session: SessionTimings = DEFAULT_SESSION_TIMINGS,
         memory: Memory | None = None,
         tools: ToolRegistry | None = None,
-        listen_engines: tuple[Any, Any] | None = None,
+        listen_engines: tuple[Any, ...] | None = None,
     ) -> None:
         """`timings`, `tts`, `realtime` and `session`: shorter ones in tests, else the defaults."""
         self.settings = settings
@@ -212,8 +212,8 @@ class PipelineMode:
         self._execute(self.core.speech_started(now, answer_audible(
             self.engine.player, self.listener, now, self.core.producing())))
 
-    def on_speech_stopped(self) -> None:
-        self._execute(self.core.speech_stopped(time.monotonic()))
+    def on_speech_stopped(self, at: float | None = None) -> None:
+        self._execute(self.core.speech_stopped(at or time.monotonic()))
 
     def on_transcript(self, text: str) -> None:
         if text.strip() and not self.core.stopping:

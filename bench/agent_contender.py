@@ -41,7 +41,7 @@ from agent.modes import Turn, cosyvoice_system_voice
 
 
 def agent_settings(url: str, api_key: str, model: str, user: Path | None, out: Path, work: Path,
-                   target_ms: int = 80, mode: str = "omni") -> Settings:
+                   target_ms: int = 80, mode: str = "omni", end_of_turn: str = "server") -> Settings:
     pipeline = mode == "pipeline"
     return settings_from_dict(
         {
@@ -56,6 +56,7 @@ def agent_settings(url: str, api_key: str, model: str, user: Path | None, out: P
                 "echo": "none",
                 "jitter": {"target_ms": target_ms},
             },
+            "listen": {"end_of_turn": end_of_turn},
             "state_dir": str(work / "state"),
             "control": {"socket": str(work / "control.sock")},
             "log": {"level": "info"},
@@ -80,7 +81,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = args.report.parent / f"{args.report.stem}-state"  # never a dir named "agent"
     work.mkdir(parents=True, exist_ok=True)
     settings = agent_settings(args.url, args.api_key, args.model, args.user, args.out, work,
-                              args.target_ms, args.mode)
+                              args.target_ms, args.mode, args.end_of_turn)
     turns: asyncio.Queue[Turn] = asyncio.Queue()
     daemon = Daemon(settings, turn_listener=turns)
     task = asyncio.create_task(daemon.run(), name="daemon")
@@ -175,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, nargs=2, required=True, metavar=("START", "END"))
     ap.add_argument("--target-ms", type=int, default=80, help="audio.jitter.target_ms")
     ap.add_argument("--mode", choices=["omni", "pipeline"], default="omni")
+    ap.add_argument("--end-of-turn", choices=["server", "local"], default="server",
+                    help="listen.end_of_turn (local: the on-device decider, issue 18)")
     ap.add_argument("--scenario", type=Path, default=None, help="pipeline: when to ask what")
     args = ap.parse_args(argv)
     if args.mode == "omni" and args.user is None:

@@ -75,6 +75,9 @@ from benchkit import (
 BENCH = Path(__file__).resolve().parent
 AGENT_MODEL = "qwen3.5-omni-flash-realtime"  # the daemon's default model
 BASELINE_MODEL = "qwen-omni-turbo-realtime-latest"  # the vendor sample's model
+# --end-of-turn-local: a second daemon with listen.end_of_turn: local; the probe tells contenders
+# apart by model, so it asks for the same model's dated snapshot name.
+LOCAL_MODEL = "qwen3.5-omni-flash-realtime-2026-03-15"
 WINDOW_START_S = 1.0  # CPU window opens 1 s into the timeline (both are connected by then)
 
 TARGETS = {
@@ -114,7 +117,13 @@ def contender_cmds(work: Path, url: str, scenario: Scenario, args: argparse.Name
     user = ["--user", str(work / "user.wav")]
     mode = ["--mode", args.mode, *(["--scenario", str(work / "scenario.json")] if args.mode == "pipeline" else [])]
     py = sys.executable
-    return {
+    local = {} if not getattr(args, "end_of_turn_local", False) else {
+        "voice-agent-local": [py, str(BENCH / "agent_contender.py"), "--url", url, *user, *mode,
+                              "--out", str(work / "voice-agent-local.wav"),
+                              "--report", str(work / "voice-agent-local.json"), "--model", LOCAL_MODEL,
+                              "--target-ms", str(args.target_ms), "--end-of-turn", "local", *window],
+    }
+    return {**local,
         "voice-agent": [py, str(BENCH / "agent_contender.py"), "--url", url, *user, *mode,
                         "--out", str(work / "voice-agent.wav"), "--report", str(work / "voice-agent.json"),
                         "--model", AGENT_MODEL, "--target-ms", str(args.target_ms), *window],
@@ -419,6 +428,8 @@ def report(work: Path) -> dict[str, Any]:
             "voice-agent": analyse_omni(work, "voice-agent", AGENT_MODEL, scenario),
             "vendor-sdk": analyse_omni(work, "vendor-sdk", BASELINE_MODEL, scenario),
         }
+        if (work / "voice-agent-local.json").exists():
+            results["voice-agent-local"] = analyse_omni(work, "voice-agent-local", LOCAL_MODEL, scenario)
     floor = read_json(work / "device-only.json")
     samples = read_json(work / "rss.json")
     rss = {name: rss_summary(samples.get(name, []), *results[name]["window"]) for name in results}
@@ -426,9 +437,22 @@ def report(work: Path) -> dict[str, Any]:
     rss["emulator"] = rss_summary(samples.get("emulator", []), *results["voice-agent"]["window"])
     emu = emulation_cpu_s(floor, meta.get("mode", "omni"))
     for name in results:
-        results[name]["cpu_pct_core_without_emulation"] = net_pct(results[name], emu[name])
+        results[name]["cpu_pct_core_without_emulation"] = net_pct(results[name], emu.get(name, emu["voice-agent"]))
     return {**meta, "results": results, "device_only": {"cpu": floor["cpu"]}, "emulation_cpu_s": emu,
             "rss": rss}
+
+
+def end_of_turn_table(results: dict[str, Any]) -> str:
+    """listen.end_of_turn server vs local, same scenario, same run (issue 18 item 2)."""
+    lines = ["| voice-agent, end of turn | voice-to-voice p50 | p95 | answers located | barge-ins |",
+             "|---|---|---|---|---|"]
+    for label, name in (("server VAD (800 ms)", "voice-agent"), ("local (WebRTC VAD + smart-turn)",
+                                                                  "voice-agent-local")):
+        r = results[name]
+        v = r["voice_to_voice_ms"]
+        lines.append(f"| {label} | {fmt(v['p50'], ' ms')} | {fmt(v['p95'], ' ms')} | "
+                     f"{r['responses_located']}/{r['responses_sent']} | {r['barge_ins']} |")
+    return "\n".join(lines)
 
 
 def print_report(doc: dict[str, Any]) -> None:
@@ -443,6 +467,9 @@ def print_report(doc: dict[str, Any]) -> None:
         return
     print(table(results, emu, rss))
     print()
+    if "voice-agent-local" in results:
+        print(end_of_turn_table(results))
+        print()
     print(f"emulated devices alone (both pay them): {fmt(doc['device_only']['cpu']['cpu_pct_core'], ' %', 2)} "
           f"of one core, by thread {doc['device_only']['cpu']['threads_s']}")
     print(f"voice-agent internals: receive+parse p50 {fmt(a['receive_ms']['p50'], ' ms')} "
@@ -515,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-ms", type=int, default=80, help="voice-agent jitter target")
     ap.add_argument("--host-buffer-frames", type=int, default=2048, help="baseline host buffer")
     ap.add_argument("--serial", action="store_true", help="run the contenders one after another")
+    ap.add_argument("--end-of-turn-local", action="store_true",
+                    help="omni: also run a daemon with listen.end_of_turn: local, voice-to-voice side by side")
     ap.add_argument("--workdir", type=Path, default=None, help="keep all files here")
     ap.add_argument("--analyse", type=Path, default=None, metavar="WORKDIR",
                     help="only analyse the files a previous run left in WORKDIR")

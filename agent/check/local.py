@@ -198,7 +198,7 @@ def check_listen(settings: Settings) -> CheckResult:
 
     mode = effective_mode(settings)
     try:
-        detector, gate = load_engines(settings)
+        detector, gate, end_turn = load_engines(settings)
     except ListenConfigError as e:
         return failed("listen", f"{e.key}: {e.message}",
                       "fix the key, or pip install 'voice-agent[listen]'")
@@ -213,4 +213,7 @@ def check_listen(settings: Settings) -> CheckResult:
         detector.close()
     if gate is not None:
         parts.append("local VAD pymicro-vad")
+    if end_turn is not None:
+        parts.append("end of turn local (WebRTC VAD + smart-turn v3.2)")
+        end_turn.close()
     return passed("listen", ", ".join(parts))

@@ -48,7 +48,12 @@ class CloseUplink:
 
 @dataclass(frozen=True)
 class Commit:
-    """End the user's turn and ask for the answer: omni commit + response.create, pipeline finalize."""
+    """End the user's turn and ask for the answer: omni commit + response.create, pipeline finalize.
+
+    `speech_end_at` (monotonic s): when the user stopped speaking, if known (local end of turn);
+    the turn's latency counts from there, else from the commit."""
+
+    speech_end_at: float | None = None
 
 
 @dataclass(frozen=True)

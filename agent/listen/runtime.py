@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.config import ListenSettings, Settings
 from agent.listen.earcons import RATE as EARCON_RATE
@@ -33,6 +33,9 @@ from agent.listen.frontend import (
     Wake,
 )
 from agent.status import AgentState, Status
+
+if TYPE_CHECKING:
+    from agent.listen.endturn import LocalEndOfTurn
 
 log = logging.getLogger("voice-agent.listen")
 
@@ -80,8 +83,9 @@ def effective_mode(settings: Settings) -> Mode:
 
 
 def manual_turns(settings: Settings) -> bool:
-    """Whether the session runs without server VAD (`turn_detection: null`) and we commit."""
-    return effective_mode(settings) == "push_to_talk"
+    """Whether the session runs without server VAD (`turn_detection: null`) and we commit:
+    push-to-talk, or `listen.end_of_turn: local` (the local decider ends the turns)."""
+    return effective_mode(settings) == "push_to_talk" or settings.listen.end_of_turn == "local"
 
 
 def frontend_config(settings: Settings) -> FrontendConfig:
@@ -93,8 +97,9 @@ def frontend_config(settings: Settings) -> FrontendConfig:
     )
 
 
-def load_engines(settings: Settings) -> tuple[Any, Any]:
-    """(wake-word detector or None, VAD gate or None) for the configured mode.
+def load_engines(settings: Settings) -> tuple[Any, Any, Any]:
+    """(wake-word detector or None, VAD gate or None, local end of turn or None) for the
+    configured mode and `listen.end_of_turn`.
 
     Raises ListenConfigError (exit 78 naming the key) for an unusable model or a missing engine
     the mode needs. In push_to_talk the VAD only ends `listen` turns: without it they end by the
@@ -119,7 +124,12 @@ def load_engines(settings: Settings) -> tuple[Any, Any]:
             gate = VadGate()
         except ListenConfigError as e:
             log.warning("push_to_talk: %s; a `listen` turn ends only by its time-out", e.message)
-    return detector, gate
+    end_turn = None
+    if ls.end_of_turn == "local":
+        from agent.listen.endturn import load_local_end_of_turn
+
+        end_turn = load_local_end_of_turn()
+    return detector, gate, end_turn
 
 
 class Listener:
@@ -130,12 +140,13 @@ class Listener:
         settings: Settings,
         player: EarconPlayer,
         status: Status,
-        engines: tuple[Any, Any] | None = None,
+        engines: tuple[Any, ...] | None = None,
     ) -> None:
         self.settings = settings
         self.mode = effective_mode(settings)
         self.frontend = ListenFrontend(frontend_config(settings))
-        self.detector, self.gate = engines if engines is not None else load_engines(settings)
+        self.detector, self.gate, *rest = engines if engines is not None else load_engines(settings)
+        self.end_turn: LocalEndOfTurn | None = rest[0] if rest else None
         self.player = player
         self._status = status
         status.listen_status = self.status  # SPEC §6 status `listen`
@@ -145,13 +156,16 @@ class Listener:
     def status(self) -> dict[str, Any]:
         """SPEC §6 status `listen`."""
         fe = self.frontend
-        return {
+        st: dict[str, Any] = {
             "mode": self.mode,
             "wake_word": self.settings.listen.wake_word if self.mode == "wake_word" else None,
             "wakes": fe.wakes,
             "uplink_open": fe.uplink_open,
             "sent_s": round(fe.sent_s, 2),
         }
+        if self.end_turn is not None:  # listen.end_of_turn: local only
+            st["end_of_turn"] = self.end_turn.status()
+        return st
 
     @property
     def in_turn(self) -> bool:
@@ -206,6 +220,8 @@ class Listener:
             play_earcon(self.player, kind)
 
     def close(self) -> None:
+        if self.end_turn is not None:
+            self.end_turn.close()
         if self.detector is not None:
             self.detector.close()
 

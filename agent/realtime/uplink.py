@@ -49,7 +49,7 @@ from agent.listen.frontend import (
     SendAudio,
     Wake,
 )
-from agent.listen.runtime import Command, Listener
+from agent.listen.runtime import Command, Listener, answer_audible
 from agent.realtime import protocol as p
 
 log = logging.getLogger("voice-agent.echo")
@@ -75,7 +75,7 @@ class MicUplink:
         echo: str,
         listener: Listener | None = None,
         *,
-        on_commit: Callable[[], Awaitable[None]] | None = None,
+        on_commit: Callable[[float | None], Awaitable[None]] | None = None,
         on_interrupt: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
@@ -99,8 +99,11 @@ class MicUplink:
         return self._conn is not None
 
     def attach(self, conn: EventSender) -> None:
-        """Send to `conn` from now on, starting with the pre-roll."""
+        """Send to `conn` from now on, starting with the pre-roll. A new session's buffer is
+        empty: the local end-of-turn decider starts over too."""
         self._conn = conn
+        if self.listener is not None and self.listener.end_turn is not None:
+            self.listener.end_turn.reset()
 
     def detach(self) -> None:
         self._conn = None
@@ -137,7 +140,12 @@ class MicUplink:
             now = time.monotonic()
             if self.echo != "none" and now < self._guard_until:
                 upstream = chunk  # the user speaks right after the wake sound: keep every word
-            for action in listener.chunk(chunk, upstream, t_end, activity.busy(now)):
+            actions = listener.chunk(chunk, upstream, t_end, activity.busy(now))
+            if listener.end_turn is not None:  # listen.end_of_turn: local
+                sent = any(isinstance(a, SendAudio) for a in actions)
+                audible = answer_audible(self.engine.player, listener, now, False)
+                actions += listener.end_turn.chunk(listener.frontend, upstream, t_end, now, audible, sent)
+            for action in actions:
                 await self._do(action, now)
 
     async def _do(self, action: Action, now: float) -> None:
@@ -152,15 +160,20 @@ class MicUplink:
             listen_log.debug("uplink closed (%s)", action.reason)
             self._drop_pending()
             assert self.listener is not None
+            if self.listener.end_turn is not None:
+                self.listener.end_turn.reset()
             self.listener.uplink_changed(False)  # a turn that ended while disconnected must not start later
         elif isinstance(action, Commit):
             if self._turn_bytes < MIN_COMMIT_BYTES:
                 listen_log.info("push-to-talk: released after %d ms: nothing to answer",
                                 self._turn_bytes // 32)
             elif self.on_commit is not None:
-                await self.on_commit()
+                self._turn_bytes = 0  # the uplink may stay open (always mode): the next turn counts anew
+                await self.on_commit(action.speech_end_at)
         elif isinstance(action, Interrupt):
-            listen_log.info("stop word: interrupting the answer")
+            listen_log.info("interrupting the answer")
+            if self.listener is not None and self.listener.end_turn is not None:
+                self.listener.end_turn.reset()
             if self.on_interrupt is not None:
                 await self.on_interrupt()
         else:

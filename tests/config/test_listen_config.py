@@ -43,10 +43,16 @@ def test_bad_listen_values_name_the_key(yaml: str, key: str) -> None:
 
 
 @pytest.mark.unit
-def test_local_end_of_turn_is_refused_as_not_available_rather_than_ignored() -> None:
-    with pytest.raises(ConfigError) as e:
-        parse_settings("listen: {end_of_turn: local}", "c.yaml")
-    assert "listen.end_of_turn" in str(e.value) and "not available in this version" in str(e.value)
+def test_local_end_of_turn_is_accepted_and_the_daemon_commits_the_turns() -> None:
+    s = parse_settings("listen: {end_of_turn: local}", "c.yaml")
+    assert s.listen.end_of_turn == "local"
+    assert effective_mode(s) == "always" and manual_turns(s), "no server VAD: the decider ends turns"
+
+
+@pytest.mark.unit
+def test_local_end_of_turn_with_the_wake_word_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"listen\.end_of_turn: 'local' does not work with listen\.mode: wake_word"):
+        parse_settings("listen: {end_of_turn: local, mode: wake_word}", "c.yaml")
 
 
 @pytest.mark.unit

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import sys
 import wave
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,15 @@ async def test_listen_row_names_the_wake_word_engine_and_model_or_the_key_that_f
     bad = by_name(await run_checks(make_settings(
         tmp_path, emulator.base_url, listen__mode="wake_word", listen__wake_word=str(missing))))
     assert not bad["listen"].ok and "listen.wake_word" in bad["listen"].detail
+
+
+async def test_listen_row_reports_the_local_end_of_turn_or_the_missing_extra(
+    emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    settings = make_settings(tmp_path, emulator.base_url, listen__end_of_turn="local")
+    ok = by_name(await run_checks(settings))
+    assert ok["listen"].ok and "end of turn local" in ok["listen"].detail
+    monkeypatch.setitem(sys.modules, "webrtcvad", None)  # as if the [turn] extra were missing
+    bad = by_name(await run_checks(settings))
+    assert not bad["listen"].ok and "listen.end_of_turn" in bad["listen"].detail
