@@ -25,7 +25,7 @@ import numpy as np
 
 from agent.emulator.answers import tokens_of
 from agent.emulator.context import EmulatorOptions
-from agent.emulator.realtime_session import new_id
+from agent.emulator.realtime_session import new_id, settled
 from agent.emulator.speech import synthesize
 from agent.emulator.ws_outbox import Outbox
 
@@ -100,11 +100,7 @@ class ResponseStream:
         return True
 
     async def wait(self) -> None:
-        if self._task is not None:
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await settled(self._task)
 
     # --- streaming ---
 

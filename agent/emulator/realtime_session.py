@@ -7,6 +7,8 @@ effective configuration; bad values must be refused with the `error` event the c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import uuid
 from typing import Any
@@ -89,6 +91,13 @@ def is_asr_model(model: str) -> bool:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:22]}"
+
+
+async def settled(task: asyncio.Task[None] | None) -> None:
+    """Wait for a response's streaming task to end, a cancelled one included."""
+    if task is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def default_voice(model: str) -> str:

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from agent.emulator.realtime_session import new_id
+from agent.emulator.realtime_session import new_id, settled
 from agent.emulator.ws_outbox import Outbox
 
 
@@ -71,11 +71,7 @@ class CallResponse:
         return True
 
     async def wait(self) -> None:
-        if self._task is not None:
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await settled(self._task)
 
     async def _stream(self) -> None:
         await asyncio.sleep(self._delay_s)

@@ -41,6 +41,7 @@ log = logging.getLogger("voice-agent.listen")
 
 Command = Callable[[ListenFrontend, float], list[Action]]
 _earcon_ids = itertools.count(1)
+EARCON_PREFIX = "earcon-"  # the response id of every earcon: `answer_audible` tells them from answers
 
 
 class EarconPlayer(Protocol):
@@ -66,7 +67,7 @@ def play_earcon(player: EarconPlayer, kind: str) -> float:
     if player.current_response is not None:
         return 0.0
     pcm = earcon(kind)
-    rid = f"earcon-{kind}-{next(_earcon_ids)}"
+    rid = f"{EARCON_PREFIX}{kind}-{next(_earcon_ids)}"
     player.begin(rid)
     player.feed(rid, pcm.tobytes())
     player.end(rid)
@@ -245,7 +246,7 @@ def answer_audible(player: Any, listener: Listener | None, now: float, answering
     progress (then any audible output is the answer's).
     """
     current = player.current_response
-    if current is not None and current.startswith("earcon-"):
+    if current is not None and current.startswith(EARCON_PREFIX):
         return False
     if (listener is not None and current is None and not answering
             and now < listener.earcon_until + EARCON_TAIL_S):
