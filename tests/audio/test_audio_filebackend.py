@@ -195,11 +195,14 @@ def test_wav_valid_after_sigterm(tmp_path):
     out = tmp_path / "out.wav"
     proc, t0 = spawn(tmp_path, out)
     time.sleep(1.5)
+    signalled = time.monotonic() - t0
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
-    elapsed = time.monotonic() - t0
+    ended = time.monotonic() - t0
     pcm = read_out(out)
-    assert pcm.shape[0] == pytest.approx(24000 * elapsed, rel=0.15)
+    # The file clock runs from "ready" until the signal is handled: at least the time before the
+    # signal, at most the time until the process had exited (a loaded machine stretches the latter).
+    assert 24000 * signalled * 0.85 <= pcm.shape[0] <= 24000 * ended * 1.15
     assert np.count_nonzero(pcm == 5000) == 24000  # the whole response, then silence
 
 
