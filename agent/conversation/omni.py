@@ -16,9 +16,26 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState
+from agent.conversation.omni_actions import (
+    Action,
+    AskSettled,
+    Caption,
+    ClearErrorIf,
+    CountTurn,
+    Fail,
+    FinishTurn,
+    Log,
+    PublishTurn,
+    RecordHeard,
+    RecordLatency,
+    RunTool,
+    Send,
+    SetHeardMs,
+    Warn,
+)
 from agent.conversation.tool_calls import ToolCalls
 from agent.modes import Turn
 from agent.realtime import protocol as p
@@ -27,108 +44,11 @@ from agent.status import AgentState
 QUIET_BEFORE_ROTATION_S = 2.0  # the speaker must have been silent this long before a rotation
 DROPPED_IDS_KEPT = 64  # a long session cancels many responses; the newest ids are enough
 
-
-# --- actions: what the driver must do, in order (player and status ones: conversation.actions) -
-
-
-@dataclass(frozen=True)
-class Send:
-    """Send a client event; `best_effort`: a failure is ignored (the reader notices a loss)."""
-
-    event: dict[str, Any]
-    best_effort: bool = False
-
-
-@dataclass(frozen=True)
-class CountTurn:
-    pass
-
-
-@dataclass(frozen=True)
-class RecordLatency:
-    ms: float
-
-
-@dataclass(frozen=True)
-class RecordHeard:
-    """Once the flush of `rid` has reached the output, report its heard ms through `heard()`."""
-
-    rid: str
-
-
-@dataclass(frozen=True)
-class SetHeardMs:
-    ms: float
-
-
-@dataclass(frozen=True)
-class FinishTurn:
-    """Wait for `rid` to leave the speaker, then report it through `output_finished()`."""
-
-    turn: Turn
-    rid: str
-
-
-@dataclass(frozen=True)
-class PublishTurn:
-    turn: Turn
-
-
-@dataclass(frozen=True)
-class Caption:
-    """A transcript for the event stream: the user's words, or the answer so far (`final`: complete)."""
-
-    role: str
-    text: str
-    final: bool
-
-
-@dataclass(frozen=True)
-class ClearErrorIf:
-    """An answer proves the session works: clear the error shown when it opened, if still shown."""
-
-    stale: str | None
-
-
-@dataclass(frozen=True)
-class Log:
-    message: str
-
-
-@dataclass(frozen=True)
-class Warn:
-    """Log at WARNING and show it in the status' `last_error`."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class AskSettled:
-    """The `ask` sent as `event_id` is answered: `error` None = accepted, else why it failed."""
-
-    event_id: str
-    error: str | None
-
-
-@dataclass(frozen=True)
-class Fail:
-    """The session is unusable (a fatal server error): the driver ends it as a loss."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class RunTool:
-    """Run a tool the model called; report its result through `tool_result(call_id, text)`."""
-
-    call_id: str
-    name: str
-    arguments: str
-
-
-Action = Union[Begin, Feed, End, Flush, Send, SetState, BargeIn, CountTurn, RecordLatency,
-               RecordHeard, SetHeardMs, FinishTurn, PublishTurn, Caption, ClearErrorIf, Log, Warn,
-               AskSettled, Fail, RunTool]
+# The actions (agent.conversation.omni_actions) are re-exported: the driver and tests say `c.Send`.
+__all__ = ["Action", "AskSettled", "BargeIn", "Begin", "Caption", "ClearErrorIf", "CountTurn",
+           "End", "Fail", "Feed", "FinishTurn", "Flush", "Log", "OmniConversation", "PendingAsk",
+           "PublishTurn", "RecordHeard", "RecordLatency", "ResponseRegistry", "RunTool", "Send",
+           "SetHeardMs", "SetState", "Warn"]
 
 
 @dataclass(frozen=True)
