@@ -38,7 +38,16 @@ from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
 from agent.capabilities import cancel_supported
 from agent.config import Settings
-from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState, show_state
+from agent.conversation.actions import (
+    BargeIn,
+    Begin,
+    End,
+    ErrorEarcon,
+    Feed,
+    Flush,
+    SetState,
+    show_state,
+)
 from agent.conversation.pipeline import (
     Action,
     AnnouncementDone,
@@ -296,6 +305,9 @@ class PipelineMode:
             self.status.latency.add(a.ms)
         elif isinstance(a, TurnDone):
             self._turn_done(a)
+        elif isinstance(a, ErrorEarcon):
+            if self.listener is not None and not self.core.stopping:
+                self.listener.earcon("error")  # the user asked and will get no (more) answer
         elif isinstance(a, AnnouncementDone):
             ann = self._announcements.pop(a.rid)
             ann.interrupted = a.interrupted
@@ -427,8 +439,6 @@ class PipelineMode:
         self._turn_error = turn.error
         self.status.error(turn.error)
         log.warning("turn %s: %s", turn.response_id, turn.error)
-        if self.listener is not None:
-            self.listener.earcon("error")  # the user asked and will get no answer
 
     def _turn_done(self, done: TurnDone) -> None:
         """Errors cleared, counted, logged, published (history and latency came from the core)."""

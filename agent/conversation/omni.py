@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState
+from agent.conversation.actions import BargeIn, Begin, End, ErrorEarcon, Feed, Flush, SetState
 from agent.conversation.omni_actions import (
     Action,
     AskSettled,
@@ -46,7 +46,7 @@ DROPPED_IDS_KEPT = 64  # a long session cancels many responses; the newest ids a
 
 # The actions (agent.conversation.omni_actions) are re-exported: the driver and tests say `c.Send`.
 __all__ = ["Action", "AskSettled", "BargeIn", "Begin", "Caption", "ClearErrorIf", "CountTurn",
-           "End", "Fail", "Feed", "FinishTurn", "Flush", "Log", "OmniConversation", "PendingAsk",
+           "End", "ErrorEarcon", "Fail", "Feed", "FinishTurn", "Flush", "Log", "OmniConversation", "PendingAsk",
            "PublishTurn", "RecordHeard", "RecordLatency", "ResponseRegistry", "RunTool", "Send",
            "SetHeardMs", "SetState", "Warn"]
 
@@ -141,6 +141,7 @@ class OmniConversation:
         self._asks: dict[str, PendingAsk] = {}  # by event_id, oldest first
         self.tool_calls = ToolCalls()
         self._calling: dict[str, Turn] = {}  # response with calls → the turn its answer finishes
+        self._requested = False  # we sent `response.create` for `current`; no response began yet
 
     # --- views -------------------------------------------------------------------------------
 
@@ -156,6 +157,7 @@ class OmniConversation:
                      output_quiet_since: float) -> bool:
         """The session is `max_age_s` old and nobody speaks: rotating now cuts no utterance."""
         quiet = (not self.user_speaking and not self.response_in_progress and not output_busy
+                 and not self.tool_calls.pending() and not self._requested
                  and now - output_quiet_since > QUIET_BEFORE_ROTATION_S)
         return now - self.session_started >= max_age_s and quiet
 
@@ -171,14 +173,47 @@ class OmniConversation:
         self.registry.reset()
         self.tool_calls.drop()  # results of calls of the old session have nowhere to go
         self._calling.clear()
+        self._requested = False
         self.session_started = now
         self._stale_error = last_error
         return [*self._settle_all("the session was replaced"), SetState(AgentState.LISTENING, "connected")]
 
     def session_lost(self) -> list[Action]:
-        """The session is gone: an answer still streaming gets no more audio, a pending ask fails."""
+        """The session is gone: an answer still streaming gets no more audio, a pending ask fails,
+        and a turn in progress ends as failed (`_abandon`)."""
         rid = self.registry.active_response
-        return [*self._settle_all("the realtime session was lost"), *([End(rid)] if rid else [])]
+        actions: list[Action] = [*self._settle_all("the realtime session was lost"),
+                                 *([End(rid)] if rid else [])]
+        return actions + self._abandon(rid, "the realtime session was lost")
+
+    def _abandon(self, rid: str | None, why: str) -> list[Action]:
+        """End every turn still waiting for the service (its answer streaming, its tools
+        running, or its answer asked for and not begun) as failed: counted, published, and
+        the error earcon, once. A turn waiting only for the server's VAD to answer (a few
+        hundred ms) is not one: the server might never have answered it (noise)."""
+        turns: list[tuple[Turn, str]] = []
+        cut: list[Action] = []  # a turn the user had already cut off ends as interrupted only
+        if rid and (turn := self.by_response.pop(rid, None)):
+            if self.registry.is_dropped(rid):
+                turn.interrupted = True
+                cut = [CountTurn(), FinishTurn(turn, rid)]
+            else:
+                turns.append((turn, rid))
+        turns += [(turn, r) for r, turn in self._calling.items()]
+        self._calling.clear()
+        self.tool_calls.drop()
+        if self._requested and self.current is not None and all(t is not self.current for t, _ in turns):
+            turns.append((self.current, ""))
+        self._requested = False
+        self.registry.reset()  # a second report of the same loss finds nothing in progress
+        self.current = None
+        actions: list[Action] = []
+        for turn, r in turns:
+            turn.interrupted, turn.error = True, why
+            actions += [CountTurn(), FinishTurn(turn, r)]
+        if not turns:
+            return cut
+        return [*cut, *actions, Log(f"{why}: the turn in progress failed"), ErrorEarcon()]
 
     def _settle_all(self, why: str) -> list[Action]:
         asks, self._asks = self._asks, {}
@@ -204,6 +239,7 @@ class OmniConversation:
             caption: list[Action] = [Caption("user", event.transcript, True)]
             return [Log(f"heard: {event.transcript}"), *caption] if self.log_transcripts else caption
         if isinstance(event, p.ResponseCreated):
+            self._requested = False
             turn = self.current or self._new_turn()
             turn.response_id = event.response_id
             self.by_response[event.response_id] = turn
@@ -256,6 +292,7 @@ class OmniConversation:
         turn = self._new_turn()
         turn.heard = ask.text
         turn.speech_end_at = ask.asked_at
+        self._requested = True
         return [Caption("user", ask.text, True), Send(p.response_create()), AskSettled(ask.event_id, None)]
 
     def _function_call(self, event: p.FunctionCall | p.FunctionCallArgumentsDelta) -> list[Action]:
@@ -290,6 +327,7 @@ class OmniConversation:
         turn = self._calling.pop(rid, None)
         if turn is not None:
             self.current = turn  # the answer to the results finishes the same turn
+            self._requested = True
         return [*(Send(p.function_call_output(c.call_id, c.result or "")) for c in calls),
                 Send(p.response_create()), SetState(AgentState.THINKING)]
 
@@ -313,6 +351,9 @@ class OmniConversation:
             return actions
         if not turn.answered and event.text:
             turn.answered = event.text  # text output without streamed transcript deltas
+        if event.status == "failed" and not self.registry.is_dropped(rid):
+            turn.error = "the service failed the response"
+            actions += [Log(f"response {rid} failed: the turn gets no more of its answer"), ErrorEarcon()]
         if event.status != "completed":
             turn.interrupted = True
         else:
@@ -405,6 +446,7 @@ class OmniConversation:
         turn = self._new_turn()
         turn.heard = ask.text
         turn.speech_end_at = ask.asked_at
+        self._requested = True
         return [Log(f"the service did not confirm the text turn within {after_s:g} s; "
                     "asking for the answer anyway"),
                 Caption("user", ask.text, True), Send(p.response_create()), AskSettled(event_id, None)]
@@ -413,6 +455,7 @@ class OmniConversation:
         """End a user turn the service does not detect (push-to-talk, `turn_detection: null`):
         commit the appended audio and ask for the answer; the latency counts from now."""
         self._new_turn().speech_end_at = now
+        self._requested = True
         return [SetState(AgentState.THINKING), Send(p.audio_commit()), Send(p.response_create())]
 
     def _new_turn(self) -> Turn:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Union
 
-from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState
+from agent.conversation.actions import BargeIn, Begin, End, ErrorEarcon, Feed, Flush, SetState
 from agent.modes import Turn
 
 
@@ -113,4 +113,4 @@ class RunTool:
 
 Action = Union[Begin, Feed, End, Flush, Send, SetState, BargeIn, CountTurn, RecordLatency,
                RecordHeard, SetHeardMs, FinishTurn, PublishTurn, Caption, ClearErrorIf, Log, Warn,
-               AskSettled, Fail, RunTool]
+               AskSettled, Fail, RunTool, ErrorEarcon]

@@ -352,7 +352,10 @@ def test_a_lost_session_ends_the_streaming_answer_and_the_next_one_starts_clean(
     answering(conv)
     conv.receive(speech_started(), 12.0, output_busy=True)
     conv.flushed("r1")
-    assert conv.session_lost() == [c.End("r1")]
+    lost = conv.session_lost()
+    assert lost[0] == c.End("r1") and not of(lost, c.ErrorEarcon)  # the user had cut it off
+    assert [f.turn.interrupted for f in of(lost, c.FinishTurn)] == [True]  # published, not leaked
+    assert conv.session_lost() == []  # the loss is reported again while reconnecting: nothing more
     assert conv.session_opened(20.0, "realtime session lost: boom") == [
         c.SetState(AgentState.LISTENING, "connected")]
     assert not conv.response_in_progress and not conv.user_speaking
