@@ -220,3 +220,24 @@ async def test_a_spoken_time_question_is_answered_through_the_time_tool(daemon: 
         status = run.daemon.status.as_dict()
     assert turn.heard == "What time is it?" and turn.answered.startswith("It is "), turn.answered
     assert status["tools"]["calls"] == 1 and turn.latency_ms is not None
+
+
+@MODES
+async def test_a_late_tool_result_after_a_barge_in_is_remembered_in_its_own_turn(
+        daemon: RunDaemon, slow_clock: SlowClock) -> None:
+    async with daemon(**SLOW) as run:
+        mode = await serving(run)
+        await mode.ask("What time is it?")
+        await asyncio.wait_for(slow_clock.started.wait(), 10.0)
+        await DaemonControl(run.daemon).interrupt()
+        cut = await run.next_turn(10.0)
+        await asyncio.wait_for(slow_clock.finished.wait(), 5.0)  # the late result is in
+        await ask(run, "Tell me a joke.")
+        memory = run.daemon.memory
+        assert memory is not None
+        turns = memory.turns
+    assert cut.interrupted
+    asked, joke = turns
+    assert asked.user == "What time is it?" and asked.interrupted
+    assert asked.tools == ("time {} -> It is five past ten.",), "filed under the turn that called it"
+    assert joke.user == "Tell me a joke." and joke.tools == ()
