@@ -15,7 +15,6 @@ whether the user speaks) plus the turn each response answers.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from agent.conversation.actions import BargeIn, Begin, End, ErrorEarcon, Feed, Flush, SetState
@@ -36,6 +35,7 @@ from agent.conversation.omni_actions import (
     SetHeardMs,
     Warn,
 )
+from agent.conversation.omni_asks import PendingAsk, PendingAsks
 from agent.conversation.tool_calls import ToolCalls
 from agent.modes import Turn
 from agent.realtime import protocol as p
@@ -49,15 +49,6 @@ __all__ = ["Action", "AskSettled", "BargeIn", "Begin", "Caption", "ClearErrorIf"
            "End", "ErrorEarcon", "Fail", "Feed", "FinishTurn", "Flush", "Log", "OmniConversation", "PendingAsk",
            "PublishTurn", "RecordHeard", "RecordLatency", "ResponseRegistry", "RunTool", "Send",
            "SetHeardMs", "SetState", "Warn"]
-
-
-@dataclass(frozen=True)
-class PendingAsk:
-    """A text turn sent as `conversation.item.create`, not yet confirmed by the server."""
-
-    event_id: str
-    text: str
-    asked_at: float
 
 
 # --- the registry ----------------------------------------------------------------------------
@@ -138,7 +129,7 @@ class OmniConversation:
         self.last_speech_started_at: float | None = None
         self._stale_error: str | None = None  # the error shown when the session (re)connected
         self._barging: str | None = None  # the active response when the flush was asked for
-        self._asks: dict[str, PendingAsk] = {}  # by event_id, oldest first
+        self.asks = PendingAsks()  # `ask` text turns the server has not taken yet
         self.tool_calls = ToolCalls()
         self._calling: dict[str, Turn] = {}  # response with calls → the turn its answer finishes
         self._requested = False  # we sent `response.create` for `current`; no response began yet
@@ -176,13 +167,13 @@ class OmniConversation:
         self._requested = False
         self.session_started = now
         self._stale_error = last_error
-        return [*self._settle_all("the session was replaced"), SetState(AgentState.LISTENING, "connected")]
+        return [*self.asks.settle_all("the session was replaced"), SetState(AgentState.LISTENING, "connected")]
 
     def session_lost(self) -> list[Action]:
         """The session is gone: an answer still streaming gets no more audio, a pending ask fails,
         and a turn in progress ends as failed (`_abandon`)."""
         rid = self.registry.active_response
-        actions: list[Action] = [*self._settle_all("the realtime session was lost"),
+        actions: list[Action] = [*self.asks.settle_all("the realtime session was lost"),
                                  *([End(rid)] if rid else [])]
         return actions + self._abandon(rid, "the realtime session was lost")
 
@@ -214,10 +205,6 @@ class OmniConversation:
         if not turns:
             return cut
         return [*cut, *actions, Log(f"{why}: the turn in progress failed"), ErrorEarcon()]
-
-    def _settle_all(self, why: str) -> list[Action]:
-        asks, self._asks = self._asks, {}
-        return [AskSettled(a.event_id, why) for a in asks.values()]
 
     # --- server events -----------------------------------------------------------------------
 
@@ -266,29 +253,18 @@ class OmniConversation:
         if isinstance(event, p.ErrorEvent):
             text = f"server error {event.code or event.error_type}: {event.message}"
             if event.fatal:
-                return [*self._settle_all(text), Fail(text)]
-            ask = self._refused_ask(event)
-            if ask is not None:
-                why = f"the service refused the text turn: {event.message or event.code}"
-                return [Warn(f"ask {ask.text[:60]!r}: {why} (no response requested)"),
-                        AskSettled(ask.event_id, why)]
-            return [Log(f"{text} (tolerated)")]  # e.g. a cancel that raced the natural end
+                return [*self.asks.settle_all(text), Fail(text)]
+            refused = self.asks.refused(event)
+            return refused if refused is not None else [Log(f"{text} (tolerated)")]  # e.g. a cancel that raced the natural end
         return []
-
-    def _refused_ask(self, event: p.ErrorEvent) -> PendingAsk | None:
-        """The pending ask this error answers: matched by `event_id`, or, when the server gave
-        none, any request error while an ask waits (only our own events can cause one)."""
-        if event.event_id is not None:
-            return self._asks.pop(event.event_id, None)
-        if self._asks and event.error_type == "invalid_request_error":
-            return self._asks.pop(next(iter(self._asks)))
-        return None
 
     def _item_created(self, event: p.ItemCreated) -> list[Action]:
         """The server confirmed a user text item: now (and only now) ask for the answer."""
-        if not self._asks or event.role not in (None, "user") or "input_text" not in event.content_types:
-            return []
-        ask = self._asks.pop(next(iter(self._asks)))
+        ask = self.asks.confirmed(event)
+        return [] if ask is None else self._answer(ask)
+
+    def _answer(self, ask: PendingAsk) -> list[Action]:
+        """The ask's turn begins: its text is the user's words, and its answer is asked for."""
         turn = self._new_turn()
         turn.heard = ask.text
         turn.speech_end_at = ask.asked_at
@@ -428,28 +404,20 @@ class OmniConversation:
         return actions
 
     def ask(self, text: str, now: float, event_id: str) -> list[Action]:
-        """A user turn given as text: the text item first; `response.create` only once the server
-        confirmed it (`conversation.item.created`). A refused item (`error`) fails the ask instead
-        of being answered with something unrelated (audit R1). An answer still playing is not
-        cut off: the server's next response begins after it (`Begin` ends it)."""
-        self._asks[event_id] = PendingAsk(event_id, text, now)
-        return [Send(p.user_text(text, event_id))]
+        """A user turn given as text (`agent.conversation.omni_asks`: confirmed, then answered).
+        An answer still playing is not cut off: the server's next response begins after it."""
+        return self.asks.send(text, now, event_id)
 
     def ask_expired(self, event_id: str, after_s: float) -> list[Action]:
         """Neither a confirmation nor an error within `after_s`. A refusal comes as an `error`
         (OMNI-SE), so silence is not one: ask for the answer anyway and say so in the log (be
         liberal in what we accept: a service that stops echoing `conversation.item.created`
         must not make every `ask` fail). A late confirmation is then ignored."""
-        ask = self._asks.pop(event_id, None)
+        ask = self.asks.expired(event_id)
         if ask is None:
             return []
-        turn = self._new_turn()
-        turn.heard = ask.text
-        turn.speech_end_at = ask.asked_at
-        self._requested = True
         return [Log(f"the service did not confirm the text turn within {after_s:g} s; "
-                    "asking for the answer anyway"),
-                Caption("user", ask.text, True), Send(p.response_create()), AskSettled(event_id, None)]
+                    "asking for the answer anyway"), *self._answer(ask)]
 
     def commit(self, now: float) -> list[Action]:
         """End a user turn the service does not detect (push-to-talk, `turn_detection: null`):
