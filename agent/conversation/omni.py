@@ -254,6 +254,8 @@ class OmniConversation:
             text = f"server error {event.code or event.error_type}: {event.message}"
             if event.fatal:
                 return [*self.asks.settle_all(text), Fail(text)]
+            # It may have refused the answer asked for: stop waiting for it (rotation, `_abandon`).
+            self._requested = False
             refused = self.asks.refused(event)
             return refused if refused is not None else [Log(f"{text} (tolerated)")]  # e.g. a cancel that raced the natural end
         return []

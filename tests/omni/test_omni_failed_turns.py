@@ -15,6 +15,7 @@ from tests.omni.test_omni_conversation import (
     conversation,
     created,
     done,
+    ev,
     heard,
     item_created,
     of,
@@ -109,3 +110,13 @@ def test_a_session_is_not_rotated_while_a_tool_runs() -> None:
     conv.receive(created("r2"), 900.1)
     conv.receive(done("r2"), 900.2)
     assert conv.rotation_due(905.0, max_age_s=600.0, output_busy=False, output_quiet_since=900.0)
+
+
+def test_an_answer_asked_for_and_refused_with_an_error_does_not_hold_off_rotation() -> None:
+    conv = conversation()
+    conv.commit(1.0)  # push-to-talk: commit and ask for the answer
+    assert not conv.rotation_due(900.0, max_age_s=600.0, output_busy=False, output_quiet_since=0.0)
+    conv.receive(ev({"type": "error", "error": {"type": "invalid_request_error",
+                                                 "code": "input_audio_buffer_commit_empty",
+                                                 "message": "buffer too small"}}), 1.1)
+    assert conv.rotation_due(900.0, max_age_s=600.0, output_busy=False, output_quiet_since=0.0)
