@@ -43,6 +43,9 @@ from agent.status import AgentState
 
 QUIET_BEFORE_ROTATION_S = 2.0  # the speaker must have been silent this long before a rotation
 DROPPED_IDS_KEPT = 64  # a long session cancels many responses; the newest ids are enough
+# A finished answer shows "listening" only over these: a turn a lost session ended finishes
+# while the status says "reconnecting", and must not hide that.
+SERVING_STATES = frozenset({AgentState.IDLE, AgentState.LISTENING, AgentState.THINKING, AgentState.SPEAKING})
 
 # The actions (agent.conversation.omni_actions) are re-exported: the driver and tests say `c.Send`.
 __all__ = ["Action", "AskSettled", "BargeIn", "Begin", "Caption", "ClearErrorIf", "CountTurn",
@@ -401,7 +404,7 @@ class OmniConversation:
             turn.latency_ms = (first_audible - turn.speech_end_at) * 1000.0
             actions.append(RecordLatency(turn.latency_ms))
         if not self.response_in_progress and not self.user_speaking:
-            actions.append(SetState(AgentState.LISTENING))
+            actions.append(SetState(AgentState.LISTENING, only_from=SERVING_STATES))
         actions.append(PublishTurn(turn))
         return actions
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from agent.conversation import omni as c
+from agent.status import AgentState
 from tests.omni.test_omni_conversation import (
     answering,
     conversation,
@@ -62,6 +63,10 @@ def test_a_session_lost_mid_answer_fails_the_turn_once() -> None:
     assert of(lost, c.CountTurn) == [c.CountTurn()]
     assert conv.session_lost() == []  # reported again while reconnecting: nothing more to fail
     assert not conv.response_in_progress
+    # It finishes while the status says "reconnecting", which it must not hide.
+    shown = of(conv.output_finished(finish.turn, found=True), c.SetState)
+    assert [s.only_from for s in shown] == [c.SERVING_STATES]
+    assert AgentState.RECONNECTING not in c.SERVING_STATES and AgentState.ERROR not in c.SERVING_STATES
 
 
 def test_a_session_lost_while_a_tool_runs_fails_the_turn_and_forgets_the_call() -> None:
