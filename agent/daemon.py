@@ -251,7 +251,7 @@ class Daemon:
             publish=lambda event, **fields: self.status.publish(event, **fields))
         self.status.tools_status = self.tools.status
         if self.memory is not None:  # tool results in short, for the next session (SPEC §11)
-            self.tools.on_result.append(self.memory.observe_tool)
+            self.tools.on_call.append(self.memory.tool_call)
         self._tools_start = asyncio.create_task(self.tools.start(), name="tools-start")
         await asyncio.wait({self._tools_start}, timeout=TOOLS_START_WAIT_S)  # the rest goes on
 

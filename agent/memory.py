@@ -8,9 +8,10 @@ LLM history for pipeline).
 
 It is fed by the daemon's event stream (`EventBus.listen`): the `transcript` and `turn` events
 that both modes already publish, so neither mode records anything itself; and by the tool
-registry's `on_result` hook, because the SPEC §12 `tool` event (fixed fields) has no result, and
+registry's `on_call` hook, because the SPEC §12 `tool` event (fixed fields) has no result, and
 the next session should know what a tool said ("the light is on"), not only that it ran. A tool
-note keeps the arguments and at most `MAX_RESULT` characters of the result. With
+note keeps the arguments and at most `MAX_RESULT` characters of the result, and goes to the turn
+the call was made in, even when the result comes after that turn ended (`Memory.tool_call`). With
 `memory.persist` the turns are kept in `<state_dir>/memory.json` (0600, written atomically in a
 worker thread, bounded in size); a file that cannot be read is renamed aside with a WARNING and
 memory starts empty. `forget` clears both.
@@ -26,7 +27,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,14 @@ class MemoryTurn:
                    bool(doc.get("interrupted", False)))
 
 
+def tool_note(name: str, arguments: Any, result: str, ok: bool) -> str:
+    """`light_set {"on": true} -> the light is on`: a call and its result, in short."""
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+    said = _clip(result, MAX_RESULT) or "(nothing)"
+    outcome = said if ok else f"failed: {said}"
+    return _clip(f"{name} {_clip(args, MAX_ARGS)} -> {outcome}", MAX_NOTE)
+
+
 class TurnRecorder:
     """Pure: folds SPEC §12 events into finished `MemoryTurn`s.
 
@@ -124,12 +133,8 @@ class TurnRecorder:
 
     def tool(self, name: str, arguments: Any, result: str, ok: bool) -> None:
         """A tool call of the open turn and its result, noted in short (the first `MAX_TOOLS`)."""
-        if len(self._tools) >= MAX_TOOLS:
-            return
-        args = arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
-        said = _clip(result, MAX_RESULT) or "(nothing)"
-        outcome = said if ok else f"failed: {said}"
-        self._tools.append(_clip(f"{name} {_clip(args, MAX_ARGS)} -> {outcome}", MAX_NOTE))
+        if len(self._tools) < MAX_TOOLS:
+            self._tools.append(tool_note(name, arguments, result, ok))
 
     def _reset(self) -> None:
         self._user, self._assistant, self._tools = [], "", []
@@ -143,6 +148,10 @@ class Memory:
         self.limit = max(0, turns)
         self.path = path
         self._turns: deque[MemoryTurn] = deque(maxlen=self.limit or None)
+        # The number of each remembered turn (None: loaded from the file), and of the open one:
+        # a tool's late result finds its turn by it. Never reset, so `forget` orphans old calls.
+        self._numbers: deque[int | None] = deque(maxlen=self.limit or None)
+        self._open = 0
         self._recorder = TurnRecorder()
         self._dirty = False
         self._writer: asyncio.Task[None] | None = None
@@ -175,23 +184,59 @@ class Memory:
         if not self.enabled:
             return
         turn = self._recorder.observe(event, fields)
+        number = self._open
+        if event == "turn":
+            self._open += 1
         if turn is not None:
-            self.add(turn)
+            self.add(turn, number)
+
+    def tool_call(self, name: str, arguments: Any) -> Callable[[Any], None]:
+        """`ToolRegistry.on_call` hook: a call starts in the turn open now; the returned taker
+        notes its result (a `ToolResult`) in short in that turn.
+
+        A result can come after its turn ended: a barge-in ends the turn while the tool runs
+        on (SPEC §11), and the user speaks again. It is still filed under the turn it belongs
+        to, not the next one: the tool ran, so its effect happened (a light switched, a timer
+        set), and a later session must know it or the assistant denies or repeats it; that
+        turn is remembered as interrupted, so the model also knows the user never heard the
+        result. It is dropped only when that turn is not remembered any more (`forget`, pushed
+        out by newer turns, or a turn with nothing said)."""
+        number = self._open
+        return lambda result: self._tool_result(number, name, arguments, result)
 
     def observe_tool(self, name: str, arguments: Any, result: Any) -> None:
-        """`ToolRegistry.on_result` hook: note the call and its result (a `ToolResult`) in short."""
-        if self.enabled:
-            self._recorder.tool(name, arguments, str(result.text), not result.is_error)
+        """A call and its result at once, in the turn open now."""
+        self.tool_call(name, arguments)(result)
 
-    def add(self, turn: MemoryTurn) -> None:
+    def _tool_result(self, number: int, name: str, arguments: Any, result: Any) -> None:
+        if not self.enabled:
+            return
+        text, ok = str(result.text), not result.is_error
+        if number == self._open:
+            self._recorder.tool(name, arguments, text, ok)
+            return
+        if number not in self._numbers:
+            log.info("memory: the late result of %s is not kept: its turn is not remembered", name)
+            return
+        i = self._numbers.index(number)
+        turn = self._turns[i]
+        if len(turn.tools) < MAX_TOOLS:
+            self._turns[i] = replace(turn, tools=(*turn.tools, tool_note(name, arguments, text, ok)))
+            self._changed()
+
+    def add(self, turn: MemoryTurn, number: int | None = None) -> None:
+        """Remember `turn` (`number`: the turn it was while open, for late tool results)."""
         if not self.enabled:
             return
         self._turns.append(turn)
+        self._numbers.append(number)
         self._changed()
 
     async def forget(self) -> None:
         """Clear the turns, in memory and on disk (SPEC §6 `forget`); returns once the file is gone."""
         self._turns.clear()
+        self._numbers.clear()
+        self._open += 1  # a call made before `forget` files its result nowhere
         self._recorder = TurnRecorder()
         for hook in self.on_forget:
             hook()
@@ -231,7 +276,9 @@ class Memory:
         except (OSError, ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
             self._set_aside(str(e))
             return
-        self._turns.extend(turns[-self.limit:])
+        kept = turns[-self.limit:]
+        self._turns.extend(kept)
+        self._numbers.extend([None] * len(kept))
         if self.on_change is not None:
             self.on_change(len(self._turns))
         log.info("memory: %d turn(s) from %s", len(self._turns), self.path)

@@ -56,13 +56,13 @@ class Turn:
     response_id: str | None = None
     interrupted: bool = False
     heard_ms: float | None = None  # of the answer, when the user cut it off
+    error: str | None = None  # why it failed (LLM, synthesis, the response, the session); else None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     # --- pipeline mode ---
     llm_first_token_ms: float | None = None  # LLM request sent → first text delta
     synthesis_first_audio_ms: float | None = None  # first text sent to CosyVoice → first audio
     llm_finished_at: float | None = None  # the LLM stream's final event arrived
     pieces: list[tuple[float, str]] = field(default_factory=list)  # (sent at, text) to synthesis
-    error: str | None = None  # why the turn failed (LLM or synthesis); None if it worked
 
     @property
     def text_sent(self) -> str:

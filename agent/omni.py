@@ -312,6 +312,9 @@ class OmniMode:
             waiter = self._asks.get(action.event_id)
             if waiter is not None and not waiter.done():
                 waiter.set_result(action.error)
+        elif isinstance(action, a.ErrorEarcon):
+            if not self.runner.stopping:  # shutting down is no failure the user must hear of
+                self.listener.earcon("error")
         elif isinstance(action, c.Fail):
             raise ConnectFailed(action.message)
         else:

@@ -10,8 +10,9 @@ id of its own. The CosyVoice socket is opened at start-up and reused (`Synthesis
 a turn starts, barge-in, one voice at a time (turns and announcements are produced in order, one
 synthesis at a time), history (what was actually said), heard-ms, latency and the state shown.
 This class is its driver: it feeds the core events (ASR, control, synthesis progress, the player)
-and executes the actions it returns: a task per production, the LLM stream, the synthesis stream
-(the manager's lease is the one "one synthesis at a time" lock), the player and the status.
+and executes the actions it returns: a task per production (`agent.pipeline_answer.AnswerStreamer`
+streams the LLM into synthesis; the manager's lease is the one "one synthesis at a time" lock),
+the player and the status.
 Cancelling a production closes the LLM's HTTP response, stops feeding text and cancels the
 synthesis task. Nothing waits for playout: the player queues.
 
@@ -38,7 +39,16 @@ from agent.audio.engine import AudioEngine
 from agent.backoff import Backoff
 from agent.capabilities import cancel_supported
 from agent.config import Settings
-from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState, show_state
+from agent.conversation.actions import (
+    BargeIn,
+    Begin,
+    End,
+    ErrorEarcon,
+    Feed,
+    Flush,
+    SetState,
+    show_state,
+)
 from agent.conversation.pipeline import (
     Action,
     AnnouncementDone,
@@ -54,23 +64,20 @@ from agent.conversation.pipeline import (
     TurnDone,
 )
 from agent.listen.runtime import Listener, answer_audible
-from agent.llm import AuthError, LLMClient, LLMError, LLMStream
-from agent.llm_tools import ToolAnswer
+from agent.llm import AuthError, LLMClient
 from agent.memory import Memory
 from agent.modes import Announcement, Turn, cosyvoice_system_voice, no_voice_message, publish_turn
+from agent.pipeline_answer import AnswerStreamer
 from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
 from agent.realtime.connection import DEFAULT_REALTIME_TIMINGS, RealtimeTimings
 from agent.realtime.session import DEFAULT_SESSION_TIMINGS, SessionTimings
 from agent.realtime.uplink import MicUplink
 from agent.secrets import redact
 from agent.status import AgentState, Status
-from agent.textsplit import speech_pieces
 from agent.tools.registry import ToolRegistry
 from agent.tts.connection import DEFAULT_TTS_TIMINGS, TtsTimings
-from agent.tts.duration import speech_seconds
 from agent.tts.errors import SynthesisError
 from agent.tts.manager import SynthesisManager
-from agent.tts.stream import SynthesisStream
 
 log = logging.getLogger("voice-agent.pipeline")
 
@@ -123,6 +130,10 @@ class PipelineMode:
                     if self.listener is not None else None)
         self.core = PipelineConversation(pl.system_prompt, pl.history_turns,
                                          idle_state=self.idle_state)
+        self.streamer = AnswerStreamer(
+            settings, self.llm, self.tts, tools, status, engine.player,
+            on_audio=lambda rid, pcm: self._execute(self.core.audio(rid, pcm)),
+            on_complete=lambda rid: self._execute(self.core.synthesis_complete(rid)))
         self.conv = self.core.history
         if memory is not None:  # what was said before a restart, and `forget` clears it too
             for t in memory.turns:
@@ -296,6 +307,9 @@ class PipelineMode:
             self.status.latency.add(a.ms)
         elif isinstance(a, TurnDone):
             self._turn_done(a)
+        elif isinstance(a, ErrorEarcon):
+            if self.listener is not None and not self.core.stopping:
+                self.listener.earcon("error")  # the user asked and will get no (more) answer
         elif isinstance(a, AnnouncementDone):
             ann = self._announcements.pop(a.rid)
             ann.interrupted = a.interrupted
@@ -334,74 +348,15 @@ class PipelineMode:
         self._execute(self.core.produced(rid, outcome, turn.text_sent if turn else ""))
 
     async def _produce_turn(self, turn: Turn) -> None:
-        """LLM → pieces → synthesis → player. Cancelled on barge-in (cleanup in `finally`)."""
+        """LLM → pieces → synthesis → player (`AnswerStreamer`); cancelled on barge-in."""
         now = time.monotonic()
         if now < self._llm_blocked_until:
             raise LLMUnavailable(f"LLM authentication failed earlier; check dashscope.api_key and "
                                  f"region; retrying in {self._llm_blocked_until - now:.0f} s")
-        speech: SynthesisStream | None = None
-        answer: LLMStream | ToolAnswer | None = None
-        feeder: asyncio.Task[None] | None = None
-        try:
-            speech = await self.tts.begin(self._speaking_voice(), self.settings.pipeline.tts_model)
-            messages = self.conv.messages(turn.heard)
-            answer = (ToolAnswer(self.llm, messages, self.tools) if self.tools is not None
-                      else self.llm.stream(messages))
-            feeder = asyncio.create_task(self._feed(answer, speech, turn), name="pipeline-feed")
-            await self._play(speech, turn.response_id or "")
-            await feeder  # its LLM error (if any) fails the turn after the audio played
-        finally:
-            if feeder is not None and not feeder.done():
-                feeder.cancel()
-                await asyncio.gather(feeder, return_exceptions=True)
-            if answer is not None:
-                await answer.aclose()
-                turn.llm_finished_at = answer.finished_at
-                if answer.first_token_latency is not None:
-                    turn.llm_first_token_ms = answer.first_token_latency * 1000.0
-            if speech is not None:
-                if not speech.ended:
-                    await speech.cancel()
-                if speech.first_audio_at is not None and turn.pieces:
-                    turn.synthesis_first_audio_ms = (speech.first_audio_at - turn.pieces[0][0]) * 1000.0
-
-    async def _feed(self, answer: LLMStream | ToolAnswer, speech: SynthesisStream, turn: Turn) -> None:
-        """Send pieces to synthesis while the LLM streams; end the synthesis either way."""
-        try:
-            async for piece in speech_pieces(answer):
-                turn.pieces.append((time.monotonic(), piece))
-                self.status.publish("transcript", role="assistant", text=turn.text_sent, final=False)
-                await speech.send_text(piece)
-                # The text sent bounds the answer's length: the player's hold for a slow source.
-                self.engine.player.expect(turn.response_id or "", speech_seconds(turn.text_sent))
-        except LLMError:
-            # What was sent is still spoken (finish); with nothing sent there is nothing to say.
-            await (speech.finish() if turn.pieces else speech.cancel())
-            raise
-        except SynthesisError:
-            await answer.aclose()  # `audio()` raises the same error to the turn
-            return
-        await speech.finish()
-
-    async def _play(self, speech: SynthesisStream, rid: str) -> None:
-        """Hand the synthesis PCM to the core as it arrives (the jitter buffer does the rest)."""
-        async for pcm in speech.audio():
-            self._execute(self.core.audio(rid, pcm))
-        # audio() raises on failure and is only cut short by cancel
-        self._execute(self.core.synthesis_complete(rid))
+        await self.streamer.turn(turn, self._speaking_voice(), self.conv.messages(turn.heard))
 
     async def _produce_announcement(self, ann: Announcement) -> None:
-        speech: SynthesisStream | None = None
-        try:
-            if self.settings.log.transcripts:
-                log.info("say: %s", ann.text)
-            speech = await self.tts.begin(self._speaking_voice(), self.settings.pipeline.tts_model)
-            await speech.send_text(ann.text)
-            await speech.finish()
-            await self._play(speech, ann.response_id or "")
-        finally:
-            if speech is not None and not speech.ended:
-                await speech.cancel()
+        await self.streamer.announcement(ann, self._speaking_voice())
 
     async def _await_playout(self, rid: str) -> None:
         """Wait for `rid` to be played (or flushed), then report how much of it was heard."""
@@ -427,8 +382,6 @@ class PipelineMode:
         self._turn_error = turn.error
         self.status.error(turn.error)
         log.warning("turn %s: %s", turn.response_id, turn.error)
-        if self.listener is not None:
-            self.listener.earcon("error")  # the user asked and will get no answer
 
     def _turn_done(self, done: TurnDone) -> None:
         """Errors cleared, counted, logged, published (history and latency came from the core)."""

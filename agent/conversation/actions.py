@@ -52,10 +52,18 @@ class BargeIn:
     """Count one barge-in in the status."""
 
 
+@dataclass(frozen=True)
+class ErrorEarcon:
+    """A turn failed (the service or the session, not the user, ended it): the user will hear no
+    more of its answer, so the error earcon says so (with `listen.earcons`), after whatever of
+    the answer is already queued. Never for a barge-in, and never for a refused `ask` (its
+    control reply says so; nothing was going to be heard)."""
+
+
 def show_state(action: SetState, status: Status) -> None:
     """Execute a `SetState` the same way in every driver."""
     if action.only_from is None or status.state in action.only_from:
         status.set_state(action.state, action.detail)
 
 
-__all__ = ["BargeIn", "Begin", "End", "Feed", "Flush", "SetState", "show_state"]
+__all__ = ["BargeIn", "Begin", "End", "ErrorEarcon", "Feed", "Flush", "SetState", "show_state"]

@@ -15,10 +15,27 @@ whether the user speaks) plus the turn each response answers.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
-from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState
+from agent.conversation.actions import BargeIn, Begin, End, ErrorEarcon, Feed, Flush, SetState
+from agent.conversation.omni_actions import (
+    Action,
+    AskSettled,
+    Caption,
+    ClearErrorIf,
+    CountTurn,
+    Fail,
+    FinishTurn,
+    Log,
+    PublishTurn,
+    RecordHeard,
+    RecordLatency,
+    RunTool,
+    Send,
+    SetHeardMs,
+    Warn,
+)
+from agent.conversation.omni_asks import PendingAsk, PendingAsks
 from agent.conversation.tool_calls import ToolCalls
 from agent.modes import Turn
 from agent.realtime import protocol as p
@@ -26,118 +43,15 @@ from agent.status import AgentState
 
 QUIET_BEFORE_ROTATION_S = 2.0  # the speaker must have been silent this long before a rotation
 DROPPED_IDS_KEPT = 64  # a long session cancels many responses; the newest ids are enough
+# A finished answer shows "listening" only over these: a turn a lost session ended finishes
+# while the status says "reconnecting", and must not hide that.
+SERVING_STATES = frozenset({AgentState.IDLE, AgentState.LISTENING, AgentState.THINKING, AgentState.SPEAKING})
 
-
-# --- actions: what the driver must do, in order (player and status ones: conversation.actions) -
-
-
-@dataclass(frozen=True)
-class Send:
-    """Send a client event; `best_effort`: a failure is ignored (the reader notices a loss)."""
-
-    event: dict[str, Any]
-    best_effort: bool = False
-
-
-@dataclass(frozen=True)
-class CountTurn:
-    pass
-
-
-@dataclass(frozen=True)
-class RecordLatency:
-    ms: float
-
-
-@dataclass(frozen=True)
-class RecordHeard:
-    """Once the flush of `rid` has reached the output, report its heard ms through `heard()`."""
-
-    rid: str
-
-
-@dataclass(frozen=True)
-class SetHeardMs:
-    ms: float
-
-
-@dataclass(frozen=True)
-class FinishTurn:
-    """Wait for `rid` to leave the speaker, then report it through `output_finished()`."""
-
-    turn: Turn
-    rid: str
-
-
-@dataclass(frozen=True)
-class PublishTurn:
-    turn: Turn
-
-
-@dataclass(frozen=True)
-class Caption:
-    """A transcript for the event stream: the user's words, or the answer so far (`final`: complete)."""
-
-    role: str
-    text: str
-    final: bool
-
-
-@dataclass(frozen=True)
-class ClearErrorIf:
-    """An answer proves the session works: clear the error shown when it opened, if still shown."""
-
-    stale: str | None
-
-
-@dataclass(frozen=True)
-class Log:
-    message: str
-
-
-@dataclass(frozen=True)
-class Warn:
-    """Log at WARNING and show it in the status' `last_error`."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class AskSettled:
-    """The `ask` sent as `event_id` is answered: `error` None = accepted, else why it failed."""
-
-    event_id: str
-    error: str | None
-
-
-@dataclass(frozen=True)
-class Fail:
-    """The session is unusable (a fatal server error): the driver ends it as a loss."""
-
-    message: str
-
-
-@dataclass(frozen=True)
-class RunTool:
-    """Run a tool the model called; report its result through `tool_result(call_id, text)`."""
-
-    call_id: str
-    name: str
-    arguments: str
-
-
-Action = Union[Begin, Feed, End, Flush, Send, SetState, BargeIn, CountTurn, RecordLatency,
-               RecordHeard, SetHeardMs, FinishTurn, PublishTurn, Caption, ClearErrorIf, Log, Warn,
-               AskSettled, Fail, RunTool]
-
-
-@dataclass(frozen=True)
-class PendingAsk:
-    """A text turn sent as `conversation.item.create`, not yet confirmed by the server."""
-
-    event_id: str
-    text: str
-    asked_at: float
+# The actions (agent.conversation.omni_actions) are re-exported: the driver and tests say `c.Send`.
+__all__ = ["Action", "AskSettled", "BargeIn", "Begin", "Caption", "ClearErrorIf", "CountTurn",
+           "End", "ErrorEarcon", "Fail", "Feed", "FinishTurn", "Flush", "Log", "OmniConversation", "PendingAsk",
+           "PublishTurn", "RecordHeard", "RecordLatency", "ResponseRegistry", "RunTool", "Send",
+           "SetHeardMs", "SetState", "Warn"]
 
 
 # --- the registry ----------------------------------------------------------------------------
@@ -218,9 +132,10 @@ class OmniConversation:
         self.last_speech_started_at: float | None = None
         self._stale_error: str | None = None  # the error shown when the session (re)connected
         self._barging: str | None = None  # the active response when the flush was asked for
-        self._asks: dict[str, PendingAsk] = {}  # by event_id, oldest first
+        self.asks = PendingAsks()  # `ask` text turns the server has not taken yet
         self.tool_calls = ToolCalls()
         self._calling: dict[str, Turn] = {}  # response with calls → the turn its answer finishes
+        self._requested = False  # we sent `response.create` for `current`; no response began yet
 
     # --- views -------------------------------------------------------------------------------
 
@@ -236,6 +151,7 @@ class OmniConversation:
                      output_quiet_since: float) -> bool:
         """The session is `max_age_s` old and nobody speaks: rotating now cuts no utterance."""
         quiet = (not self.user_speaking and not self.response_in_progress and not output_busy
+                 and not self.tool_calls.pending() and not self._requested
                  and now - output_quiet_since > QUIET_BEFORE_ROTATION_S)
         return now - self.session_started >= max_age_s and quiet
 
@@ -251,18 +167,47 @@ class OmniConversation:
         self.registry.reset()
         self.tool_calls.drop()  # results of calls of the old session have nowhere to go
         self._calling.clear()
+        self._requested = False
         self.session_started = now
         self._stale_error = last_error
-        return [*self._settle_all("the session was replaced"), SetState(AgentState.LISTENING, "connected")]
+        return [*self.asks.settle_all("the session was replaced"), SetState(AgentState.LISTENING, "connected")]
 
     def session_lost(self) -> list[Action]:
-        """The session is gone: an answer still streaming gets no more audio, a pending ask fails."""
+        """The session is gone: an answer still streaming gets no more audio, a pending ask fails,
+        and a turn in progress ends as failed (`_abandon`)."""
         rid = self.registry.active_response
-        return [*self._settle_all("the realtime session was lost"), *([End(rid)] if rid else [])]
+        actions: list[Action] = [*self.asks.settle_all("the realtime session was lost"),
+                                 *([End(rid)] if rid else [])]
+        return actions + self._abandon(rid, "the realtime session was lost")
 
-    def _settle_all(self, why: str) -> list[Action]:
-        asks, self._asks = self._asks, {}
-        return [AskSettled(a.event_id, why) for a in asks.values()]
+    def _abandon(self, rid: str | None, why: str) -> list[Action]:
+        """End every turn still waiting for the service (its answer streaming, its tools
+        running, or its answer asked for and not begun) as failed: counted, published, and
+        the error earcon, once. A turn waiting only for the server's VAD to answer (a few
+        hundred ms) is not one: the server might never have answered it (noise)."""
+        turns: list[tuple[Turn, str]] = []
+        cut: list[Action] = []  # a turn the user had already cut off ends as interrupted only
+        if rid and (turn := self.by_response.pop(rid, None)):
+            if self.registry.is_dropped(rid):
+                turn.interrupted = True
+                cut = [CountTurn(), FinishTurn(turn, rid)]
+            else:
+                turns.append((turn, rid))
+        turns += [(turn, r) for r, turn in self._calling.items()]
+        self._calling.clear()
+        self.tool_calls.drop()
+        if self._requested and self.current is not None and all(t is not self.current for t, _ in turns):
+            turns.append((self.current, ""))
+        self._requested = False
+        self.registry.reset()  # a second report of the same loss finds nothing in progress
+        self.current = None
+        actions: list[Action] = []
+        for turn, r in turns:
+            turn.interrupted, turn.error = True, why
+            actions += [CountTurn(), FinishTurn(turn, r)]
+        if not turns:
+            return cut
+        return [*cut, *actions, Log(f"{why}: the turn in progress failed"), ErrorEarcon()]
 
     # --- server events -----------------------------------------------------------------------
 
@@ -284,6 +229,7 @@ class OmniConversation:
             caption: list[Action] = [Caption("user", event.transcript, True)]
             return [Log(f"heard: {event.transcript}"), *caption] if self.log_transcripts else caption
         if isinstance(event, p.ResponseCreated):
+            self._requested = False
             turn = self.current or self._new_turn()
             turn.response_id = event.response_id
             self.by_response[event.response_id] = turn
@@ -310,32 +256,24 @@ class OmniConversation:
         if isinstance(event, p.ErrorEvent):
             text = f"server error {event.code or event.error_type}: {event.message}"
             if event.fatal:
-                return [*self._settle_all(text), Fail(text)]
-            ask = self._refused_ask(event)
-            if ask is not None:
-                why = f"the service refused the text turn: {event.message or event.code}"
-                return [Warn(f"ask {ask.text[:60]!r}: {why} (no response requested)"),
-                        AskSettled(ask.event_id, why)]
-            return [Log(f"{text} (tolerated)")]  # e.g. a cancel that raced the natural end
+                return [*self.asks.settle_all(text), Fail(text)]
+            # It may have refused the answer asked for: stop waiting for it (rotation, `_abandon`).
+            self._requested = False
+            refused = self.asks.refused(event)
+            return refused if refused is not None else [Log(f"{text} (tolerated)")]  # e.g. a cancel that raced the natural end
         return []
-
-    def _refused_ask(self, event: p.ErrorEvent) -> PendingAsk | None:
-        """The pending ask this error answers: matched by `event_id`, or, when the server gave
-        none, any request error while an ask waits (only our own events can cause one)."""
-        if event.event_id is not None:
-            return self._asks.pop(event.event_id, None)
-        if self._asks and event.error_type == "invalid_request_error":
-            return self._asks.pop(next(iter(self._asks)))
-        return None
 
     def _item_created(self, event: p.ItemCreated) -> list[Action]:
         """The server confirmed a user text item: now (and only now) ask for the answer."""
-        if not self._asks or event.role not in (None, "user") or "input_text" not in event.content_types:
-            return []
-        ask = self._asks.pop(next(iter(self._asks)))
+        ask = self.asks.confirmed(event)
+        return [] if ask is None else self._answer(ask)
+
+    def _answer(self, ask: PendingAsk) -> list[Action]:
+        """The ask's turn begins: its text is the user's words, and its answer is asked for."""
         turn = self._new_turn()
         turn.heard = ask.text
         turn.speech_end_at = ask.asked_at
+        self._requested = True
         return [Caption("user", ask.text, True), Send(p.response_create()), AskSettled(ask.event_id, None)]
 
     def _function_call(self, event: p.FunctionCall | p.FunctionCallArgumentsDelta) -> list[Action]:
@@ -370,6 +308,7 @@ class OmniConversation:
         turn = self._calling.pop(rid, None)
         if turn is not None:
             self.current = turn  # the answer to the results finishes the same turn
+            self._requested = True
         return [*(Send(p.function_call_output(c.call_id, c.result or "")) for c in calls),
                 Send(p.response_create()), SetState(AgentState.THINKING)]
 
@@ -393,6 +332,9 @@ class OmniConversation:
             return actions
         if not turn.answered and event.text:
             turn.answered = event.text  # text output without streamed transcript deltas
+        if event.status == "failed" and not self.registry.is_dropped(rid):
+            turn.error = "the service failed the response"
+            actions += [Log(f"response {rid} failed: the turn gets no more of its answer"), ErrorEarcon()]
         if event.status != "completed":
             turn.interrupted = True
         else:
@@ -462,37 +404,31 @@ class OmniConversation:
             turn.latency_ms = (first_audible - turn.speech_end_at) * 1000.0
             actions.append(RecordLatency(turn.latency_ms))
         if not self.response_in_progress and not self.user_speaking:
-            actions.append(SetState(AgentState.LISTENING))
+            actions.append(SetState(AgentState.LISTENING, only_from=SERVING_STATES))
         actions.append(PublishTurn(turn))
         return actions
 
     def ask(self, text: str, now: float, event_id: str) -> list[Action]:
-        """A user turn given as text: the text item first; `response.create` only once the server
-        confirmed it (`conversation.item.created`). A refused item (`error`) fails the ask instead
-        of being answered with something unrelated (audit R1). An answer still playing is not
-        cut off: the server's next response begins after it (`Begin` ends it)."""
-        self._asks[event_id] = PendingAsk(event_id, text, now)
-        return [Send(p.user_text(text, event_id))]
+        """A user turn given as text (`agent.conversation.omni_asks`: confirmed, then answered).
+        An answer still playing is not cut off: the server's next response begins after it."""
+        return self.asks.send(text, now, event_id)
 
     def ask_expired(self, event_id: str, after_s: float) -> list[Action]:
         """Neither a confirmation nor an error within `after_s`. A refusal comes as an `error`
         (OMNI-SE), so silence is not one: ask for the answer anyway and say so in the log (be
         liberal in what we accept: a service that stops echoing `conversation.item.created`
         must not make every `ask` fail). A late confirmation is then ignored."""
-        ask = self._asks.pop(event_id, None)
+        ask = self.asks.expired(event_id)
         if ask is None:
             return []
-        turn = self._new_turn()
-        turn.heard = ask.text
-        turn.speech_end_at = ask.asked_at
         return [Log(f"the service did not confirm the text turn within {after_s:g} s; "
-                    "asking for the answer anyway"),
-                Caption("user", ask.text, True), Send(p.response_create()), AskSettled(event_id, None)]
+                    "asking for the answer anyway"), *self._answer(ask)]
 
     def commit(self, now: float) -> list[Action]:
         """End a user turn the service does not detect (push-to-talk, `turn_detection: null`):
         commit the appended audio and ask for the answer; the latency counts from now."""
         self._new_turn().speech_end_at = now
+        self._requested = True
         return [SetState(AgentState.THINKING), Send(p.audio_commit()), Send(p.response_create())]
 
     def _new_turn(self) -> Turn:

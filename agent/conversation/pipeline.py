@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.conversation.actions import BargeIn, Begin, End, Feed, Flush, SetState
+from agent.conversation.actions import BargeIn, Begin, End, ErrorEarcon, Feed, Flush, SetState
 from agent.llm_history import Conversation
 from agent.status import AgentState
 
@@ -140,7 +140,7 @@ class AnnouncementDone:
 
 
 Action = (SetState | Flush | BargeIn | Cancel | NewTurn | NewAnnouncement | Produce | Begin | Feed
-          | End | AwaitPlayout | HeardMs | Latency | TurnDone | AnnouncementDone)
+          | End | AwaitPlayout | HeardMs | Latency | TurnDone | AnnouncementDone | ErrorEarcon)
 
 _BUSY_STATES = frozenset({AgentState.THINKING, AgentState.SPEAKING})
 _SPEAKING = frozenset({AgentState.SPEAKING})
@@ -258,11 +258,15 @@ class PipelineConversation:
         return []
 
     def produced(self, rid: str, outcome: Outcome, text_sent: str = "") -> list[Action]:
-        """The production of `rid` ended (`done`, `cancelled` by a `Cancel`, or `failed`)."""
+        """The production of `rid` ended (`done`, `cancelled` by a `Cancel`, or `failed`). A turn
+        that failed unasked (no barge-in was cutting it off) plays the error earcon after what
+        of its answer is queued: the user asked and gets no (more) answer."""
         r = self.responses[rid]
         actions: list[Action] = []
         if r.phase is Phase.PRODUCING:
             actions.append(End(rid))
+        if outcome == "failed" and r.kind == "turn" and not r.cancelling:
+            actions.append(ErrorEarcon())
         r.text_sent = text_sent
         r.interrupted = r.interrupted or outcome == "cancelled"
         r.failed = outcome == "failed"

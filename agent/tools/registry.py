@@ -43,9 +43,11 @@ class ToolRegistry:
         self.clock = clock
         self.calls = 0
         self.errors = 0
-        # Called after every call with (name, arguments as published, result): memory keeps the
-        # result in short (SPEC §11), which the `tool` event (SPEC §12, fixed fields) does not carry.
-        self.on_result: list[Callable[[str, Any, ToolResult], None]] = []
+        # Called as every call starts, with (name, arguments as published); each returns what
+        # takes the call's result. Memory keeps the result in short (SPEC §11), which the `tool`
+        # event (SPEC §12, fixed fields) does not carry, under the turn the call was made in:
+        # a result that comes after a barge-in ended that turn must not land in the next one.
+        self.on_call: list[Callable[[str, Any], Callable[[ToolResult], None]]] = []
         # Called when a source's tools appear or vanish (an MCP server came up or went down), so
         # a realtime session already open is offered what there is now.
         self.on_change: list[Callable[[], None]] = []
@@ -120,6 +122,10 @@ class ToolRegistry:
         started = self.clock()
         self.calls += 1
         parsed = parse_arguments(arguments)
+        shown = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+        # SPEC §12 `tool` event: the arguments as an object (as the model's text if not JSON)
+        published = shown if isinstance(parsed, ToolResult) else parsed
+        takers = self._takers(name, published)
         result = parsed if isinstance(parsed, ToolResult) else await self._call(name, parsed)
         if result.is_error:
             self.errors += 1
@@ -128,18 +134,25 @@ class ToolRegistry:
         if len(result.text) > MAX_RESULT_CHARS:
             result = ToolResult(result.text[:MAX_RESULT_CHARS] + "…", result.is_error)
         ms = round((self.clock() - started) * 1000.0, 1)
-        shown = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
         log.info("tool %s(%s) -> %s%s (%.0f ms)", name, shown[:200],
                  "error: " if result.is_error else "", result.text[:200], ms)
-        # SPEC §12 `tool` event: the arguments as an object (as the model's text if not JSON)
-        published = shown if isinstance(parsed, ToolResult) else parsed
-        for hook in self.on_result:
+        for take in takers:
             try:
-                hook(name, published, result)
+                take(result)
             except Exception:  # a listener's bug never fails the call
                 log.exception("tools: a result listener failed on %s", name)
         self.publish("tool", name=name, arguments=published, ok=not result.is_error, ms=ms)
         return result
+
+    def _takers(self, name: str, published: Any) -> list[Callable[[ToolResult], None]]:
+        """The `on_call` hooks' result takers for a call starting now (a failing hook is skipped)."""
+        takers = []
+        for hook in self.on_call:
+            try:
+                takers.append(hook(name, published))
+            except Exception:  # a listener's bug never fails the call
+                log.exception("tools: a call listener failed on %s", name)
+        return takers
 
     async def _call(self, name: str, args: dict[str, Any]) -> ToolResult:
         route = next(((src, local) for spec, src, local in self._routes() if spec.name == name), None)

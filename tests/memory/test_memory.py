@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import stat
@@ -68,14 +69,12 @@ def test_a_turn_keeps_a_bounded_number_of_tool_notes_and_a_result_survives_a_res
 
 
 def test_the_registry_hands_every_result_to_memory(tmp_path: Path) -> None:
-    import asyncio
-
     from agent.tools.builtin import BuiltinSource
     from agent.tools.registry import ToolRegistry
 
     memory = Memory(5)
     registry = ToolRegistry([BuiltinSource(("volume",), volume=lambda level: 35)])
-    registry.on_result.append(memory.observe_tool)
+    registry.on_call.append(memory.tool_call)
     memory.observe("transcript", {"role": "user", "text": "how loud is it", "final": True})
     asyncio.run(registry.call("volume", "{}"))
     asyncio.run(registry.call("volume", '{"level": '))
@@ -83,6 +82,33 @@ def test_the_registry_hands_every_result_to_memory(tmp_path: Path) -> None:
     ok, failed = memory.turns[0].tools
     assert ok.startswith("volume {} -> ") and "35" in ok
     assert failed.startswith("volume {\"level\": -> failed: error: the arguments are not valid JSON")
+
+
+def test_a_late_tool_result_is_filed_under_the_turn_that_made_the_call() -> None:
+    memory = Memory(5)
+    memory.observe("transcript", {"role": "user", "text": "turn on the light", "final": True})
+    take = memory.tool_call("light_set", {"on": True})  # the call starts; a barge-in ends the turn
+    memory.observe("turn", {"latency_ms": None, "interrupted": True, "heard_ms": None})
+    memory.observe("transcript", {"role": "user", "text": "what time is it", "final": True})
+    take(ToolResult("the light is on"))  # the late result, while the next turn is open
+    say(memory, "", "It is ten.")
+    first, second = memory.turns
+    assert first.tools == ('light_set {"on": true} -> the light is on',) and first.interrupted
+    assert second.tools == ()
+
+
+def test_a_late_tool_result_of_a_forgotten_or_unremembered_turn_is_dropped(tmp_path: Path) -> None:
+    memory = Memory(5, tmp_path / FILENAME)
+    memory.observe("transcript", {"role": "user", "text": "turn on the light", "final": True})
+    before_forget = memory.tool_call("light_set", {"on": True})
+    memory.observe("turn", {"latency_ms": None, "interrupted": True, "heard_ms": None})
+    unsaid = memory.tool_call("timer", {"seconds": 5})  # a turn in which nothing was said
+    memory.observe("turn", {"latency_ms": None, "interrupted": True, "heard_ms": None})
+    asyncio.run(memory.forget())
+    say(memory, "hello", "Hi.")
+    before_forget(ToolResult("the light is on"))
+    unsaid(ToolResult("the timer is set"))
+    assert [t.tools for t in memory.turns] == [()]
 
 
 def test_an_interrupted_answer_is_remembered_as_interrupted() -> None:

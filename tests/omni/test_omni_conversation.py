@@ -94,7 +94,8 @@ def test_a_spoken_turn_plays_the_answer_and_is_published_with_its_latency() -> N
 
     # Latency: end of user speech (10.0) → first audible sample of the answer (10.85).
     finished = conv.output_finished(turn, found=True, first_audible=10.85)
-    assert finished == [c.RecordLatency(pytest.approx(850.0)), c.SetState(AgentState.LISTENING),
+    assert finished == [c.RecordLatency(pytest.approx(850.0)),
+                        c.SetState(AgentState.LISTENING, only_from=c.SERVING_STATES),
                         c.PublishTurn(turn)]
     assert turn.latency_ms == pytest.approx(850.0)
 
@@ -352,7 +353,10 @@ def test_a_lost_session_ends_the_streaming_answer_and_the_next_one_starts_clean(
     answering(conv)
     conv.receive(speech_started(), 12.0, output_busy=True)
     conv.flushed("r1")
-    assert conv.session_lost() == [c.End("r1")]
+    lost = conv.session_lost()
+    assert lost[0] == c.End("r1") and not of(lost, c.ErrorEarcon)  # the user had cut it off
+    assert [f.turn.interrupted for f in of(lost, c.FinishTurn)] == [True]  # published, not leaked
+    assert conv.session_lost() == []  # the loss is reported again while reconnecting: nothing more
     assert conv.session_opened(20.0, "realtime session lost: boom") == [
         c.SetState(AgentState.LISTENING, "connected")]
     assert not conv.response_in_progress and not conv.user_speaking

@@ -17,6 +17,7 @@ from agent.conversation.pipeline import (
     Begin,
     Cancel,
     End,
+    ErrorEarcon,
     Feed,
     Flush,
     HeardMs,
@@ -252,6 +253,29 @@ def test_a_failed_turn_with_nothing_played_is_not_counted_nor_kept() -> None:
     done = c.output_finished(rid, 1.1, flushed=False)
     assert of(done, TurnDone) == [TurnDone(rid, "", False, None, count=False)]
     assert c.history.turns == ()
+
+
+def test_a_failed_turn_plays_the_error_earcon_after_what_of_it_was_queued() -> None:
+    c = core()
+    rid = rid_of(c.ask("explain", 1.0))
+    c.audio(rid, pcm(500))
+    actions = c.produced(rid, "failed", "Alpha beta.")
+    assert actions[:2] == [End(rid), ErrorEarcon()]
+    silent = rid_of(c.ask("again", 2.0))
+    assert of(c.produced(silent, "failed", ""), ErrorEarcon) == [ErrorEarcon()]  # nothing was said
+
+
+def test_no_error_earcon_for_a_cut_off_turn_or_a_failed_announcement() -> None:
+    c = core()
+    rid = rid_of(c.ask("explain", 1.0))
+    c.audio(rid, pcm(500))
+    c.interrupt(1.2, playing=True)
+    assert of(c.produced(rid, "cancelled", "Alpha"), ErrorEarcon) == []
+    cut = rid_of(c.ask("again", 2.0))
+    c.interrupt(2.1, playing=False)
+    assert of(c.produced(cut, "failed", ""), ErrorEarcon) == []  # it failed while being cancelled
+    say = rid_of(c.say("Hello."))
+    assert of(c.produced(say, "failed"), ErrorEarcon) == []  # `say` reports its own error
 
 
 def test_history_keeps_the_last_history_turns() -> None:

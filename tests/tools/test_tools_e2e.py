@@ -164,16 +164,22 @@ SLOW = {**TEXT, "tools__builtin": ["timer", "volume"],
         "tools__mcp": [{"name": "clock", "command": ["clock-server"]}]}
 
 
+async def cut_off_during_the_call(run: Running, clock: SlowClock) -> Any:
+    """Ask the time, barge in while the slow clock runs; the cut-off turn, once the late result is in."""
+    mode = await serving(run)
+    await mode.ask("What time is it?")
+    await asyncio.wait_for(clock.started.wait(), 10.0)
+    await DaemonControl(run.daemon).interrupt()
+    turn = await run.next_turn(10.0)
+    await asyncio.wait_for(clock.finished.wait(), 5.0)
+    return turn
+
+
 @MODES
 async def test_barge_in_during_a_tool_call_ends_the_turn_and_the_late_result_is_not_spoken(
         daemon: RunDaemon, slow_clock: SlowClock) -> None:
     async with daemon(**SLOW) as run:
-        mode = await serving(run)
-        await mode.ask("What time is it?")
-        await asyncio.wait_for(slow_clock.started.wait(), 10.0)
-        await DaemonControl(run.daemon).interrupt()
-        turn = await run.next_turn(10.0)
-        await asyncio.wait_for(slow_clock.finished.wait(), 5.0)
+        turn = await cut_off_during_the_call(run, slow_clock)
         with pytest.raises(asyncio.TimeoutError):  # no answer to the late result
             await run.next_turn(2.5)
         status = run.daemon.status.as_dict()
@@ -184,6 +190,22 @@ async def test_barge_in_during_a_tool_call_ends_the_turn_and_the_late_result_is_
     if run.daemon.settings.mode == "pipeline":
         assert llm_requests == 1, "no follow-up request with the late result"
     assert "five past ten" in after.answered
+
+
+@MODES
+async def test_a_late_tool_result_after_a_barge_in_is_remembered_in_its_own_turn(
+        daemon: RunDaemon, slow_clock: SlowClock) -> None:
+    async with daemon(**SLOW) as run:
+        cut = await cut_off_during_the_call(run, slow_clock)
+        await ask(run, "Tell me a joke.")
+        memory = run.daemon.memory
+        assert memory is not None
+        turns = memory.turns
+    assert cut.interrupted
+    asked, joke = turns
+    assert asked.user == "What time is it?" and asked.interrupted
+    assert asked.tools == ("time {} -> It is five past ten.",), "filed under the turn that called it"
+    assert joke.user == "Tell me a joke." and joke.tools == ()
 
 
 async def test_an_omni_model_without_function_calling_runs_without_tools(daemon: RunDaemon) -> None:
@@ -220,3 +242,4 @@ async def test_a_spoken_time_question_is_answered_through_the_time_tool(daemon: 
         status = run.daemon.status.as_dict()
     assert turn.heard == "What time is it?" and turn.answered.startswith("It is "), turn.answered
     assert status["tools"]["calls"] == 1 and turn.latency_ms is not None
+
