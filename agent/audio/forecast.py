@@ -41,17 +41,19 @@ _EDGES = np.arange(BINS) * BIN_MS
 STALL_MS = 30.0  # a chunk this much later than its pace is a stall (jitter stays below)
 SIZE_MEMORY = 32  # responses whose stall sizes are remembered (places: the last `window`)
 _NONE = -math.inf
+TRUST_AFTER = 2  # answers of history before a stall seen may let a start go below the prior
 
 
 class StartForecast:
     """Per-response start need (ms after the first chunk) from the session's recent responses."""
 
-    def __init__(self, *, window: int = 8, log_capacity: int = 512) -> None:
+    def __init__(self, *, window: int = 8, log_capacity: int = 512, prior_ms: float = 0.0) -> None:
         self.window = window
         self._profiles = np.full((window, BINS), _NONE)
         self._count = 0  # profiles stored so far (the ring index is count % window)
         self._envelope = np.full(BINS, _NONE)
         self._history_rates = np.full(window, np.inf)
+        self._jitter = np.zeros(SIZE_MEMORY)  # each response's largest lateness short of a stall
         self._stall_size = np.full((SIZE_MEMORY, BINS), _NONE)  # each response's stalls by place
         self._stall_top = np.full(BINS, _NONE)  # the stall that may come at each position
         self._chunk_ms = 0.0  # median chunk length of the latest response
@@ -75,6 +77,7 @@ class StartForecast:
         self.own_ms = 0.0  # running max lateness of the current response (quantised)
         self.hint_ms = 0.0  # expected length of the current response (0 = unknown)
         self._pending_hint = ("", 0.0)
+        self.prior_ms = prior_ms  # the first answer's hold: a floor while one stall is all we know
 
     # ------------------------------------------------------------------ history
 
@@ -107,6 +110,9 @@ class StartForecast:
         t, pos, g = self._t[:n], self._s[:n] + self._z[:n], self._g[:n]
         # The stall after chunk m: how much later than its pace the next chunk came.
         prof = np.full(BINS, _NONE)
+        row = self._stall_size[self._count % SIZE_MEMORY]
+        row[:] = _NONE
+        self._jitter[self._count % SIZE_MEMORY] = 0.0
         if n > 1:
             g = g.copy()
             if t[-1] > 0:  # the first chunk's pace at this response's own overall rate
@@ -115,9 +121,9 @@ class StartForecast:
             bins = np.minimum((pos[:-1] // BIN_MS).astype(np.int64), BINS - 1)
             np.maximum.at(prof, bins, excess)
             stalls = excess >= STALL_MS
-            row = self._stall_size[self._count % SIZE_MEMORY]
-            row[:] = _NONE
             np.maximum.at(row, bins[stalls], excess[stalls])
+            calm = excess[~stalls]
+            self._jitter[self._count % SIZE_MEMORY] = max(0.0, float(calm.max())) if calm.size else 0.0
         # Its overall rate: the next response's prior until that one's rate is measured.
         self._history_rates[self._count % self.window] = (
             (pos[-1] - self._z[n - 1]) / t[-1] if n > 1 and t[-1] > 0 else np.inf)
@@ -136,11 +142,14 @@ class StartForecast:
         grouped where they lie within a factor 2 of each other (an early hiccup and a late
         long stall are different things); a group's range is widened on both sides by the
         spread of its places (the unbiased estimate of a uniform range's ends), so a stall
-        seen after the 3rd, 4th and 5th delta may come after the 2nd or 6th. Sizes: the
+        seen after the 3rd, 4th and 5th delta may come after the 2nd or 6th; before a spread
+        is measured a scale prior widens it downwards by lo / (n + 1) (a place seen once may
+        come half as far in), which gives way to the spread as places accumulate. Sizes: the
         longest stall per response in that range over the last SIZE_MEMORY responses, plus
-        their spread (the next one is as likely as any to be the longest so far). One sample
-        gives no spread: a source that repeats itself exactly is held exactly as long as it
-        needs.
+        their spread (the next one is as likely as any to be the longest so far), plus the
+        largest calm jitter (a stall is measured over its chunk's pace, and that chunk's jitter
+        rides on it). A source that repeats itself exactly (no jitter) is still held exactly
+        its D* once the chunk before the stall has come (tests/audio/test_forecast.py).
         """
         top_at = self._stall_top
         top_at[:] = _NONE
@@ -158,14 +167,19 @@ class StartForecast:
             firsts = [int(np.flatnonzero(r[lo : hi + 1] > _NONE)[0]) for r in recent
                       if (r[lo : hi + 1] > _NONE).any()]
             widen = (max(firsts) - min(firsts)) / (len(firsts) - 1) if len(firsts) > 1 else 0.0
-            lo = max(0, int(lo - widen))
+            # Before the spread is measured, a scale prior: a place seen n times may come
+            # lo / (n + 1) earlier (half as far with one sample), giving way to the spread.
+            lo = max(0, int(lo - max(widen, lo / (len(firsts) + 1))))
             # Later too by a chunk: a stall "after the k-th delta" ends up at a later position
             # when the deltas before it are longer.
             hi = min(BINS - 1, int(math.ceil(hi + max(widen, self._chunk_ms / BIN_MS))))
             longest = sizes[:, lo : hi + 1].max(axis=1)
             longest = longest[longest > _NONE]
             spread = (longest.max() - longest.min()) / (longest.size - 1) if longest.size > 1 else 0.0
-            np.maximum(top_at[lo : hi + 1], float(longest.max() + spread), out=top_at[lo : hi + 1])
+            # A stall's size is measured over its chunk's pace, so the jitter of that chunk rides
+            # on it: the next one may be the longest plus the largest calm jitter seen.
+            top = float(longest.max() + spread + self._jitter[:m].max())
+            np.maximum(top_at[lo : hi + 1], top, out=top_at[lo : hi + 1])
             self._group[lo : hi + 1] = j
         np.maximum(self._envelope, top_at, out=self._expect)
 
@@ -270,4 +284,9 @@ class StartForecast:
                 need = math.inf
         if need == _NONE and not self._count:
             return None
+        if self._count < TRUST_AFTER and self._stall_top.max() > _NONE:
+            # One answer that stalled shows one stall: no spread of places or sizes yet (the
+            # next may be longer and earlier), so the forecast may raise the prior but not go
+            # below it. An answer without a stall is trusted at once (steady sources).
+            need = max(need, self.prior_ms)
         return max(self.own_ms, need)
