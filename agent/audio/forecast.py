@@ -53,6 +53,8 @@ class StartForecast:
         self._count = 0  # profiles stored so far (the ring index is count % window)
         self._envelope = np.full(BINS, _NONE)
         self._history_rates = np.full(window, np.inf)
+        self._lengths = np.zeros(window)  # audio ms each recent response brought
+        self._length_guess = 0.0  # how long the next answer may be (see _fold)
         self._jitter = np.zeros(SIZE_MEMORY)  # each response's largest lateness short of a stall
         self._stall_size = np.full((SIZE_MEMORY, BINS), _NONE)  # each response's stalls by place
         self._stall_top = np.full(BINS, _NONE)  # the stall that may come at each position
@@ -128,12 +130,20 @@ class StartForecast:
         self._history_rates[self._count % self.window] = (
             (pos[-1] - self._z[n - 1]) / t[-1] if n > 1 and t[-1] > 0 else np.inf)
         self._profiles[self._count % self.window] = prof
+        self._lengths[self._count % self.window] = self.received_ms
         self._count += 1
         k = min(self._count, self.window)
         np.max(self._profiles[:k], axis=0, out=self._envelope)
         self._chunk_ms = float(np.median(self._z[:n]))
         self._learn_stalls(k)
         self._prior_rate = float(np.min(self._history_rates[: min(self._count, self.window)]))
+        # How long the next answer may be (a slow source's drift runs to its end): the longest
+        # recent one; with only one seen, twice it (the scale estimate of a uniform range's
+        # upper end, as for stall places). Adding the spread of lengths too was measured: +43 ms
+        # start p50 on slow for no gap fewer (bench/RESULTS.md §8).
+        seen = self._lengths[: min(self._count, self.window)]
+        seen = seen[seen > 0]
+        self._length_guess = float(seen.max()) * (2.0 if seen.size == 1 else 1.0) if seen.size else 0.0
 
     def _learn_stalls(self, k: int) -> None:
         """Where the next stall may come and how long it may be, from the recent ones.
@@ -273,11 +283,13 @@ class StartForecast:
             # this rate builds (or, below real time, eats) that much buffer first.
             expect = np.where(self._spent[b:], self._envelope[b:], self._expect[b:])
             need = here + g + float(np.max(expect + ahead * drift))
-        if self.hint_ms > p:
+        # The answer's length: the hint (pipeline mode) or, without one, the guess from history.
+        length = self.hint_ms if self.hint_ms > 0 else self._length_guess
+        if length > p:
             if drift > 0:
                 # The last chunk starts at hint - this chunk's length from the next one on.
-                need = max(need, here + g + max(0.0, self.hint_ms - p - audio_ms) * drift)
-            elif not self._count and not any(self._rates):
+                need = max(need, here + g + max(0.0, length - p - audio_ms) * drift)
+            elif self.hint_ms > p and not self._count and not any(self._rates):
                 # A long answer and nothing known about the source: a first chunk cannot tell
                 # a slow source from a fast one, so wait for the second (its rate) rather
                 # than start on the prior hold and gap if it is slow.

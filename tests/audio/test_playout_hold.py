@@ -103,3 +103,18 @@ def test_after_one_slow_answer_the_next_one_is_held_without_a_hint():
     _slow(p, dev, clk, "first", 1.0)
     _slow(p, dev, clk, "second", 6.0)  # as long and as slow: the forecast covers it
     assert p.response_stats("second").gaps == 0
+
+
+def test_after_one_slow_answer_a_longer_one_is_held_for_twice_its_length():
+    """One 1 s answer at 0.9x says nothing about how long the next may be: without a hint the
+    next is held as if up to twice as long (a 2 s answer needs ~220 ms), so it plays through.
+    After that the longest recent answer is the guess: the third, as long, waits its D* and
+    the slack of a rate measured over a few chunks (never less), far from max_ms."""
+    p, dev, clk = make(target=80, hi=600)
+    _slow(p, dev, clk, "short", 1.0, n=10)
+    _slow(p, dev, clk, "long", 4.0, n=20)
+    assert p.response_stats("long").gaps == 0
+    _slow(p, dev, clk, "again", 9.0, n=20)
+    st = p.response_stats("again")
+    assert st.gaps == 0
+    assert st.lateness_ms + LAT * 1000 <= st.added_latency_ms <= 1.5 * st.lateness_ms + LAT * 1000
