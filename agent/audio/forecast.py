@@ -286,14 +286,15 @@ class StartForecast:
         # The answer's length: the hint (pipeline mode) or, without one, the guess from history.
         length = self.hint_ms if self.hint_ms > 0 else self._length_guess
         if length > p:
-            if drift > 0:
-                # The last chunk starts at hint - this chunk's length from the next one on.
-                need = max(need, here + g + max(0.0, length - p - audio_ms) * drift)
-            elif self.hint_ms > p and not self._count and not any(self._rates):
-                # A long answer and nothing known about the source: a first chunk cannot tell
-                # a slow source from a fast one, so wait for the second (its rate) rather
-                # than start on the prior hold and gap if it is slow.
+            if not any(self._rates) and (self._prior_rate < 1.0 or self.hint_ms > p and not self._count):
+                # A long answer, and a first chunk cannot tell its rate: with no history it
+                # cannot tell a slow source from a fast one, and after slow answers the slowest
+                # of them is no bound for this one. Wait for the second chunk (bounded by
+                # max_ms) rather than start on an assumed rate and gap if it is slower.
                 need = math.inf
+            elif drift > 0:
+                # The last chunk starts at length - this chunk's length from the next one on.
+                need = max(need, here + g + max(0.0, length - p - audio_ms) * drift)
         if need == _NONE and not self._count:
             return None
         if self._count < TRUST_AFTER and self._stall_top.max() > _NONE:

@@ -118,3 +118,17 @@ def test_after_one_slow_answer_a_longer_one_is_held_for_twice_its_length():
     st = p.response_stats("again")
     assert st.gaps == 0
     assert st.lateness_ms + LAT * 1000 <= st.added_latency_ms <= 1.5 * st.lateness_ms + LAT * 1000
+
+
+def test_after_slow_answers_a_slower_one_waits_for_its_second_chunk():
+    """After a 0.95x answer, a hinted 1.5 s answer at 0.85x needs ~250 ms of hold; its first
+    chunk cannot show that it is slower than the last one (whose rate would give ~95 ms of
+    hold, over before the second chunk comes at 118 ms), so the start waits for the second
+    chunk, measures the rate and plays through."""
+    p, dev, clk = make(target=80, hi=600)
+    _slow(p, dev, clk, "before", 1.0, speed=0.95)
+    p.expect("slower", 1.5 * 1.25)
+    _slow(p, dev, clk, "slower", 6.0, n=15, speed=0.85)
+    st = p.response_stats("slower")
+    assert st.gaps == 0
+    assert st.added_latency_ms >= st.lateness_ms + LAT * 1000
