@@ -174,8 +174,13 @@ class StartForecast:
                 continue
             lo, hi = int(places[start]), int(places[j - 1])
             start = j
-            firsts = [int(np.flatnonzero(r[lo : hi + 1] > _NONE)[0]) for r in recent
-                      if (r[lo : hi + 1] > _NONE).any()]
+            # The range is the places of the group's long stalls (at least half its longest):
+            # a short one that chains the group together (a 30 ms hiccup at 1.6 s between a
+            # 0.2 s stall at 0.4 s and a 1 s one at 3 s) must not bring the long stall with it.
+            seg = recent[:, lo : hi + 1]
+            long_ = seg >= seg.max() / 2
+            firsts = [int(np.flatnonzero(row)[0]) for row in long_ if row.any()]
+            lo, hi = lo + min(firsts), lo + int(np.flatnonzero(long_.any(axis=0))[-1])
             widen = (max(firsts) - min(firsts)) / (len(firsts) - 1) if len(firsts) > 1 else 0.0
             # Before the spread is measured, a scale prior: a place seen n times may come
             # lo / (n + 1) earlier (half as far with one sample), giving way to the spread.

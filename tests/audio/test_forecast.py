@@ -183,3 +183,24 @@ def test_a_stall_is_expected_with_the_calm_jitter_on_top():
     arr = with_stall(after=2, stall=310.0)
     needs = play(f, arr)
     assert needs[2] >= lateness(arr) - 0.5
+
+
+def test_a_short_hiccup_between_two_stall_places_does_not_bring_the_long_stall_forward():
+    """Answers stall 200 ms after 400 ms of audio and 1 s after 3 s (the backlog absorbs that);
+    one of them also has a 40 ms hiccup after 1.6 s, which chains the places into one group.
+    The 1 s stall is still expected only where 1 s stalls were seen, not from 1.6 s on."""
+
+    def answer(hiccup: bool) -> list[tuple[float, float]]:
+        out, t = [], 0.0
+        for j in range(40):
+            out.append((t, 100.0))
+            t += 25.0 + (200.0 if j == 3 else 0.0) + (1000.0 if j == 29 else 0.0)
+            t += 40.0 if hiccup and j == 15 else 0.0
+        return out
+
+    plain, chained = StartForecast(), StartForecast()
+    for k in range(8):
+        play(plain, answer(False))
+        play(chained, answer(k == 7))
+    probe = answer(False)
+    assert max(play(chained, probe)[1:]) == pytest.approx(max(play(plain, probe)[1:]), abs=1.0)
