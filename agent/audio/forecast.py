@@ -20,8 +20,11 @@ over the median of its last three delivery rates) the next chunk is due `g` late
   expected once per response (_learn_stalls);
 * `(P' - P)(1/r - 1)`: what lies ahead is reached after more audio, which at this response's
   rate r builds buffer (r > 1) or eats it (r < 1);
-* a length hint (`expect()`, pipeline mode: tts/duration.py) adds a slow source's drift up to
-  the end of the answer.
+* a length hint (`expect()`, pipeline mode: tts/duration.py) or, without one, the longest
+  recent answer (twice it after only one) adds a slow source's drift up to the end of the
+  answer;
+* after one answer that stalled, the first answer's prior (`prior_ms`) is a floor: one stall
+  shows no spread of places or sizes.
 
 Nothing is clairvoyant: only finished responses feed E, and a response's own arrivals raise
 its need at once. Memory is fixed: `window` × BINS and SIZE_MEMORY × BINS arrays and one
