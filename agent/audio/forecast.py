@@ -142,7 +142,7 @@ class StartForecast:
         self._prior_rate = float(np.min(self._history_rates[: min(self._count, self.window)]))
         # How long the next answer may be (a slow source's drift runs to its end): the longest
         # recent one; with only one seen, twice it (the scale estimate of a uniform range's
-        # upper end, as for stall places). Adding the spread of lengths too was measured: +43 ms
+        # upper end, as for stall places). Adding the spread of lengths too was measured: +41 ms
         # start p50 on slow for no gap fewer (bench/RESULTS.md §8).
         seen = self._lengths[: min(self._count, self.window)]
         seen = seen[seen > 0]
