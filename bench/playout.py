@@ -26,6 +26,8 @@ Players:
   and so do late deltas of the cancelled response. Host buffer modelled as 2 periods.
 * **(b) ours** — the real `agent.audio.Player`, driven through its public API and its
   `render()` callback (back-pressure via `feed_nowait`/`resume_feed`, like `Player.write`).
+* **(b+) / (b~)** — (b) given a length hint: pipeline mode's (the true length × 1.25 before the
+  first audio), or omni mode's only signal, the transcript so far (one chunk ahead, × 1.25);
 * **(c) oracle** — clairvoyant: knows each response's arrivals in advance and starts it at the
   first callback that can play it through without a gap (D*, quantised to device blocks), never
   earlier; flushes instantly without a fade. The lower bound for gap-free start latency.
