@@ -160,8 +160,8 @@ class StartForecast:
         come half as far in), which gives way to the spread as places accumulate. Sizes: the
         longest stall per response in that range over the last SIZE_MEMORY responses, plus
         their spread (the next one is as likely as any to be the longest so far), plus the
-        largest calm jitter (a stall is measured over its chunk's pace, and that chunk's jitter
-        rides on it). A source that repeats itself exactly (no jitter) is still held exactly
+        typical largest calm jitter of a response (a stall is measured over its chunk's pace,
+        and that chunk's jitter rides on it). A source that repeats itself exactly (no jitter) is still held exactly
         its D* once the chunk before the stall has come (tests/audio/test_forecast.py).
         """
         top_at = self._stall_top
@@ -195,8 +195,9 @@ class StartForecast:
             longest = longest[longest > _NONE]
             spread = (longest.max() - longest.min()) / (longest.size - 1) if longest.size > 1 else 0.0
             # A stall's size is measured over its chunk's pace, so the jitter of that chunk rides
-            # on it: the next one may be the longest plus the largest calm jitter seen.
-            top = float(longest.max() + spread + self._jitter[:m].max())
+            # on it: the next one may be the longest plus a response's typical largest calm
+            # jitter (the median of them; their maximum cost 2 ms p50, 10 ms p95 more, no gap fewer).
+            top = float(longest.max() + spread + float(np.median(self._jitter[:m])))
             np.maximum(top_at[lo : hi + 1], top, out=top_at[lo : hi + 1])
             self._group[lo : hi + 1] = j
         np.maximum(self._envelope, top_at, out=self._expect)
