@@ -26,6 +26,8 @@ Players:
   and so do late deltas of the cancelled response. Host buffer modelled as 2 periods.
 * **(b) ours** — the real `agent.audio.Player`, driven through its public API and its
   `render()` callback (back-pressure via `feed_nowait`/`resume_feed`, like `Player.write`).
+* **(b+) / (b~)** — (b) given a length hint: pipeline mode's (the true length × 1.25 before the
+  first audio), or omni mode's only signal, the transcript so far (one chunk ahead, × 1.25);
 * **(c) oracle** — clairvoyant: knows each response's arrivals in advance and starts it at the
   first callback that can play it through without a gap (D*, quantised to device blocks), never
   earlier; flushes instantly without a fade. The lower bound for gap-free start latency.
@@ -193,6 +195,35 @@ class OursHinted(Ours):
         if k not in self.hinted:
             self.hinted.add(k)
             self.p.expect(str(k), self.length_s[k] * HINT_FACTOR)
+        super().audio(t, k, pcm)
+
+
+TRANSCRIPT_LEAD = 1  # chunks the omni transcript runs ahead of the audio (the emulator's interleaving)
+
+
+class OursTranscript(Ours):
+    """(b) given omni mode's only length signal: a running hint from the transcript deltas
+    (`response.audio_transcript.delta`), which arrive interleaved with the audio and run ahead
+    of it by about TRANSCRIPT_LEAD chunks (agent/emulator/realtime_response.py; DashScope's
+    order of events, reference/dashscope-protocol.md §5). The text's length is estimated long
+    as pipeline mode's is (× HINT_FACTOR): at chunk k the hint is the audio up to chunk
+    k + TRANSCRIPT_LEAD × HINT_FACTOR."""
+
+    name = "(b~) ours, running transcript hint"
+
+    def __init__(self, trace: Trace) -> None:
+        super().__init__(trace)
+        self.chunks: dict[int, list[int]] = {}
+        for e in trace.sorted_events():
+            if e["kind"] == "audio":
+                self.chunks.setdefault(e["resp"], []).append(e["frames"])
+        self.seen: dict[int, int] = {}
+
+    def audio(self, t: float, k: int, pcm: np.ndarray) -> None:
+        j = self.seen.get(k, 0)
+        self.seen[k] = j + 1
+        ahead = sum(self.chunks[k][: j + 1 + TRANSCRIPT_LEAD])
+        self.p.expect(str(k), ahead / RATE * HINT_FACTOR)
         super().audio(t, k, pcm)
 
 
@@ -512,7 +543,7 @@ def analyse(trace: Trace, run: dict) -> dict:
     }
 
 
-PLAYERS = (Vendor, Ours, OursHinted, Oracle, OnlineBound, OnlineBoundAny)
+PLAYERS = (Vendor, Ours, OursHinted, OursTranscript, Oracle, OnlineBound, OnlineBoundAny)
 
 
 def bench(traces: list[Trace], memory: bool = True) -> dict:
@@ -523,7 +554,7 @@ def bench(traces: list[Trace], memory: bool = True) -> dict:
         for cls in PLAYERS:
             if (cls is OnlineBound and not tr.alts) or (cls is OnlineBoundAny and not tr.alts_any):
                 continue
-            if cls is OursHinted and tr.name not in HINTED:
+            if cls in (OursHinted, OursTranscript) and tr.name not in HINTED:
                 continue
             run = simulate(tr, cls)
             res = analyse(tr, run)
@@ -571,8 +602,8 @@ def markdown_sweep(agg: dict) -> str:
     ]
     for name, fam in agg.items():
         a = fam["players"][Vendor.name]
-        for pname in (Vendor.name, Ours.name, OursHinted.name, Oracle.name, OnlineBound.name,
-                      OnlineBoundAny.name):
+        for pname in (Vendor.name, Ours.name, OursHinted.name, OursTranscript.name, Oracle.name,
+                      OnlineBound.name, OnlineBoundAny.name):
             if pname not in fam["players"]:
                 continue
             r = fam["players"][pname]

@@ -20,8 +20,11 @@ over the median of its last three delivery rates) the next chunk is due `g` late
   expected once per response (_learn_stalls);
 * `(P' - P)(1/r - 1)`: what lies ahead is reached after more audio, which at this response's
   rate r builds buffer (r > 1) or eats it (r < 1);
-* a length hint (`expect()`, pipeline mode: tts/duration.py) adds a slow source's drift up to
-  the end of the answer.
+* a length hint (`expect()`, pipeline mode: tts/duration.py) or, without one, the longest
+  recent answer (twice it after only one) adds a slow source's drift up to the end of the
+  answer;
+* after one answer that stalled, the first answer's prior (`prior_ms`) is a floor: one stall
+  shows no spread of places or sizes.
 
 Nothing is clairvoyant: only finished responses feed E, and a response's own arrivals raise
 its need at once. Memory is fixed: `window` × BINS and SIZE_MEMORY × BINS arrays and one
@@ -41,17 +44,21 @@ _EDGES = np.arange(BINS) * BIN_MS
 STALL_MS = 30.0  # a chunk this much later than its pace is a stall (jitter stays below)
 SIZE_MEMORY = 32  # responses whose stall sizes are remembered (places: the last `window`)
 _NONE = -math.inf
+TRUST_AFTER = 2  # answers of history before a stall seen may let a start go below the prior
 
 
 class StartForecast:
     """Per-response start need (ms after the first chunk) from the session's recent responses."""
 
-    def __init__(self, *, window: int = 8, log_capacity: int = 512) -> None:
+    def __init__(self, *, window: int = 8, log_capacity: int = 512, prior_ms: float = 0.0) -> None:
         self.window = window
         self._profiles = np.full((window, BINS), _NONE)
         self._count = 0  # profiles stored so far (the ring index is count % window)
         self._envelope = np.full(BINS, _NONE)
         self._history_rates = np.full(window, np.inf)
+        self._lengths = np.zeros(window)  # audio ms each recent response brought
+        self._length_guess = 0.0  # how long the next answer may be (see _fold)
+        self._jitter = np.zeros(SIZE_MEMORY)  # each response's largest lateness short of a stall
         self._stall_size = np.full((SIZE_MEMORY, BINS), _NONE)  # each response's stalls by place
         self._stall_top = np.full(BINS, _NONE)  # the stall that may come at each position
         self._chunk_ms = 0.0  # median chunk length of the latest response
@@ -75,6 +82,7 @@ class StartForecast:
         self.own_ms = 0.0  # running max lateness of the current response (quantised)
         self.hint_ms = 0.0  # expected length of the current response (0 = unknown)
         self._pending_hint = ("", 0.0)
+        self.prior_ms = prior_ms  # the first answer's hold: a floor while one stall is all we know
 
     # ------------------------------------------------------------------ history
 
@@ -107,6 +115,9 @@ class StartForecast:
         t, pos, g = self._t[:n], self._s[:n] + self._z[:n], self._g[:n]
         # The stall after chunk m: how much later than its pace the next chunk came.
         prof = np.full(BINS, _NONE)
+        row = self._stall_size[self._count % SIZE_MEMORY]
+        row[:] = _NONE
+        self._jitter[self._count % SIZE_MEMORY] = 0.0
         if n > 1:
             g = g.copy()
             if t[-1] > 0:  # the first chunk's pace at this response's own overall rate
@@ -115,19 +126,27 @@ class StartForecast:
             bins = np.minimum((pos[:-1] // BIN_MS).astype(np.int64), BINS - 1)
             np.maximum.at(prof, bins, excess)
             stalls = excess >= STALL_MS
-            row = self._stall_size[self._count % SIZE_MEMORY]
-            row[:] = _NONE
             np.maximum.at(row, bins[stalls], excess[stalls])
+            calm = excess[~stalls]
+            self._jitter[self._count % SIZE_MEMORY] = max(0.0, float(calm.max())) if calm.size else 0.0
         # Its overall rate: the next response's prior until that one's rate is measured.
         self._history_rates[self._count % self.window] = (
             (pos[-1] - self._z[n - 1]) / t[-1] if n > 1 and t[-1] > 0 else np.inf)
         self._profiles[self._count % self.window] = prof
+        self._lengths[self._count % self.window] = self.received_ms
         self._count += 1
         k = min(self._count, self.window)
         np.max(self._profiles[:k], axis=0, out=self._envelope)
         self._chunk_ms = float(np.median(self._z[:n]))
         self._learn_stalls(k)
         self._prior_rate = float(np.min(self._history_rates[: min(self._count, self.window)]))
+        # How long the next answer may be (a slow source's drift runs to its end): the longest
+        # recent one; with only one seen, twice it (the scale estimate of a uniform range's
+        # upper end, as for stall places). Adding the spread of lengths too was measured: +41 ms
+        # start p50 on slow for no gap fewer (bench/RESULTS.md §8).
+        seen = self._lengths[: min(self._count, self.window)]
+        seen = seen[seen > 0]
+        self._length_guess = float(seen.max()) * (2.0 if seen.size == 1 else 1.0) if seen.size else 0.0
 
     def _learn_stalls(self, k: int) -> None:
         """Where the next stall may come and how long it may be, from the recent ones.
@@ -136,11 +155,14 @@ class StartForecast:
         grouped where they lie within a factor 2 of each other (an early hiccup and a late
         long stall are different things); a group's range is widened on both sides by the
         spread of its places (the unbiased estimate of a uniform range's ends), so a stall
-        seen after the 3rd, 4th and 5th delta may come after the 2nd or 6th. Sizes: the
+        seen after the 3rd, 4th and 5th delta may come after the 2nd or 6th; before a spread
+        is measured a scale prior widens it downwards by lo / (n + 1) (a place seen once may
+        come half as far in), which gives way to the spread as places accumulate. Sizes: the
         longest stall per response in that range over the last SIZE_MEMORY responses, plus
-        their spread (the next one is as likely as any to be the longest so far). One sample
-        gives no spread: a source that repeats itself exactly is held exactly as long as it
-        needs.
+        their spread (the next one is as likely as any to be the longest so far), plus the
+        typical largest calm jitter of a response (a stall is measured over its chunk's pace,
+        and that chunk's jitter rides on it). A source that repeats itself exactly (no jitter) is still held exactly
+        its D* once the chunk before the stall has come (tests/audio/test_forecast.py).
         """
         top_at = self._stall_top
         top_at[:] = _NONE
@@ -155,17 +177,28 @@ class StartForecast:
                 continue
             lo, hi = int(places[start]), int(places[j - 1])
             start = j
-            firsts = [int(np.flatnonzero(r[lo : hi + 1] > _NONE)[0]) for r in recent
-                      if (r[lo : hi + 1] > _NONE).any()]
+            # The range is the places of the group's long stalls (at least half its longest):
+            # a short one that chains the group together (a 30 ms hiccup at 1.6 s between a
+            # 0.2 s stall at 0.4 s and a 1 s one at 3 s) must not bring the long stall with it.
+            seg = recent[:, lo : hi + 1]
+            long_ = seg >= seg.max() / 2
+            firsts = [int(np.flatnonzero(row)[0]) for row in long_ if row.any()]
+            lo, hi = lo + min(firsts), lo + int(np.flatnonzero(long_.any(axis=0))[-1])
             widen = (max(firsts) - min(firsts)) / (len(firsts) - 1) if len(firsts) > 1 else 0.0
-            lo = max(0, int(lo - widen))
+            # Before the spread is measured, a scale prior: a place seen n times may come
+            # lo / (n + 1) earlier (half as far with one sample), giving way to the spread.
+            lo = max(0, int(lo - max(widen, lo / (len(firsts) + 1))))
             # Later too by a chunk: a stall "after the k-th delta" ends up at a later position
             # when the deltas before it are longer.
             hi = min(BINS - 1, int(math.ceil(hi + max(widen, self._chunk_ms / BIN_MS))))
             longest = sizes[:, lo : hi + 1].max(axis=1)
             longest = longest[longest > _NONE]
             spread = (longest.max() - longest.min()) / (longest.size - 1) if longest.size > 1 else 0.0
-            np.maximum(top_at[lo : hi + 1], float(longest.max() + spread), out=top_at[lo : hi + 1])
+            # A stall's size is measured over its chunk's pace, so the jitter of that chunk rides
+            # on it: the next one may be the longest plus a response's typical largest calm
+            # jitter (the median of them; their maximum cost 2 ms p50, 10 ms p95 more, no gap fewer).
+            top = float(longest.max() + spread + float(np.median(self._jitter[:m])))
+            np.maximum(top_at[lo : hi + 1], top, out=top_at[lo : hi + 1])
             self._group[lo : hi + 1] = j
         np.maximum(self._envelope, top_at, out=self._expect)
 
@@ -259,15 +292,23 @@ class StartForecast:
             # this rate builds (or, below real time, eats) that much buffer first.
             expect = np.where(self._spent[b:], self._envelope[b:], self._expect[b:])
             need = here + g + float(np.max(expect + ahead * drift))
-        if self.hint_ms > p:
-            if drift > 0:
-                # The last chunk starts at hint - this chunk's length from the next one on.
-                need = max(need, here + g + max(0.0, self.hint_ms - p - audio_ms) * drift)
-            elif not self._count and not any(self._rates):
-                # A long answer and nothing known about the source: a first chunk cannot tell
-                # a slow source from a fast one, so wait for the second (its rate) rather
-                # than start on the prior hold and gap if it is slow.
+        # The answer's length: the hint (pipeline mode) or, without one, the guess from history.
+        length = self.hint_ms if self.hint_ms > 0 else self._length_guess
+        if length > p:
+            if not any(self._rates) and (self._prior_rate < 1.0 or self.hint_ms > p and not self._count):
+                # A long answer, and a first chunk cannot tell its rate: with no history it
+                # cannot tell a slow source from a fast one, and after slow answers the slowest
+                # of them is no bound for this one. Wait for the second chunk (bounded by
+                # max_ms) rather than start on an assumed rate and gap if it is slower.
                 need = math.inf
+            elif drift > 0:
+                # The last chunk starts at length - this chunk's length from the next one on.
+                need = max(need, here + g + max(0.0, length - p - audio_ms) * drift)
         if need == _NONE and not self._count:
             return None
+        if self._count < TRUST_AFTER and self._stall_top.max() > _NONE:
+            # One answer that stalled shows one stall: no spread of places or sizes yet (the
+            # next may be longer and earlier), so the forecast may raise the prior but not go
+            # below it. An answer without a stall is trusted at once (steady sources).
+            need = max(need, self.prior_ms)
         return max(self.own_ms, need)

@@ -94,7 +94,9 @@ class Player(ResponseBook, PlayoutCallback):
         self._fade_ms = fade_ms
         self.target = AdaptiveTarget(j.target_ms, j.min_ms, j.max_ms)  # rebuffer depth
         self.hold = StartHold(j.target_ms, j.max_ms)  # start: the prior, and the status figure
-        self.forecast = StartForecast()  # start: per-response need from the session's history
+        # Start: per-response need from the session's history; after a first answer that
+        # stalled, never below the prior (one stall shows no spread).
+        self.forecast = StartForecast(prior_ms=float(j.target_ms))
         self._max_ms = float(j.max_ms)
         self._min_ms = float(j.min_ms)
         self._tracker = LatenessTracker(j.max_ms)
