@@ -156,8 +156,8 @@ def test_turn_bench_smoke(tmp_path: Path) -> None:
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"the [turn] extra is not installed ({module})")
     report = tmp_path / "turn.json"
-    r = _run("turn.py", "--sentences", "2", "--sets", "hesitation", "--vad", "webrtc", "--json", str(report),
-             timeout=300)
+    r = _run("turn.py", "--sentences", "2", "--sets", "hesitation", "--vad", "webrtc", "--tune",
+             "--json", str(report), timeout=300)
     assert "P>=0.5 pause +200 ms" in r.stdout  # the model discrimination table
     doc = json.loads(report.read_text())
     rows = {row["rule"]: row for row in doc["hesitation"]["rows"]}
@@ -171,6 +171,13 @@ def test_turn_bench_smoke(tmp_path: Path) -> None:
     model_rows = [row for name, row in rows.items() if "model" in name]
     assert model_rows and all(row["inferences_per_utt"] >= 1 for row in model_rows)
     assert all(0 < ms < 2000 for ms in doc["inference_ms"])
+    # --tune: the reference and silence rows and the tune-half front, each scored on the test half
+    tuned = {row["rule"]: row for row in doc["tune"]["rows"]}
+    assert "server VAD 800 ms (emulator)" in tuned and "webrtc VAD 1000 ms" in tuned
+    assert any(row["why"].startswith("tune front") for row in tuned.values())
+    for row in tuned.values():
+        test = row["hesitation/all voices"]
+        assert 0 <= test["cut"] <= test["paused"] and test["missed"] == 0, row["rule"]
 
 
 def test_paused_questions_hesitate_inside_the_clause_and_cuts_are_read_from_response_times() -> None:
