@@ -44,8 +44,8 @@ class TurnConfig:
 
     # Defaults chosen on the tune half of bench/turn.py's labelled sets (bench/RESULTS.md §9.2):
     # the fewest cut-offs among the rules whose end → commit p50 fits SPEC §9's voice-to-voice
-    # budget. Asked once per silence (step >= max - min), as pipecat does: the model was trained
-    # on ~200 ms of trailing silence and says "complete" more often the more silence it hears,
+    # budget. Asked once per silence (step >= max - min), as pipecat does (it asks when its
+    # VAD's 200 ms stop fires): the model says "complete" more often the more silence it hears,
     # in mid-sentence pauses as at ends, so re-asking only adds cut-offs.
     min_silence_ms: int = 100  # silence before the model is first asked
     step_ms: int = 1000  # then at most one inference per this much more silence
