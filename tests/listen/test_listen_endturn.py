@@ -54,7 +54,7 @@ def run(eot: LocalEndOfTurn, fe: ListenFrontend, pcms: list[bytes], t0: float = 
         t = t0 + 0.04 * (i + 1)
         if settle and eot._jobs:
             eot._jobs[-1][1].result()  # wait for the worker: deterministic timing
-        out += [(t, a) for a in eot.chunk(fe, pcm, t, t, audible, sent=True)]
+        out += [(t, a) for a in eot.chunk(fe, pcm, t, t, audible, sent=pcm)]
     return out
 
 

@@ -3,13 +3,24 @@ the question's audio starts at out. Frames are 20 ms (320 samples); the pre-roll
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pytest
 
-from agent.listen.waketrim import Cut, TrimConfig, WakeTrim
+from agent.listen.frontend import FrontendConfig, ListenFrontend, SendAudio
+from agent.listen.waketrim import Cut, TrimConfig, WakeCut, WakeTrim
 
 pytestmark = pytest.mark.unit
 
 F = 320  # one 20 ms frame
+
+
+@dataclass(frozen=True)
+class Det:
+    end_sample: int
+    word: str = "okay_nabu"
+    score: float = 0.9
 
 
 def cut_of(pattern: str, wake_frame: int, start: int = 0) -> Cut | None:
@@ -84,3 +95,61 @@ def test_nonsense_settings_are_refused() -> None:
         TrimConfig(min_gap_ms=10)
     with pytest.raises(ValueError):
         TrimConfig(pad_ms=-1)
+
+
+class LevelVad:
+    """Speech = a frame louder than -30 dBFS (the test's "speech" is a loud tone)."""
+
+    def __call__(self, pcm: bytes) -> bool:
+        return int(np.abs(np.frombuffer(pcm, np.int16)).max(initial=0)) > 1000
+
+    def reset(self) -> None:
+        pass
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+
+
+@pytest.mark.parametrize("gap_s", [0.1, 0.3, 1.5])
+def test_the_front_end_sends_a_held_wake_turn_from_just_before_the_question(gap_s: float) -> None:
+    """Wake word (a tone) ends, the detector reports it 120 ms later, a gap, the question."""
+    fe = ListenFrontend(FrontendConfig(mode="wake_word", preroll_ms=400, hold_wake=True))
+    cut = WakeCut(LevelVad())
+    wake_end, q_start = 16000 + 12800, 16000 + 12800 + int(gap_s * 16000)
+    mic = np.concatenate([np.zeros(16000, np.int16), tone(0.8), np.zeros(int(gap_s * 16000), np.int16),
+                          tone(1.0), np.zeros(8000, np.int16)])
+    detection = wake_end + 1920
+    sent: list[bytes] = []
+    for i in range(0, len(mic) - 639, 640):
+        out = fe.chunk(mic[i : i + 640].tobytes(), (i + 640) / 16000)
+        if i < detection <= i + 640:
+            out += fe.wake(Det(detection))
+        out += cut.chunk(fe)
+        sent += [a.pcm for a in out if isinstance(a, SendAudio)]
+    up = np.frombuffer(b"".join(sent), np.int16)
+    first = len(mic) - len(up)  # everything after the cut went up, in order
+    assert np.array_equal(up, mic[first:]), "one contiguous stretch, ending with the microphone"
+    assert wake_end <= first <= q_start, "none of the wake word, all of the question"
+    assert q_start - first <= 960, "at most pad_ms of silence before the question"
+    assert cut.cuts == {"gap": 1, "run_on": 0}
+
+
+def test_a_question_run_into_the_wake_word_is_cut_run_on_ms_after_the_detection() -> None:
+    fe = ListenFrontend(FrontendConfig(mode="wake_word", preroll_ms=400, hold_wake=True))
+    cut = WakeCut(LevelVad())
+    mic = np.concatenate([np.zeros(16000, np.int16), tone(2.0)])
+    detection = 16000 + 12800
+    released_at = None
+    for i in range(0, len(mic) - 639, 640):
+        out = fe.chunk(mic[i : i + 640].tobytes(), (i + 640) / 16000)
+        if i < detection <= i + 640:
+            out += fe.wake(Det(detection))
+        out += cut.chunk(fe)
+        if released_at is None and any(isinstance(a, SendAudio) for a in out):
+            released_at = i + 640
+            first = released_at - sum(len(a.pcm) for a in out if isinstance(a, SendAudio)) // 2
+    assert released_at is not None and released_at - detection <= 300 * 16 + 640
+    assert first == detection - TrimConfig().run_on_back_ms * 16
+    assert cut.cuts == {"gap": 0, "run_on": 1}
