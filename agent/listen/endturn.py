@@ -7,8 +7,9 @@ never on the event loop) that runs the WebRTC VAD and `EndOfTurnDecider.feed` in
 finished decisions are collected on the next chunk and become the front end's turn end plus a
 `Commit`, exactly what `talk stop` does. While the answer is audible a second WebRTC VAD on the
 loop (0.2 ms of CPU per audio second) watches the echo-filtered microphone: a run of speech of
-`BARGE_IN_MS` is a barge-in (`Interrupt`); in half_duplex the filter silences the microphone
-while the assistant speaks, so there is none there, as with server VAD.
+`BARGE_IN_MS` is a barge-in (`Interrupt`) while the uplink is open; in half_duplex the filter
+silences the microphone while the assistant speaks, so there is none there, as with server VAD,
+and in wake_word mode the uplink is closed during the answer: the wake word stops it.
 
 Resets (the server's buffer or the turn is gone): the uplink closing, a barge-in, a push-to-talk
 turn, a session (re)attach. A reset is queued behind the chunks already handed over, and their
@@ -104,7 +105,9 @@ class LocalEndOfTurn:
         speech = self.barge_vad(upstream) if upstream else False
         self._run_ms = self._run_ms + chunk_ms if speech else 0.0
         if audible:
-            if self._run_ms >= BARGE_IN_MS:
+            # Only what the server would hear: in wake_word (and push_to_talk) mode the uplink
+            # is closed while the answer plays, so the room cannot interrupt it; the wake word can.
+            if self._run_ms >= BARGE_IN_MS and fe.uplink_open:
                 self.barge_ins += 1
                 log.info("local VAD: speech over the answer for %d ms: barge-in", self._run_ms)
                 self.reset()

@@ -128,25 +128,31 @@ async def test_a_follow_up_question_needs_no_wake_word_and_then_the_uplink_close
     assert len(up.sent("input_audio_buffer.commit")) == 2
 
 
-async def test_the_wake_word_stops_the_answer_and_the_question_after_it_is_answered(
-    tmp_path: Path, say: Say
+@pytest.mark.parametrize("echo", ["half_duplex", "none"])
+async def test_only_the_wake_word_stops_the_answer_and_the_question_after_it_is_answered(
+    tmp_path: Path, say: Say, echo: str
 ) -> None:
-    # half_duplex: the microphone is silenced upstream while the answer plays, so only the
-    # local wake word can stop it (as with server VAD); then the held turn takes the question.
+    # The uplink is closed while the answer plays (wake_word mode), so as with server VAD the
+    # room's talk does not interrupt it, whatever the echo mode; the wake word does, and then
+    # the held turn takes the question.
     question = synthesize(QUESTION, RATE)
     stop, _, _ = wake_then(say, 0.3, question)
-    user = np.concatenate([silence(3.0), stop, silence(6.0)])
+    talk = say("The council met on Tuesday.")
+    user = np.concatenate([silence(2.5), talk, silence(0.5), stop, silence(6.0)])
     async with running_daemon(tmp_path, **LOCAL_WAKE, user=writer(tmp_path, user),
-                              audio__echo="half_duplex") as run:
+                              audio__echo=echo) as run:
         await run.serving()
         await until_time(run, 0.5)
         await asyncio.to_thread(_ask, run, "Tell me about the moon.")
         spoken = await run.next_turn(timeout=30)
         assert spoken.interrupted, "the wake word stopped the answer"
+        talk_end_ms = (2.5 + len(talk) / RATE - 0.5) * 1000  # the answer began within 0.5 s of the ask
+        assert spoken.heard_ms is not None and spoken.heard_ms > talk_end_ms, "not stopped by the talk"
         turn = await run.next_turn(timeout=30)
         assert turn.heard == QUESTION and turn.answered
         st = status(run)
-        assert st["listen"]["wakes"] == 1 and st["barge_ins"] >= 1
+        assert st["listen"]["wakes"] == 1 and st["barge_ins"] == 1, "one interruption: the wake word's"
+        assert st["listen"]["end_of_turn"]["barge_ins"] == 0, "the local VAD heard the room, not a barge-in"
 
 
 def _ask(run: object, text: str) -> None:
