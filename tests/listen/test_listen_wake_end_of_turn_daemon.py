@@ -81,6 +81,8 @@ async def test_the_wake_turn_commits_the_question_without_the_wake_word_and_is_a
         assert st["wakes"] == 1 and st["end_of_turn"]["ends"]["model"] + st["end_of_turn"]["ends"]["silence"] == 1
         cuts = st["end_of_turn"]["wake_cuts"]
         assert sum(cuts.values()) == 1
+        assert status(run)["barge_ins"] == 0 and st["end_of_turn"]["barge_ins"] == 0, \
+            "talking over the wake earcon is the turn, not a barge-in"
         assert st["sent_s"] == pytest.approx(up.seconds, abs=0.05)
     commits = up.sent("input_audio_buffer.commit")
     assert len(commits) == 1, "one commit"
