@@ -49,12 +49,6 @@ def validate_tools(t: Any, bad: Bad) -> None:
 
 def validate_listen(ls: Any, bad: Bad) -> None:
     """`listen.*` ranges; the model file itself is read at start-up (`preflight`)."""
-    if ls.end_of_turn == "local" and ls.mode == "wake_word":
-        # One manual commit carries the pre-roll, and with it the end of the wake word: the
-        # service hears "…nabu, what time is it" as the question (docs/turn.md).
-        raise bad("listen.end_of_turn", "'local' does not work with listen.mode: wake_word in this "
-                  "version (the wake word's tail would be committed with the question); use server, "
-                  "or listen.mode: always or push_to_talk")
     if ls.wake_threshold is not None and not 0.0 < ls.wake_threshold < 1.0:
         raise bad("listen.wake_threshold", f"must be between 0 and 1 (exclusive), got {ls.wake_threshold}")
     if not 0 <= ls.follow_up_s <= 120:

@@ -7,8 +7,9 @@ never on the event loop) that runs the WebRTC VAD and `EndOfTurnDecider.feed` in
 finished decisions are collected on the next chunk and become the front end's turn end plus a
 `Commit`, exactly what `talk stop` does. While the answer is audible a second WebRTC VAD on the
 loop (0.2 ms of CPU per audio second) watches the echo-filtered microphone: a run of speech of
-`BARGE_IN_MS` is a barge-in (`Interrupt`); in half_duplex the filter silences the microphone
-while the assistant speaks, so there is none there, as with server VAD.
+`BARGE_IN_MS` is a barge-in (`Interrupt`) while the uplink is open; in half_duplex the filter
+silences the microphone while the assistant speaks, so there is none there, as with server VAD,
+and in wake_word mode the uplink is closed during the answer: the wake word stops it.
 
 Resets (the server's buffer or the turn is gone): the uplink closing, a barge-in, a push-to-talk
 turn, a session (re)attach. A reset is queued behind the chunks already handed over, and their
@@ -26,6 +27,7 @@ from typing import Any
 
 from agent.listen.frontend import Action, Commit, Interrupt, ListenFrontend
 from agent.listen.turn import RATE, EndOfTurn, EndOfTurnDecider, TurnConfig
+from agent.listen.waketrim import FrameVad, WakeCut
 
 log = logging.getLogger("voice-agent.listen")
 
@@ -45,10 +47,14 @@ class LocalTurnEnd:
 class LocalEndOfTurn:
     """Decider + VADs + the worker thread for one uplink; see the module docstring."""
 
-    def __init__(self, decider: EndOfTurnDecider, vad: Any, barge_vad: Any) -> None:
+    def __init__(
+        self, decider: EndOfTurnDecider, vad: Any, barge_vad: Any, trim_vad: FrameVad | None = None
+    ) -> None:
         self.decider = decider
         self.vad = vad
         self.barge_vad = barge_vad
+        # wake_word mode: where a wake turn's question starts (agent/listen/waketrim.py)
+        self.wake_cut = WakeCut(trim_vad) if trim_vad is not None else None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="end-of-turn")
         self._jobs: deque[tuple[int, Future[LocalTurnEnd | None]]] = deque()
         self._gen = 0
@@ -84,11 +90,13 @@ class LocalEndOfTurn:
         self._pool.submit(self._reset_work)
 
     def chunk(
-        self, fe: ListenFrontend, upstream: bytes, t_end: float, now: float, audible: bool, sent: bool
+        self, fe: ListenFrontend, upstream: bytes, t_end: float, now: float, audible: bool, sent: bytes
     ) -> list[Action]:
         """One chunk after the front end has seen it: decisions due, barge-in, the next feed.
 
-        `audible`: an answer is playing (a barge-in would cut it); `sent`: this chunk went upstream.
+        `audible`: an answer is playing (a barge-in would cut it); `sent`: the audio that went
+        upstream with this chunk (the chunk itself; with a pre-roll or a held wake turn's
+        question when a turn opens), ending at `t_end`: the decider hears what the server has.
         """
         actions: list[Action] = []
         for done in self._collect():
@@ -97,7 +105,9 @@ class LocalEndOfTurn:
         speech = self.barge_vad(upstream) if upstream else False
         self._run_ms = self._run_ms + chunk_ms if speech else 0.0
         if audible:
-            if self._run_ms >= BARGE_IN_MS:
+            # Only what the server would hear: in wake_word (and push_to_talk) mode the uplink
+            # is closed while the answer plays, so the room cannot interrupt it; the wake word can.
+            if self._run_ms >= BARGE_IN_MS and fe.uplink_open:
                 self.barge_ins += 1
                 log.info("local VAD: speech over the answer for %d ms: barge-in", self._run_ms)
                 self.reset()
@@ -114,7 +124,11 @@ class LocalEndOfTurn:
             self.reset()
             return actions
         self._fed = True
-        self._jobs.append((self._gen, self._pool.submit(self._work, upstream, t_end)))
+        step = len(upstream) or 1280
+        for i in range(0, len(sent), step):  # chunk-sized pieces: one VAD verdict each
+            piece = sent[i : i + step]
+            piece_end = t_end - (len(sent) - i - len(piece)) / (2 * RATE)
+            self._jobs.append((self._gen, self._pool.submit(self._work, piece, piece_end)))
         return actions
 
     def _collect(self) -> list[LocalTurnEnd]:
@@ -150,5 +164,5 @@ def load_local_end_of_turn() -> LocalEndOfTurn:
     from agent.listen.turn_vad import SpeechFrames
 
     model = load_turn_model()
-    vad, barge_vad = SpeechFrames("webrtc"), SpeechFrames("webrtc")
-    return LocalEndOfTurn(EndOfTurnDecider(TurnConfig(), model), vad, barge_vad)
+    vad, barge_vad, trim_vad = (SpeechFrames("webrtc") for _ in range(3))
+    return LocalEndOfTurn(EndOfTurnDecider(TurnConfig(), model), vad, barge_vad, trim_vad)

@@ -100,6 +100,10 @@ class FrontendConfig:
     no_speech_s: float = 8.0  # a turn opened without speech closes after this (earcon "end")
     max_turn_s: float = 60.0  # a turn the service never ends (a television) closes after this
     answer_timeout_s: float = 60.0  # waiting for an answer that never finishes
+    # Manual turns (listen.end_of_turn: local) in wake_word mode: a wake turn's audio is held
+    # from `preroll_ms` before the detection until `release(sample)` says where the question
+    # starts (agent/listen/waketrim.py), so the one commit does not carry the wake word.
+    hold_wake: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -130,6 +134,7 @@ class ListenFrontend:
         self._turn_since = 0.0  # when the turn entered its current state
         self._talk_auto = False  # a `listen` turn in push_to_talk mode: ends by the local VAD
         self._heard_voice = False
+        self._hold: tuple[int, int] | None = None  # (held from, detection) of a held wake turn
         self.wakes = 0
         self.sent_samples = 0
 
@@ -151,6 +156,15 @@ class ListenFrontend:
     @property
     def samples(self) -> int:
         return self._samples
+
+    @property
+    def holding(self) -> tuple[int, int] | None:
+        """A wake turn waiting for `release`: (first held sample, the detection's sample)."""
+        return self._hold
+
+    def since(self, sample: int) -> bytes:
+        """Microphone audio from `sample` (counted as `samples`) to now, as far as the ring goes."""
+        return self._tail(self._samples - sample)
 
     def recent(self, ms: int) -> bytes:
         """The last `ms` of microphone audio (pre-roll + 2 s are always kept), e.g. to re-send
@@ -186,7 +200,7 @@ class ListenFrontend:
             self._auto_end_talk(t_end, actions)
         was_open = self._open
         self._sync(actions, send_from=start - self._preroll)
-        if was_open and self._open:
+        if was_open and self._open and self._hold is None:
             self._send(actions, pcm)
         return actions
 
@@ -199,10 +213,23 @@ class ListenFrontend:
         if self.config.mode == "wake_word":
             if self._turn in (None, "waiting"):
                 end = min(detection.end_sample, self._samples)
-                self._open_turn("listening", actions, send_from=end - self._preroll)
+                if self.config.hold_wake and not self._open:
+                    self._open_turn("listening", actions, send_from=None)
+                    self._hold = (max(0, end - self._preroll), end)
+                else:
+                    self._open_turn("listening", actions, send_from=end - self._preroll)
             elif self._turn == "follow_up":
                 self._set_turn("listening")
                 self._earcon(actions, "wake")
+        return actions
+
+    def release(self, sample: int) -> list[Action]:
+        """A held wake turn's question starts at `sample`: send from there (never before the
+        pre-roll), then everything live as in any turn."""
+        actions: list[Action] = []
+        if self._hold is not None and self._turn == "listening" and self._open:
+            self._send(actions, self.since(max(sample, self._hold[0])))
+        self._hold = None
         return actions
 
     def listen(self, now: float) -> list[Action]:
@@ -271,6 +298,8 @@ class ListenFrontend:
     # -- internals --------------------------------------------------------------------------
 
     def _set_turn(self, turn: str | None) -> None:
+        if turn not in ("listening", "speech"):
+            self._hold = None  # a hold belongs to its wake turn, nothing after it
         self._turn = turn
         self._turn_since = self._now
 

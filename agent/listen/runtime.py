@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.config import ListenSettings, Settings
@@ -95,6 +96,7 @@ def frontend_config(settings: Settings) -> FrontendConfig:
         mode=effective_mode(settings), vad=ls.vad, preroll_ms=ls.preroll_ms,
         follow_up_s=ls.follow_up_s, earcons=ls.earcons,
         trailing_ms=settings.omni.turn_detection.silence_duration_ms + 300,
+        hold_wake=effective_mode(settings) == "wake_word" and ls.end_of_turn == "local",
     )
 
 
@@ -145,9 +147,13 @@ class Listener:
     ) -> None:
         self.settings = settings
         self.mode = effective_mode(settings)
-        self.frontend = ListenFrontend(frontend_config(settings))
         self.detector, self.gate, *rest = engines if engines is not None else load_engines(settings)
         self.end_turn: LocalEndOfTurn | None = rest[0] if rest else None
+        self.wake_cut = self.end_turn.wake_cut if self.end_turn is not None else None
+        config = frontend_config(settings)
+        if self.wake_cut is None:
+            config = replace(config, hold_wake=False)  # nothing would release a held turn
+        self.frontend = ListenFrontend(config)
         self.player = player
         self._status = status
         status.listen_status = self.status  # SPEC §6 status `listen`
@@ -166,6 +172,8 @@ class Listener:
         }
         if self.end_turn is not None:  # listen.end_of_turn: local only
             st["end_of_turn"] = self.end_turn.status()
+            if self.frontend.config.hold_wake and self.wake_cut is not None:
+                st["end_of_turn"]["wake_cuts"] = dict(self.wake_cut.cuts)
         return st
 
     @property
@@ -192,6 +200,8 @@ class Listener:
         if self.detector is not None:
             for det in self.detector.process(raw):
                 actions += fe.wake(det)
+        if self.wake_cut is not None and fe.holding is not None:
+            actions += self.wake_cut.chunk(fe)  # a held wake turn: where its question starts
         if not fe.uplink_open and self._status.state is AgentState.LISTENING:
             self._status.set_state(AgentState.IDLE)  # e.g. after an answer, nothing is sent
         return actions

@@ -142,7 +142,7 @@ class MicUplink:
                 upstream = chunk  # the user speaks right after the wake sound: keep every word
             actions = listener.chunk(chunk, upstream, t_end, activity.busy(now))
             if listener.end_turn is not None:  # listen.end_of_turn: local
-                sent = any(isinstance(a, SendAudio) for a in actions)
+                sent = b"".join(a.pcm for a in actions if isinstance(a, SendAudio))
                 audible = answer_audible(self.engine.player, listener, now, False)
                 actions += listener.end_turn.chunk(listener.frontend, upstream, t_end, now, audible, sent)
             for action in actions:

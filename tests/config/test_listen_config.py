@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, ListenSettings, parse_settings
-from agent.listen.runtime import effective_mode, manual_turns
+from agent.listen.runtime import effective_mode, frontend_config, manual_turns
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,9 +50,12 @@ def test_local_end_of_turn_is_accepted_and_the_daemon_commits_the_turns() -> Non
 
 
 @pytest.mark.unit
-def test_local_end_of_turn_with_the_wake_word_is_refused_naming_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"listen\.end_of_turn: 'local' does not work with listen\.mode: wake_word"):
-        parse_settings("listen: {end_of_turn: local, mode: wake_word}", "c.yaml")
+def test_local_end_of_turn_with_the_wake_word_holds_each_wake_turn_until_its_question_starts() -> None:
+    s = parse_settings("listen: {end_of_turn: local, mode: wake_word}", "c.yaml")
+    assert effective_mode(s) == "wake_word" and manual_turns(s)
+    assert frontend_config(s).hold_wake, "the commit must not carry the wake word (docs/turn.md)"
+    assert not frontend_config(parse_settings("listen: {mode: wake_word}", "c.yaml")).hold_wake, \
+        "with server VAD the service segments the question itself"
 
 
 @pytest.mark.unit

@@ -54,7 +54,7 @@ def run(eot: LocalEndOfTurn, fe: ListenFrontend, pcms: list[bytes], t0: float = 
         t = t0 + 0.04 * (i + 1)
         if settle and eot._jobs:
             eot._jobs[-1][1].result()  # wait for the worker: deterministic timing
-        out += [(t, a) for a in eot.chunk(fe, pcm, t, t, audible, sent=True)]
+        out += [(t, a) for a in eot.chunk(fe, pcm, t, t, audible, sent=pcm)]
     return out
 
 
@@ -94,10 +94,20 @@ def test_a_reset_drops_the_decisions_still_in_flight() -> None:
 
 def test_speech_over_an_audible_answer_is_a_barge_in_and_feeds_no_turn() -> None:
     eot, fe = make(), ListenFrontend(FrontendConfig())
+    fe.start()  # always mode: the uplink is open, the server would hear the user
     got = run(eot, fe, chunks(0.5, 0.0), audible=True)
     interrupts = [t for t, a in got if isinstance(a, Interrupt)]
     assert len(interrupts) >= 1 and interrupts[0] == pytest.approx(100.0 + BARGE_IN_MS / 1000, abs=0.041)
     assert eot.barge_ins >= 1 and not eot._jobs, "the answer's time is not the user's turn"
+    eot.close()
+
+
+def test_in_wake_word_mode_talk_over_the_answer_is_no_barge_in_the_uplink_is_closed() -> None:
+    eot, fe = make(), ListenFrontend(FrontendConfig(mode="wake_word"))
+    fe.start()
+    got = run(eot, fe, chunks(1.0, 0.0), audible=True)
+    assert not any(isinstance(a, Interrupt) for _, a in got), "the room does not stop the answer"
+    assert eot.barge_ins == 0, "only the wake word does, as with server VAD"
     eot.close()
 
 

@@ -278,3 +278,48 @@ def test_earcons_can_be_switched_off() -> None:
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="listen.mode"):
         FrontendConfig(mode="sometimes")  # type: ignore[arg-type]
+
+
+def test_a_held_wake_turn_opens_but_sends_nothing_until_released_then_the_question_and_all_after() -> None:
+    fe, mic = make(mode="wake_word", preroll_ms=400, hold_wake=True)
+    mic.run(3.0)
+    end = mic.n - 1000
+    out = fe.wake(Det("okay_nabu", 0.93, end))
+    assert kinds(out) == [Wake, PlayEarcon, OpenUplink] and sent(out) == b""
+    assert fe.holding == (end - 6400, end) and fe.uplink_open
+    assert sent(mic.run(0.4)) == b"", "held: the question's start is not known yet"
+    cut = end + 1600  # the question starts 100 ms after the detection
+    released = fe.release(cut)
+    assert sent(released) == mic.samples(cut, mic.n), "from the cut, the wake word left out"
+    assert fe.holding is None
+    assert sent(mic.run(1.0)) == mic.samples(mic.n - RATE, mic.n), "then every chunk as it comes"
+    assert fe.sent_s == pytest.approx((mic.n - cut) / RATE)
+
+
+def test_a_release_never_reaches_before_the_pre_roll_and_a_second_release_sends_nothing() -> None:
+    fe, mic = make(mode="wake_word", preroll_ms=400, hold_wake=True)
+    mic.run(2.0)
+    fe.wake(Det("okay_nabu", 0.9, mic.n))
+    assert sent(fe.release(0)) == mic.samples(mic.n - 6400, mic.n)
+    assert fe.release(mic.n) == []
+
+
+def test_a_held_turn_nobody_speaks_in_closes_on_its_time_out_having_sent_nothing() -> None:
+    fe, mic = make(mode="wake_word", hold_wake=True, no_speech_s=4)
+    mic.run(1.0)
+    fe.wake(Det("okay_nabu", 0.9, mic.n))
+    out = mic.run(4.2)
+    assert any(isinstance(a, CloseUplink) for a in out)
+    assert fe.holding is None and fe.sent_s == 0.0
+    assert fe.release(mic.n) == [], "a late release of a closed turn sends nothing"
+
+
+def test_the_wake_word_in_the_follow_up_window_is_not_held_the_audio_already_flows() -> None:
+    fe, mic = make(mode="wake_word", hold_wake=True, follow_up_s=6)
+    fe.wake(Det("okay_nabu", 0.9, 0))
+    fe.release(0)
+    fe.turn_ended(mic.t)
+    fe.answer_finished(mic.t)
+    mic.run(1.0)
+    fe.wake(Det("okay_nabu", 0.9, mic.n))
+    assert fe.holding is None and sent(mic.run(0.2)) != b""
