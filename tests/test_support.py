@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agent.emulator import speech
 from tests.support.emulator import FAST
 from tests.support.settings import build_settings
 from tests.support.unit import UnitTierViolation, io_forbidden
@@ -29,6 +30,18 @@ def test_a_unit_test_cannot_connect_or_bind_a_socket() -> None:
 def test_a_unit_test_cannot_start_a_process() -> None:
     with pytest.raises(UnitTierViolation, match="start a subprocess"):
         subprocess.run([sys.executable, "-c", "pass"], check=False)
+
+
+def test_a_unit_test_cannot_start_a_shell_even_to_run_espeak() -> None:
+    with pytest.raises(UnitTierViolation, match="start a subprocess"):
+        subprocess.run("espeak-ng --version", shell=True, check=False)
+
+
+def test_a_unit_test_may_ask_the_emulator_voice_for_speech_it_has_never_made() -> None:
+    """espeak-ng is allowed: whether speech is cached must not decide whether a unit test passes."""
+    speech._synthesize_cached.cache_clear()
+    pcm = speech.synthesize("A sentence no other test speaks.", 16000)
+    assert pcm.size > 16000 // 4 and abs(pcm).max() > 1000
 
 
 async def test_a_unit_test_cannot_start_an_asyncio_process() -> None:
