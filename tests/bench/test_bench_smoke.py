@@ -127,7 +127,8 @@ def test_startup_smoke(tmp_path: Path) -> None:
 def test_playout_bench_reports_the_online_bound_where_zero_gaps_is_out_of_reach() -> None:
     """bench/playout.py on small traces: the online bound (d) is gap-free, never starts before
     the oracle, and the report says why the oracle target is out of reach for those traces."""
-    traces = bench_module("traces")  # before playout, which imports it by name
+    traces = bench_module("traces")  # before playout, which imports both by name
+    bench_module("playout_players")
     playout = bench_module("playout")
 
     small = [traces.steady(n=3), traces.bursty(n=4), traces.slow(n=3)]
