@@ -263,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     model = CachedModel(cache / "smart-turn-answers.pkl")
     sphinx = None
     if args.no_asr or importlib.util.find_spec("pocketsphinx") is None:
-        print("pocketsphinx is not installed (pip install pocketsphinx): the ASR rows are skipped, "
-              "the oracle is reported")
+        why = "--no-asr" if args.no_asr else "pocketsphinx is not installed (pip install pocketsphinx)"
+        print(f"{why}: the ASR rows are skipped, the oracle is reported")
     else:
         sphinx = Sphinx()
     results = []
