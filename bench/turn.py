@@ -124,10 +124,23 @@ def run_server(u: Utterance, chunk: int) -> int | None:
 
 
 def run_local(u: Utterance, flags: list[bool], chunk: int, cfg: TurnConfig,
-              model: Callable[[np.ndarray], float] | None) -> tuple[int | None, int]:
-    """Sample at which the decider ends the first turn, and how many inferences it made."""
-    d = EndOfTurnDecider(cfg, model)
+              model: Callable[[np.ndarray], float] | None,
+              veto: Callable[[int], bool] | None = None) -> tuple[int | None, int]:
+    """Sample at which the decider ends the first turn, and how many inferences it made.
+
+    `veto(sample)` (bench/turntext.py's text cue), asked whenever the decider asks the model,
+    with the sample the audio has reached: True turns the model's answer into "not complete"
+    (the model is not asked); the silence cap still ends the turn.
+    """
+    at = 0
+
+    def ask(audio: np.ndarray) -> float:
+        assert model is not None and veto is not None
+        return 0.0 if veto(at) else model(audio)
+
+    d = EndOfTurnDecider(cfg, ask if veto is not None and model is not None else model)
     for n, i in enumerate(range(0, u.audio.size, chunk)):
+        at = min(i + chunk, u.audio.size)
         done = d.feed(u.audio[i : i + chunk].tobytes(), flags[n])
         if done is not None:
             return done.decided_sample, d.inferences
