@@ -7,6 +7,9 @@ to the messages, and streams the follow-up answer — so text said before a call
 first and the answer to the results follows in the same synthesis task. A barge-in closes
 the current stream; a tool already running is allowed to finish (a light half switched is worse
 than one switched late), but nobody waits for it and its result is never spoken.
+
+`exchange` records the calls and their results for the conversation history (the next turns'
+requests, `agent.llm_history`); the result of a call cut off that way is recorded when it comes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from agent.llm import LLMClient, LLMStream
+from agent.llm_history import ToolCallRecord, ToolExchange
 from agent.tools.registry import ToolRegistry
 
 log = logging.getLogger("voice-agent.pipeline")
@@ -34,6 +38,7 @@ class ToolAnswer:
         self.tools = tools
         self.streams: list[LLMStream] = []
         self.calls: list[dict[str, str]] = []  # every call made, for logs and tests
+        self.exchange = ToolExchange()  # the calls and results, for the history
         self._closed = False
         self._gen = self._run()
 
@@ -84,14 +89,26 @@ class ToolAnswer:
                 {"id": c["id"], "type": "function", "index": i,
                  "function": {"name": c["name"], "arguments": c["arguments"]}}
                 for i, c in enumerate(calls)]})
+            records = self.exchange.called(calls)
             running = asyncio.gather(*(self.tools.call(c["name"], c["arguments"]) for c in calls))
             _RUNNING.add(running)
             running.add_done_callback(_RUNNING.discard)
+            running.add_done_callback(lambda f, kept=records: _settle(kept, f))
             results = await asyncio.shield(running)  # a barge-in cancels the wait, not the tools
+            for record, result in zip(records, results, strict=False):
+                record.settle(result.text)
             if self._closed:
-                log.info("tool results of %s dropped: the answer was cut off",
+                log.info("tool results of %s not spoken: the answer was cut off",
                          ", ".join(c["name"] for c in calls))
                 return
             for c, result in zip(calls, results, strict=True):
                 self.messages.append({"role": "tool", "tool_call_id": c["id"], "name": c["name"],
                                       "content": result.text})
+
+
+def _settle(records: list[ToolCallRecord], done: asyncio.Future[Any]) -> None:
+    """Results of calls that outlived their answer (a barge-in): into the history all the same."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    for record, result in zip(records, done.result(), strict=False):
+        record.settle(result.text)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.capabilities import default_system_voice
+from agent.llm_history import ToolExchange
 
 
 def cosyvoice_system_voice(tts_model: str) -> str | None:
@@ -63,6 +64,7 @@ class Turn:
     synthesis_first_audio_ms: float | None = None  # first text sent to CosyVoice → first audio
     llm_finished_at: float | None = None  # the LLM stream's final event arrived
     pieces: list[tuple[float, str]] = field(default_factory=list)  # (sent at, text) to synthesis
+    tools: ToolExchange | None = None  # the calls made and their results, for the LLM history
 
     @property
     def text_sent(self) -> str:

@@ -345,7 +345,8 @@ class PipelineMode:
                 ann.error = redact(f"say: synthesis failed: {exc}")
                 self.status.error(ann.error)
                 log.warning("%s", ann.error)
-        self._execute(self.core.produced(rid, outcome, turn.text_sent if turn else ""))
+        self._execute(self.core.produced(rid, outcome, turn.text_sent if turn else "",
+                                         turn.tools if turn else None))
 
     async def _produce_turn(self, turn: Turn) -> None:
         """LLM → pieces → synthesis → player (`AnswerStreamer`); cancelled on barge-in."""

@@ -56,6 +56,8 @@ class AnswerStreamer:
             speech = await self.tts.begin(voice, self.settings.pipeline.tts_model)
             answer = (ToolAnswer(self.llm, messages, self.tools) if self.tools is not None
                       else self.llm.stream(messages))
+            if isinstance(answer, ToolAnswer):
+                turn.tools = answer.exchange  # filled as calls happen, late results included
             feeder = asyncio.create_task(self._feed(answer, speech, turn), name="pipeline-feed")
             await self._play(speech, turn.response_id or "")
             await feeder  # its LLM error (if any) fails the turn after the audio played

@@ -131,6 +131,7 @@ class OmniConversation:
         self.session_started = 0.0
         self.last_speech_started_at: float | None = None
         self._stale_error: str | None = None  # the error shown when the session (re)connected
+        self._failed_error: str | None = None  # the status error of the last failed response
         self._barging: str | None = None  # the active response when the flush was asked for
         self.asks = PendingAsks()  # `ask` text turns the server has not taken yet
         self.tool_calls = ToolCalls()
@@ -333,12 +334,18 @@ class OmniConversation:
         if not turn.answered and event.text:
             turn.answered = event.text  # text output without streamed transcript deltas
         if event.status == "failed" and not self.registry.is_dropped(rid):
-            turn.error = "the service failed the response"
-            actions += [Log(f"response {rid} failed: the turn gets no more of its answer"), ErrorEarcon()]
+            # shown in the status until an answer completes (the session itself is fine)
+            why = "the service failed the response" + (f" ({event.reason})" if event.reason else "")
+            turn.error = self._failed_error = why
+            actions += [Log(f"response {rid} failed: the turn gets no more of its answer"),
+                        Warn(why), ErrorEarcon()]
         if event.status != "completed":
             turn.interrupted = True
         else:
             actions.append(ClearErrorIf(self._stale_error))
+            if self._failed_error is not None:
+                actions.append(ClearErrorIf(self._failed_error))
+                self._failed_error = None
         actions.append(CountTurn())
         if self.log_transcripts and turn.answered:
             actions.append(Log(f"answered{' (interrupted)' if turn.interrupted else ''}: {turn.answered}"))

@@ -25,8 +25,9 @@ still in progress, superseding it flushes the output and cancels whatever is bei
 announcement included.)
 
 **History** holds what was actually said: the text sent to synthesis, or, when the answer was cut
-off, an estimate of the part that was heard (`spoken_prefix`) marked with "…". A turn in which
-nothing was said is left out.
+off, an estimate of the part that was heard (`spoken_prefix`) marked with "…"; and the turn's
+tool exchange (calls and results, `ToolExchange`) before it, also when the answer was cut off or
+failed after the calls: they happened. A turn with nothing said and no calls is left out.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent.conversation.actions import BargeIn, Begin, End, ErrorEarcon, Feed, Flush, SetState
-from agent.llm_history import Conversation
+from agent.llm_history import Conversation, ToolExchange
 from agent.status import AgentState
 
 CHARS_PER_S = 14.0  # typical synthesized speech rate, for the heard-text estimate
@@ -168,6 +169,7 @@ class Response:
     cancelling: bool = False  # `Cancel` was asked for: its audio from now on is late
     failed: bool = False
     text_sent: str = ""  # everything handed to synthesis
+    tools: ToolExchange | None = None  # the calls made while producing it
     latency_ms: float | None = None
 
 
@@ -257,10 +259,12 @@ class PipelineConversation:
         self.responses[rid].complete = True
         return []
 
-    def produced(self, rid: str, outcome: Outcome, text_sent: str = "") -> list[Action]:
+    def produced(self, rid: str, outcome: Outcome, text_sent: str = "",
+                 tools: ToolExchange | None = None) -> list[Action]:
         """The production of `rid` ended (`done`, `cancelled` by a `Cancel`, or `failed`). A turn
         that failed unasked (no barge-in was cutting it off) plays the error earcon after what
-        of its answer is queued: the user asked and gets no (more) answer."""
+        of its answer is queued: the user asked and gets no (more) answer. `tools`: the calls it
+        made, kept in the history whatever the outcome."""
         r = self.responses[rid]
         actions: list[Action] = []
         if r.phase is Phase.PRODUCING:
@@ -268,6 +272,7 @@ class PipelineConversation:
         if outcome == "failed" and r.kind == "turn" and not r.cancelling:
             actions.append(ErrorEarcon())
         r.text_sent = text_sent
+        r.tools = tools
         r.interrupted = r.interrupted or outcome == "cancelled"
         r.failed = outcome == "failed"
         r.phase = Phase.PLAYING
@@ -296,8 +301,8 @@ class PipelineConversation:
             r.latency_ms = (first_audible - r.speech_end_at) * 1000.0
             actions.append(Latency(rid, r.latency_ms))
         said = self._said(r, heard_ms if flushed else None)
-        if said:
-            self.history.add(r.text, said)
+        if said or r.tools:
+            self.history.add(r.text, said, r.tools)
         r.phase = Phase.DONE
         if self._current_turn != rid:
             del self.responses[rid]

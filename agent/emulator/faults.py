@@ -16,6 +16,8 @@ Grammar (full description and examples in docs/emulator.md)::
     http=429  malformed[=N]  binary_frame[=N]  oversized[=BYTES]  half_open[=N]
     refuse_input_text  misreport=FIELD   (realtime; FIELD: voice | input_audio_format |
                                           output_audio_format | turn_detection; repeatable)
+    response_failed[=N]                  (realtime: the Nth answer of a connection, default 1,
+                                          ends with response.done status "failed")
 
 Durations take a unit (`ms` or `s`). Without a scope a rule applies to every connection kind;
 without a count it applies to every connection for as long as the plan is in force.
@@ -61,6 +63,15 @@ _FAULTS: dict[str, str] = {
     "half_open": "opt_int",
     "refuse_input_text": "flag",
     "misreport": "field",
+    "response_failed": "opt_int",
+}
+# `response_failed`: the service's shape of a failed response is not documented (only the status
+# value, dashscope-protocol.md §5.4); `status_details` follows OpenAI Realtime (beta), whose event
+# names DashScope uses, as the emulator's `cancelled` details already do.
+RESPONSE_FAILED_DETAILS: dict[str, Any] = {
+    "type": "failed",
+    "error": {"type": "server_error", "code": "internal_error",
+              "message": "The response failed (injected by the emulator)."},
 }
 # `misreport=FIELD`: `session.updated` shows another value for FIELD than the session runs with.
 MISREPORT_FIELDS = ("voice", "input_audio_format", "output_audio_format", "turn_detection")
@@ -129,7 +140,7 @@ def _parse_item(item: str) -> FaultRule:
         if not value_text.isdigit():
             raise FaultSpecError(f"fault {item!r}: value {value_text!r} must be an integer")
         value = int(value_text)
-        if kind == "int" and value < 1:
+        if (kind == "int" or name == "response_failed") and value < 1:
             raise FaultSpecError(f"fault {item!r}: value must be at least 1")
         if kind == "status" and not 400 <= value <= 599:
             raise FaultSpecError(f"fault {item!r}: HTTP status must be in 400..599")
@@ -184,7 +195,10 @@ class ConnectionFaults:
     - `http_status`: HTTP routes answer with that status; WS upgrades are refused with it;
     - `refuse_input_text`: realtime refuses user `message` items with `input_text` content (the
       reading of the client-events page that lists no such item type, audit R1);
-    - `misreport`: realtime `session.updated` shows other values for these fields than asked.
+    - `misreport`: realtime `session.updated` shows other values for these fields than asked;
+    - `response_failed`: realtime ends its Nth answer (1-based; responses that only call a tool
+      are not counted) after its first audio chunk with `response.done` status "failed" and
+      `RESPONSE_FAILED_DETAILS`; the session stays open and later answers are normal.
     """
 
     kind: str = ""
@@ -206,6 +220,7 @@ class ConnectionFaults:
     half_open_after: int = 0  # messages sent before going silent
     refuse_input_text: bool = False
     misreport: tuple[str, ...] = ()
+    response_failed: int | None = None  # which answer of the connection fails (1-based)
     rules: list[str] = field(default_factory=list)
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
 
@@ -265,6 +280,8 @@ class ConnectionFaults:
             self.refuse_input_text = True
         elif n == "misreport":
             self.misreport = (*self.misreport, str(v))
+        elif n == "response_failed":
+            self.response_failed = 1 if v is None else int(v)
         self.rules.append(rule.text)
 
 

@@ -10,7 +10,8 @@ outside, a caller passes callbacks in `EmulatorOptions`:
 * `on_sent(frame, t)`: a WebSocket text or binary frame (injected faulty frames included) or a
   chunk of a streamed (SSE) HTTP response was handed to the transport;
 * `on_received(frame, t)`: a realtime WebSocket text frame arrived from the client (what the
-  device sent upstream, e.g. to count the seconds of microphone audio it appended).
+  device sent upstream, e.g. to count the seconds of microphone audio it appended), or the JSON
+  body of a text-generation request (e.g. the conversation history the client sent).
 
 `t` is `time.monotonic()` taken right after the write (CLOCK_MONOTONIC is system-wide on Linux,
 so other processes' stamps compare directly). The hooks run on the emulator's event loop and
@@ -56,7 +57,7 @@ class SentFrame:
 
 @dataclass(frozen=True)
 class ReceivedFrame:
-    """What reached the server from a client: a realtime WS text frame."""
+    """What reached the server from a client: a realtime WS text frame or an LLM request body."""
 
     peer: Peer
     data: str

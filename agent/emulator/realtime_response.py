@@ -10,7 +10,8 @@ remaining `*.done` events and a `response.done` with status `cancelled` synchron
 of the stopped response can follow them. The status string for interrupted responses is not
 documented by DashScope (reference §8.2: docs list completed/failed/in_progress/incomplete); the
 emulator uses OpenAI's `cancelled` with `status_details.reason` = `turn_detected` (barge-in) or
-`client_cancelled` (response.cancel).
+`client_cancelled` (response.cancel). The `response_failed` fault (`failed`) ends a response
+after its first chunk with status `failed` and `status_details` = `RESPONSE_FAILED_DETAILS`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from agent.emulator.answers import tokens_of
 from agent.emulator.context import EmulatorOptions
+from agent.emulator.faults import RESPONSE_FAILED_DETAILS
 from agent.emulator.realtime_session import new_id, settled
 from agent.emulator.speech import synthesize
 from agent.emulator.ws_outbox import Outbox
@@ -58,7 +60,9 @@ class ResponseStream:
         plan: ResponsePlan,
         on_finished: Callable[[ResponseStream], None],
         answer: Awaitable[str] | None = None,
+        failed: bool = False,
     ) -> None:
+        """`failed`: the service fails this response after its first chunk (a fault)."""
         self.id = new_id("resp")
         self.item_id = new_id("item")
         self.plan = plan
@@ -72,6 +76,7 @@ class ResponseStream:
         self._words_sent = 0
         self._audio_samples_sent = 0
         self._finished = False
+        self._fail = failed
         self._task: asyncio.Task[None] | None = None
         # the answer may still be being worked out (the user's audio is being recognized)
         self._answer = asyncio.ensure_future(answer) if answer is not None else None
@@ -122,6 +127,9 @@ class ResponseStream:
             await _sleep_until(loop, start + k * interval)
             if self._finished:
                 return
+            if self._fail and k == 1:
+                self._finish("failed", RESPONSE_FAILED_DETAILS)
+                return
             if first:
                 self._outbox.mark_natural_point()
                 first = False
@@ -136,7 +144,10 @@ class ResponseStream:
                     delta=base64.b64encode(part.astype("<i2").tobytes()).decode("ascii"),
                 )
         self._send_words(words, len(words))
-        self._finish("completed", None)
+        if self._fail:
+            self._finish("failed", RESPONSE_FAILED_DETAILS)
+        else:
+            self._finish("completed", None)
 
     def _send_words(self, words: list[str], upto: int) -> None:
         for word in words[self._words_sent : upto]:

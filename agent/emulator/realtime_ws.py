@@ -94,6 +94,7 @@ class RealtimeSession:
         self.audio = InputAudio()
         self.audio.configure(self.session["turn_detection"], 16000)
         self.response: ResponseStream | CallResponse | None = None
+        self.answers = 0  # responses that answer in words, started on this connection
         self.tool_outputs: list[str] = []  # function_call_output items not answered yet
         self.latest: Turn | None = None
         self.last_item_id: str | None = None
@@ -363,8 +364,10 @@ class RealtimeSession:
             instructions=str(params.get("instructions") or s.get("instructions") or ""),
         )
         answer = turn.answer() if turn is not None else _const(answer_for(""))
+        self.answers += 1
         stream = ResponseStream(
-            self.out, self.ctx.options, self.conversation_id, plan, self._response_finished, answer
+            self.out, self.ctx.options, self.conversation_id, plan, self._response_finished, answer,
+            failed=self.faults.response_failed == self.answers,
         )
         self.response = stream
         stream.start()

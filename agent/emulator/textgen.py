@@ -55,7 +55,44 @@ def _check_messages(messages: Any) -> list[dict[str, Any]]:
         _text_of(m.get("content"))
     if not any(m["role"] == "user" for m in messages):
         raise invalid("At least one message with role 'user' is required.")
+    _check_tool_answers(messages)
     return messages
+
+
+TOOL_NOT_ANSWERING = ('messages with role "tool" must be a response to a preceeding message with '
+                      '"tool_calls"')  # the service's words, typo included (function-calling.md §2.1)
+
+
+def _check_tool_answers(messages: list[dict[str, Any]]) -> None:
+    """Every `tool` message answers a call id of the assistant `tool_calls` message before it,
+    and every call id gets exactly one answer before any other message (or the end): the
+    service rejects other histories with 400 InvalidParameter. Stricter than the reference in
+    one point on purpose: `tool_call_id` is required (the docs mark it optional; without it
+    parallel calls cannot be paired, and our client always sends it)."""
+    pending: list[str] = []
+    for i, m in enumerate(messages):
+        if m["role"] == "tool":
+            call_id = m.get("tool_call_id")
+            if not isinstance(call_id, str) or call_id not in pending:
+                raise invalid(f"{TOOL_NOT_ANSWERING} (messages[{i}]).")
+            if not isinstance(m.get("content"), str):
+                raise invalid(f"messages[{i}]: the content of a tool message must be a string.")
+            pending.remove(call_id)
+            continue
+        if pending:
+            raise invalid(f"{TOOL_NOT_ANSWERING}: tool_call_id {pending[0]} has no tool message "
+                          f"before messages[{i}].")
+        calls = m.get("tool_calls") if m["role"] == "assistant" else None
+        if calls is not None:
+            if not isinstance(calls, list) or not calls:
+                raise invalid(f"messages[{i}].tool_calls must be a non-empty array.")
+            for c in calls:
+                call_id = c.get("id") if isinstance(c, dict) else None
+                if not isinstance(call_id, str) or not call_id:
+                    raise invalid(f"messages[{i}].tool_calls: every call needs an id.")
+                pending.append(call_id)
+    if pending:
+        raise invalid(f"{TOOL_NOT_ANSWERING}: tool_call_id {pending[0]} has no tool message.")
 
 
 def _last_user_text(messages: list[dict[str, Any]]) -> str:
@@ -181,7 +218,14 @@ def _wants_sse(request: web.Request) -> bool:
     )
 
 
+async def _report_body(request: web.Request, ctx: EmulatorContext) -> None:
+    """The request body to the observer's `on_received` (what the client sent, even if invalid)."""
+    if ctx.observer.active:
+        ctx.observer.received((await request.read()).decode("utf-8", "replace"))
+
+
 async def handle_generation(request: web.Request, ctx: EmulatorContext) -> web.StreamResponse:
+    await _report_body(request, ctx)
     body = await read_json(request)
     _model(body)
     inp = body.get("input")
@@ -293,6 +337,7 @@ async def _stream_native(s: _Streamer, plan: _Plan, rid: str, fmt: str, incremen
 
 
 async def handle_chat_completions(request: web.Request, ctx: EmulatorContext) -> web.StreamResponse:
+    await _report_body(request, ctx)
     body = await read_json(request)
     model = _model(body)
     messages = _check_messages(body.get("messages"))

@@ -281,6 +281,7 @@ class ResponseDone(ServerEvent):
     status: str
     text: str = ""  # the assistant's text in `response.output` (text-only answers stream none)
     calls: tuple[tuple[str, str, str], ...] = ()  # (call_id, name, arguments) of function_call items
+    reason: str = ""  # why it was not completed, from `status_details` ("" when not said)
 
 
 @dataclass(frozen=True)
@@ -344,6 +345,21 @@ def _opt_str(d: dict[str, Any], key: str) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def _status_reason(resp: dict[str, Any]) -> str:
+    """`status_details` in a few words: `server_error internal_error: <message>`, or its
+    `reason` (`turn_detected`). Undocumented by DashScope (OpenAI Realtime's shape), so every
+    field is optional and anything else reads as ""."""
+    details = resp.get("status_details")
+    if not isinstance(details, dict):
+        return ""
+    err = details.get("error")
+    if isinstance(err, dict):
+        kind = " ".join(x for x in (_str(err, "type"), _str(err, "code")) if x)
+        message = _str(err, "message")[:200]
+        return f"{kind}: {message}" if kind and message else kind or message
+    return _str(details, "reason")
+
+
 def _output_text(resp: dict[str, Any]) -> str:
     """The text of the assistant message items of a finished response, in order."""
     output = resp.get("output")
@@ -403,7 +419,7 @@ def _typed(raw: dict[str, Any]) -> ServerEvent:
         if t == "response.created":
             return ResponseCreated(t, raw, resp_id)
         return ResponseDone(t, raw, resp_id, _str(resp, "status", "completed"), _output_text(resp),
-                            _output_calls(resp))
+                            _output_calls(resp), _status_reason(resp))
     if t == "response.function_call_arguments.delta":
         return FunctionCallArgumentsDelta(t, raw, rid, _str(raw, "call_id"), _str(raw, "delta"))
     if t == "response.function_call_arguments.done":

@@ -56,6 +56,8 @@ def test_full_example_parses() -> None:
         ("misreport=colour", "field must be one of voice"),
         ("misreport", "needs a value"),
         ("refuse_input_text=1", "takes no value"),
+        ("response_failed=0", "at least 1"),
+        ("response_failed=x", "must be an integer"),
     ],
 )
 def test_bad_specs_are_rejected_clearly(spec: str, message: str) -> None:
@@ -69,6 +71,13 @@ def test_fidelity_faults_refuse_text_items_and_misreport_fields() -> None:
         "realtime")
     assert view.refuse_input_text and view.misreport == ("voice", "turn_detection")
     assert not FaultPlan("refuse_input_text@realtime").for_connection("inference").refuse_input_text
+
+
+@pytest.mark.unit
+def test_response_failed_names_the_answer_that_fails() -> None:
+    assert FaultPlan("response_failed@realtime").for_connection("realtime").response_failed == 1
+    assert FaultPlan("response_failed=3").for_connection("realtime").response_failed == 3
+    assert FaultPlan("response_failed@realtime").for_connection("inference").response_failed is None
 
 
 @pytest.mark.unit

@@ -280,6 +280,27 @@ async def test_manual_mode_commit_text_items_and_response_cancel() -> None:
         await em.stop()
 
 
+async def test_the_response_failed_fault_fails_the_chosen_answer_and_the_session_serves_on(
+        em: Emulator) -> None:
+    ws, _ = await session(em, faults="response_failed=2")
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}
+    statuses = []
+    for _ in range(3):
+        await send(ws, {"type": "conversation.item.create", "item": item})
+        await send(ws, {"type": "response.create"})
+        events = await until(ws, "response.done")
+        statuses.append(events[-1]["response"])
+    assert [r["status"] for r in statuses] == ["completed", "failed", "completed"]
+    failed = statuses[1]
+    assert failed["status_details"] == {"type": "failed", "error": {
+        "type": "server_error", "code": "internal_error",
+        "message": "The response failed (injected by the emulator)."}}
+    assert failed["output"][0]["status"] == "incomplete" and "usage" in failed
+    said = failed["output"][0]["content"][0]["transcript"]
+    assert said and answer_for("hello").startswith(said) and said != answer_for("hello")
+    await ws.close()
+
+
 async def test_text_only_sessions_stream_text(em: Emulator) -> None:
     ws, _ = await session(em, modalities=["text"])
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}

@@ -171,6 +171,27 @@ def test_omni_realtime_cancel_response(emu: EmulatorThread) -> None:
     conv.close()
 
 
+def test_omni_realtime_conversation_reads_a_failed_response(emu: EmulatorThread) -> None:
+    emu.context.faults.set("response_failed@realtime")
+    cb = OmniCallback()
+    conv = OmniRealtimeConversation(
+        model=OMNI, callback=cb, url=emu.ws_url + "/api-ws/v1/realtime", api_key=API_KEY
+    )
+    conv.connect()
+    conv.update_session(output_modalities=[MultiModality.AUDIO, MultiModality.TEXT], voice="Tina")
+    speak(conv, "Tell me a joke.")
+    assert cb.response_done.wait(15)
+    cb.response_done.clear()
+    failed = cb.of("response.done")[0]["response"]
+    assert failed["status"] == "failed" and failed["status_details"]["error"]["code"] == "internal_error"
+    assert conv.get_last_response_id() == failed["id"]  # the SDK tracked it like any response
+    speak(conv, "Thank you very much.")
+    assert cb.response_done.wait(15)
+    assert cb.of("response.done")[1]["response"]["status"] == "completed"
+    assert not cb.closed.is_set()
+    conv.close()
+
+
 def test_realtime_asr_with_the_sdk(emu: EmulatorThread) -> None:
     cb = OmniCallback()
     conv = OmniRealtimeConversation(

@@ -42,6 +42,33 @@ def test_a_response_the_service_failed_ends_its_turn_with_the_error_earcon_after
     assert finish.turn.interrupted and finish.turn.error == "the service failed the response"
 
 
+def test_a_failed_response_says_why_in_the_status_until_an_answer_completes() -> None:
+    conv = conversation()
+    answering(conv)
+    details = {"type": "failed", "error": {"type": "server_error", "code": "internal_error",
+                                           "message": "Model overloaded."}}
+    failed = conv.receive(ev({"type": "response.done", "response": {
+        "id": "r1", "status": "failed", "status_details": details, "output": []}}), 11.0)
+    why = "the service failed the response (server_error internal_error: Model overloaded.)"
+    assert of(failed, c.Warn) == [c.Warn(why)]  # status `last_error`, and a WARNING line
+    assert of(failed, c.FinishTurn)[0].turn.error == why
+    assert of(failed, c.ClearErrorIf) == []
+    answering(conv, "r2", 20.0)
+    ok = conv.receive(done("r2"), 21.0)
+    assert c.ClearErrorIf(why) in ok, "the next answer proves the service answers again"
+    answering(conv, "r3", 30.0)
+    assert of(conv.receive(done("r3"), 31.0), c.ClearErrorIf) == [c.ClearErrorIf(None)]
+
+
+def test_unknown_status_details_still_fail_the_turn_plainly() -> None:
+    for details in (None, "overloaded", {"error": "x"}, {"reason": 3}):
+        conv = conversation()
+        answering(conv)
+        actions = conv.receive(ev({"type": "response.done", "response": {
+            "id": "r1", "status": "failed", "status_details": details}}), 11.0)
+        assert of(actions, c.Warn) == [c.Warn("the service failed the response")], details
+
+
 def test_a_completed_or_cut_off_answer_plays_no_error_earcon() -> None:
     conv = conversation()
     answering(conv)

@@ -154,6 +154,21 @@ async def test_history_reaches_the_server(emulator: Emulator) -> None:
         await llm.close()
 
 
+async def test_a_tool_message_answering_no_call_is_refused_like_the_service_does(
+        emulator: Emulator) -> None:
+    orphan = [{"role": "user", "content": "what time is it"},
+              {"role": "tool", "tool_call_id": "call_0", "content": "It is noon."},
+              {"role": "user", "content": "thanks"}]
+    llm = client_for(emulator)
+    try:
+        with pytest.raises(RequestError) as ei:
+            await llm.complete(orphan)
+    finally:
+        await llm.close()
+    assert (ei.value.status, ei.value.code) == (400, "InvalidParameter")
+    assert 'must be a response to a preceeding message with "tool_calls"' in str(ei.value)
+
+
 async def test_json_response_without_sse_is_accepted(emulator: Emulator) -> None:
     class NoSSE(LLMClient):
         def headers(self) -> dict[str, str]:
