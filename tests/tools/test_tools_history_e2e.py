@@ -8,7 +8,6 @@ second turn that is answered proves the history we send is one the service accep
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from agent.emulator.observe import ReceivedFrame
 from tests.support.daemon import RunDaemon
-from tests.tools.test_tools_e2e import SLOW, TEXT, SlowClock, ask, cut_off_during_the_call
+from tests.tools.test_tools_e2e import SLOW, TEXT, SlowClock, ask, cut_off_during_the_call, until
 
 pytestmark = pytest.mark.parametrize("daemon_mode", ["pipeline"])
 
@@ -85,7 +84,12 @@ async def test_a_call_cut_off_by_a_barge_in_is_sent_with_its_late_result(
     bodies = Bodies()
     async with daemon(**SLOW, emulator_options=bodies.hooks()) as run:
         cut = await cut_off_during_the_call(run, clock)
-        await asyncio.sleep(0.1)
+        history = (await run.serving()).conv
+        # the tool has returned; its result reaches the history on the loop (under load, later
+        # than any fixed sleep): wait for it, as a user's next question would come after it
+        await until(lambda: all(r.result is not None for t in history.turns if t.tools
+                                for rnd in t.tools.rounds for r in rnd),
+                    what="the late result in the history")
         after = await ask(run, "Tell me a joke.")
     assert cut.interrupted and after.answered.startswith("Why did the microphone")
     assert len(bodies.requests) == 2, "no follow-up request for the cut-off turn"
