@@ -147,7 +147,8 @@ class FunctionCallArgumentsDelta(ServerEvent):
 class FunctionCall(ServerEvent):
     """A call's complete arguments: `response.function_call_arguments.done`, or a
     `response.output_item.done` / `.added` whose item is a `function_call` (`complete`: its
-    arguments are final; `.added` only announces the call and its name)."""
+    arguments are final; `.added`, or `.done` of an item left `incomplete`, only announces the
+    call and its name)."""
 
     response_id: str
     call_id: str
@@ -277,8 +278,11 @@ def _typed(raw: dict[str, Any]) -> ServerEvent:
     if t in ("response.output_item.added", "response.output_item.done"):
         item = raw.get("item") if isinstance(raw.get("item"), dict) else {}
         if item.get("type") == "function_call" and _str(item, "call_id"):
+            # An item the response ended `incomplete` (it failed or was cut off) carries
+            # arguments the model never finished: it announces the call but does not complete it.
+            finished = t.endswith(".done") and _str(item, "status", "completed") == "completed"
             return FunctionCall(t, raw, rid, _str(item, "call_id"), _str(item, "name"),
-                                _str(item, "arguments"), complete=t.endswith(".done"))
+                                _str(item, "arguments"), complete=finished)
     if t == "input_audio_buffer.speech_started":
         return SpeechStarted(t, raw, _opt_str(raw, "item_id"), _int(raw, "audio_start_ms"))
     if t == "input_audio_buffer.speech_stopped":
