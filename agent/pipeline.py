@@ -19,6 +19,9 @@ synthesis task. Nothing waits for playout: the player queues.
 **Staying alive**: a refused LLM key fails the turn and blocks further LLM requests for an
 auth backoff (minutes), saying so in the status; 429/5xx/timeouts fail only the turn; a synthesis
 failure ends the turn with what was played, and the synthesis manager reconnects for the next one.
+A failure after part of the answer was played cuts it short rather than dropping it: the status
+says so and after how many sentences (`turn_failure`), the turn counts, and the history marks the
+answer cut off as a barge-in does.
 With `pipeline.input: text` no ASR session is opened and the microphone is not read upstream.
 """
 
@@ -339,7 +342,7 @@ class PipelineMode:
         elif (exc := producer.exception()) is not None:
             outcome = "failed"
             if turn is not None:
-                self._turn_failed(turn, exc)
+                self._turn_failed(turn, exc, voiced=self.core.voiced(rid))
             else:
                 ann = self._announcements[rid]
                 ann.error = redact(f"say: synthesis failed: {exc}")
@@ -374,12 +377,13 @@ class PipelineMode:
 
     # --- wrapping a turn up --------------------------------------------------------------------
 
-    def _turn_failed(self, turn: Turn, exc: BaseException) -> None:
+    def _turn_failed(self, turn: Turn, exc: BaseException, *, voiced: bool) -> None:
+        """`voiced`: part of the answer was played before `exc`: cut short, not dropped."""
         delay = None
         if isinstance(exc, AuthError):
             delay = self._llm_auth_backoff.next_delay()
             self._llm_blocked_until = time.monotonic() + delay
-        turn.error = turn_failure(exc, delay)
+        turn.error = turn_failure(exc, delay, spoken=turn.text_sent if voiced else "")
         self._turn_error = turn.error
         self.status.error(turn.error)
         log.warning("turn %s: %s", turn.response_id, turn.error)

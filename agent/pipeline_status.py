@@ -7,6 +7,7 @@ error may overwrite which, not about running tasks.
 from __future__ import annotations
 
 import logging
+import re
 
 from agent.llm_errors import AuthError, LLMError, ThrottledError
 from agent.secrets import redact
@@ -21,12 +22,34 @@ class LLMUnavailable(Exception):
     """The LLM is not asked at all (auth backoff in force); the turn fails at once."""
 
 
-def turn_failure(exc: BaseException, auth_retry_s: float | None = None) -> str:
+_ENDS = ".!?…。！？"
+_SENTENCE_END = re.compile(r"[.!?…](?=\s|$)|[。！？]")  # "3.5" is no sentence end
+
+
+def spoken_extent(text: str) -> str:
+    """How much of an answer `text` is, in sentences: "2 sentences", "1 sentence and part of
+    the next", "part of a sentence" (the status names where a failed answer stopped)."""
+    text = text.strip()
+    whole = len(_SENTENCE_END.findall(text))
+    partial = bool(text) and text[-1] not in _ENDS
+    if whole == 0:
+        return "part of a sentence"
+    counted = f"{whole} sentence{'s' if whole > 1 else ''}"
+    return f"{counted} and part of the next" if partial else counted
+
+
+def turn_failure(exc: BaseException, auth_retry_s: float | None = None, *, spoken: str = "") -> str:
     """The status error for a turn that failed with `exc` (redacted).
 
     `auth_retry_s`: when the LLM refused the key, how long LLM requests are now blocked.
+    `spoken`: the part of the answer that was voiced before the failure. With some, the turn is
+    not dropped but cut short (and counted), and the status says so and where it stopped; with
+    none, the user got no answer: "this turn is dropped".
     """
-    if isinstance(exc, AuthError):
+    if spoken.strip() and isinstance(exc, LLMError) and not isinstance(exc, AuthError):
+        why = (f"LLM failed mid-answer, the answer was cut short after "
+               f"{spoken_extent(spoken)}: {exc}")
+    elif isinstance(exc, AuthError):
         why = (f"LLM authentication failed: {exc}; check dashscope.api_key and region; "
                f"retrying in {auth_retry_s or 0:.0f} s")
     elif isinstance(exc, ThrottledError):
@@ -37,6 +60,8 @@ def turn_failure(exc: BaseException, auth_retry_s: float | None = None) -> str:
         why = f"LLM failed, this turn is dropped: {exc}"
     elif isinstance(exc, SynthesisAuthError):
         why = f"synthesis authentication failed: {exc}; check dashscope.api_key and region"
+    elif isinstance(exc, SynthesisError) and not spoken.strip():
+        why = f"synthesis failed, this turn is dropped: {exc}"
     elif isinstance(exc, SynthesisError):
         why = f"synthesis failed, the answer was cut short: {exc}"
     else:

@@ -316,8 +316,9 @@ class OmniConversation:
     def _response_done(self, event: p.ResponseDone) -> list[Action]:
         rid = event.response_id
         actions: list[Action] = [End(rid)]
+        ran: list[str] = []  # calls of a failed response that had started before it failed
         if self.registry.is_dropped(rid) or event.status != "completed":
-            self.tool_calls.drop(rid)
+            ran = [c.name for c in self.tool_calls.drop(rid) if c.started]
         else:
             for call in self.tool_calls.response_done(rid, event.calls):
                 actions += self._run(call.call_id, call.name, call.arguments or "")
@@ -337,7 +338,8 @@ class OmniConversation:
             # shown in the status until an answer completes (the session itself is fine)
             why = "the service failed the response" + (f" ({event.reason})" if event.reason else "")
             turn.error = self._failed_error = why
-            actions += [Log(f"response {rid} failed: the turn gets no more of its answer"),
+            late = f"; {', '.join(ran)} ran, its result will not be spoken" if ran else ""
+            actions += [Log(f"response {rid} failed: the turn gets no more of its answer{late}"),
                         Warn(why), ErrorEarcon()]
         if event.status != "completed":
             turn.interrupted = True

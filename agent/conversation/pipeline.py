@@ -25,9 +25,10 @@ still in progress, superseding it flushes the output and cancels whatever is bei
 announcement included.)
 
 **History** holds what was actually said: the text sent to synthesis, or, when the answer was cut
-off, an estimate of the part that was heard (`spoken_prefix`) marked with "…"; and the turn's
-tool exchange (calls and results, `ToolExchange`) before it, also when the answer was cut off or
-failed after the calls: they happened. A turn with nothing said and no calls is left out.
+off, an estimate of the part that was heard (`spoken_prefix`) marked with "…" — cut off by a
+barge-in, or by the LLM or synthesis failing mid-answer; and the turn's tool exchange (calls and
+results, `ToolExchange`) before it, also when the answer was cut off or failed after the calls:
+they happened. A turn with nothing said and no calls is left out.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from agent.conversation.actions import BargeIn, Begin, End, ErrorEarcon, Feed, F
 from agent.llm_history import Conversation, ToolExchange
 from agent.status import AgentState
 
+CUT_MARK = "…"  # ends an answer the user heard only part of
 CHARS_PER_S = 14.0  # typical synthesized speech rate, for the heard-text estimate
 BYTES_PER_MS = 48  # 24 kHz, 16-bit mono
 
@@ -63,7 +65,7 @@ def spoken_prefix(text: str, heard_ms: float, audio_ms: float, complete: bool) -
         return text
     cut = text.rfind(" ", 0, n + 1)
     prefix = text[: cut if cut > 0 else n].rstrip(" ,;:")
-    return prefix + "…" if prefix else ""
+    return prefix + CUT_MARK if prefix else ""
 
 
 # --- actions (executed by the mode, in order) --------------------------------------------------
@@ -201,6 +203,11 @@ class PipelineConversation:
         turn = self._turn()
         return turn is not None and turn.phase is not Phase.DONE
 
+    def voiced(self, rid: str) -> bool:
+        """Some audio of `rid` reached the player (a failure after it cuts the answer short)."""
+        r = self.responses.get(rid)
+        return r is not None and r.audio_bytes > 0
+
     @property
     def lane(self) -> str | None:
         return self._lane
@@ -319,12 +326,19 @@ class PipelineConversation:
 
     @staticmethod
     def _said(r: Response, heard_ms: float | None) -> str:
-        """What the user heard of the answer: all of it, or an estimate marked "…"."""
+        """What the user heard of the answer: all of it, or (cut off) an estimate marked "…".
+
+        A failed answer is cut off too, though nobody barged in: by the LLM failing after some
+        sentences were spoken (synthesis completed, all of them played), or by synthesis failing
+        (all audio that arrived was played). Without the mark the model would take it for a full
+        answer and build on what the user never heard."""
         audio_ms = r.audio_bytes / BYTES_PER_MS
         if r.interrupted:
             return spoken_prefix(r.text_sent, heard_ms or 0.0, audio_ms, r.complete)
-        if not r.complete:  # synthesis failed: all audio that arrived was played
-            return spoken_prefix(r.text_sent, audio_ms, audio_ms, False)
+        if r.failed or not r.complete:
+            said = (r.text_sent.strip() if r.complete
+                    else spoken_prefix(r.text_sent, audio_ms, audio_ms, False))
+            return said + CUT_MARK if said and not said.endswith(CUT_MARK) else said
         return r.text_sent.strip()
 
     def _start_turn(self, text: str, speech_end_at: float) -> list[Action]:

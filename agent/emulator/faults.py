@@ -18,6 +18,8 @@ Grammar (full description and examples in docs/emulator.md)::
                                           output_audio_format | turn_detection; repeatable)
     response_failed[=N]                  (realtime: the Nth answer of a connection, default 1,
                                           ends with response.done status "failed")
+    call_failed[=N]                      (realtime: the Nth calling response, default 1, fails
+                                          while its call's arguments stream)
 
 Durations take a unit (`ms` or `s`). Without a scope a rule applies to every connection kind;
 without a count it applies to every connection for as long as the plan is in force.
@@ -64,6 +66,7 @@ _FAULTS: dict[str, str] = {
     "refuse_input_text": "flag",
     "misreport": "field",
     "response_failed": "opt_int",
+    "call_failed": "opt_int",
 }
 # `response_failed`: the service's shape of a failed response is not documented (only the status
 # value, dashscope-protocol.md §5.4); `status_details` follows OpenAI Realtime (beta), whose event
@@ -140,7 +143,7 @@ def _parse_item(item: str) -> FaultRule:
         if not value_text.isdigit():
             raise FaultSpecError(f"fault {item!r}: value {value_text!r} must be an integer")
         value = int(value_text)
-        if (kind == "int" or name == "response_failed") and value < 1:
+        if (kind == "int" or name in ("response_failed", "call_failed")) and value < 1:
             raise FaultSpecError(f"fault {item!r}: value must be at least 1")
         if kind == "status" and not 400 <= value <= 599:
             raise FaultSpecError(f"fault {item!r}: HTTP status must be in 400..599")
@@ -198,7 +201,11 @@ class ConnectionFaults:
     - `misreport`: realtime `session.updated` shows other values for these fields than asked;
     - `response_failed`: realtime ends its Nth answer (1-based; responses that only call a tool
       are not counted) after its first audio chunk with `response.done` status "failed" and
-      `RESPONSE_FAILED_DETAILS`; the session stays open and later answers are normal.
+      `RESPONSE_FAILED_DETAILS`; the session stays open and later answers are normal;
+    - `call_failed`: realtime fails its Nth calling response (1-based; only responses that call a
+      tool are counted) after the first half of the call's arguments: `output_item.done` with
+      the item `incomplete` and the partial arguments, no `function_call_arguments.done`, then
+      `response.done` status "failed" with `RESPONSE_FAILED_DETAILS`.
     """
 
     kind: str = ""
@@ -221,6 +228,7 @@ class ConnectionFaults:
     refuse_input_text: bool = False
     misreport: tuple[str, ...] = ()
     response_failed: int | None = None  # which answer of the connection fails (1-based)
+    call_failed: int | None = None  # which calling response of the connection fails (1-based)
     rules: list[str] = field(default_factory=list)
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
 
@@ -282,6 +290,8 @@ class ConnectionFaults:
             self.misreport = (*self.misreport, str(v))
         elif n == "response_failed":
             self.response_failed = 1 if v is None else int(v)
+        elif n == "call_failed":
+            self.call_failed = 1 if v is None else int(v)
         self.rules.append(rule.text)
 
 

@@ -5,7 +5,9 @@ The event chain is the one recorded from the live qwen3.5-omni-flash-realtime se
 `function_call` item, empty arguments) → conversation.item.created → function_call_arguments
 .delta (the arguments in two pieces) → function_call_arguments.done → output_item.done →
 response.done with the call in `output`. No audio: the documents say a calling response has
-none. The client answers with `function_call_output` items and `response.create`.
+none. The client answers with `function_call_output` items and `response.create`. With the
+`call_failed` fault the response fails after the first half of the arguments: the item ends
+`incomplete` with those, and `response.done` says "failed".
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from agent.emulator.faults import RESPONSE_FAILED_DETAILS
 from agent.emulator.realtime_session import new_id, settled
 from agent.emulator.ws_outbox import Outbox
 
@@ -33,7 +36,9 @@ class CallResponse:
         modalities: list[str],
         voice: str,
         previous_item_id: str | None = None,
+        failed: bool = False,
     ) -> None:
+        """`failed`: the service fails this response while the arguments stream (a fault)."""
         self.id = new_id("resp")
         self.item_id = new_id("item")
         self.call_id = "call_" + new_id("x")[-24:]
@@ -47,6 +52,7 @@ class CallResponse:
         self._modalities = modalities
         self._voice = voice
         self._previous = previous_item_id
+        self._fail = failed
         self._finished = False
         self._task: asyncio.Task[None] | None = None
 
@@ -84,6 +90,11 @@ class CallResponse:
             self._send("response.function_call_arguments.delta", **common, item_id=self.item_id,
                        call_id=self.call_id, delta=piece)
             await asyncio.sleep(0.01)
+            if self._fail:
+                cut = self._item("incomplete", self.arguments[:half])
+                self._send("response.output_item.done", **common, item=cut)
+                self._done("failed", [cut], RESPONSE_FAILED_DETAILS)
+                return
         self._send("response.function_call_arguments.done", **common, item_id=self.item_id,
                    name=self.name, call_id=self.call_id, arguments=self.arguments)
         final = self._item("completed", self.arguments)

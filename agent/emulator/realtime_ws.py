@@ -95,6 +95,7 @@ class RealtimeSession:
         self.audio.configure(self.session["turn_detection"], 16000)
         self.response: ResponseStream | CallResponse | None = None
         self.answers = 0  # responses that answer in words, started on this connection
+        self.calls = 0  # responses that call a tool, started on this connection
         self.tool_outputs: list[str] = []  # function_call_output items not answered yet
         self.latest: Turn | None = None
         self.last_item_id: str | None = None
@@ -346,11 +347,13 @@ class RealtimeSession:
             self.tool_outputs.clear()
         call = self._call_for(turn)
         if call is not None:
+            self.calls += 1
             self.response = CallResponse(
                 self.out, self.conversation_id, *call, self._response_finished,
                 delay_s=self.ctx.options.realtime_first_delta_s,
                 modalities=list(s.get("modalities") or ["text", "audio"]),
-                voice=str(s.get("voice", "")), previous_item_id=self.last_item_id)
+                voice=str(s.get("voice", "")), previous_item_id=self.last_item_id,
+                failed=self.faults.call_failed == self.calls)
             self.response.start()
             return
         plan = ResponsePlan(

@@ -58,6 +58,7 @@ def test_full_example_parses() -> None:
         ("refuse_input_text=1", "takes no value"),
         ("response_failed=0", "at least 1"),
         ("response_failed=x", "must be an integer"),
+        ("call_failed=0", "at least 1"),
     ],
 )
 def test_bad_specs_are_rejected_clearly(spec: str, message: str) -> None:
@@ -78,6 +79,13 @@ def test_response_failed_names_the_answer_that_fails() -> None:
     assert FaultPlan("response_failed@realtime").for_connection("realtime").response_failed == 1
     assert FaultPlan("response_failed=3").for_connection("realtime").response_failed == 3
     assert FaultPlan("response_failed@realtime").for_connection("inference").response_failed is None
+
+
+@pytest.mark.unit
+def test_call_failed_names_the_calling_response_that_fails() -> None:
+    assert FaultPlan("call_failed@realtime").for_connection("realtime").call_failed == 1
+    assert FaultPlan("call_failed=2").for_connection("realtime").call_failed == 2
+    assert FaultPlan("call_failed@realtime").for_connection("realtime").response_failed is None
 
 
 @pytest.mark.unit

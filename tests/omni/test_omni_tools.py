@@ -184,6 +184,51 @@ def test_barge_in_during_the_calling_response_cancels_it_and_its_calls() -> None
     assert not conv.tool_calls.pending()
 
 
+def item_done(rid: str, call_id: str, name: str, arguments: str, status: str) -> p.ServerEvent:
+    return ev({"type": "response.output_item.done", "response_id": rid, "item": {
+        "type": "function_call", "status": status, "call_id": call_id, "name": name,
+        "arguments": arguments}})
+
+
+def failed(rid: str, calls: list[tuple[str, str, str]]) -> p.ServerEvent:
+    output = [{"type": "function_call", "status": "incomplete", "call_id": cid, "name": n,
+               "arguments": a} for cid, n, a in calls]
+    return ev({"type": "response.done", "response": {"id": rid, "status": "failed", "output": output}})
+
+
+def test_a_call_the_failed_response_left_incomplete_is_never_run_and_its_turn_fails_once() -> None:
+    conv = conversation()
+    asked(conv, "set a tea timer", 1.0)
+    conv.receive(created("r1"), 1.1)
+    conv.receive(call_added("r1", "call_1", "timer"), 1.2)
+    conv.receive(args_delta("r1", "call_1", '{"action": "se'), 1.3)
+    cut = conv.receive(item_done("r1", "call_1", "timer", '{"action": "se', "incomplete"), 1.4)
+    assert of(cut, c.RunTool) == [], "half the arguments: not a call to make"
+    actions = conv.receive(failed("r1", [("call_1", "timer", '{"action": "se')]), 1.5)
+    assert of(actions, c.RunTool) == [] and sent(actions) == []
+    assert of(actions, c.ErrorEarcon) == [c.ErrorEarcon()] and len(of(actions, c.Warn)) == 1
+    (finish,) = of(actions, c.FinishTurn)
+    assert finish.turn.error and finish.turn.interrupted
+    assert not conv.tool_calls.pending() and not conv.response_in_progress
+
+
+def test_a_call_started_before_its_response_failed_has_its_result_dropped_not_sent() -> None:
+    # The arguments completed (the call ran at once), then the service failed the response.
+    conv = conversation()
+    asked(conv, "set a tea timer", 1.0)
+    conv.receive(created("r1"), 1.1)
+    ran = conv.receive(args_done("r1", "call_1", "timer", '{"action": "set", "seconds": 6}'), 1.2)
+    assert of(ran, c.RunTool) == [c.RunTool("call_1", "timer", '{"action": "set", "seconds": 6}')]
+    actions = conv.receive(failed("r1", [("call_1", "timer", '{"action": "set", "seconds": 6}')]), 1.3)
+    assert of(actions, c.ErrorEarcon) == [c.ErrorEarcon()] and len(of(actions, c.FinishTurn)) == 1
+    assert any("timer ran, its result will not be spoken" in a.message for a in of(actions, c.Log))
+    late = conv.tool_result("call_1", "The tea timer is set for 6 seconds.")
+    assert sent(late) == [], "nothing goes into the dead response, and no answer is asked for"
+    assert of(late, c.ErrorEarcon) == [] and of(late, c.FinishTurn) == []
+    assert conv.rotation_due(9.0, max_age_s=1.0, output_busy=False, output_quiet_since=0.0), (
+        "no call is left waiting")
+
+
 def test_a_new_session_forgets_the_calls_of_the_old_one() -> None:
     conv = conversation()
     conv.receive(created("r1"), 1.0)

@@ -246,6 +246,46 @@ def test_a_failed_synthesis_keeps_what_was_played() -> None:
     assert c.history.turns[0].assistant == "Alpha beta…"
 
 
+def test_an_llm_failure_after_spoken_sentences_is_kept_marked_as_cut_off() -> None:
+    # The LLM failed after one sentence: synthesis spoke all of it (complete), then the turn failed.
+    c = core()
+    rid = rid_of(c.ask("tell me a joke", 1.0))
+    c.audio(rid, pcm(2500))
+    c.synthesis_complete(rid)
+    c.produced(rid, "failed", "Why did the microphone go to school? ")
+    done = c.output_finished(rid, 4.0, flushed=False, first_audible=1.5)
+    assert of(done, TurnDone)[0].count, "an answer was spoken: the turn counts"
+    assert c.history.turns[0].assistant == "Why did the microphone go to school?…", (
+        "marked cut off like a barge-in, so the model knows it did not answer in full")
+    assert c.history.messages("and?")[-2] == {
+        "role": "assistant", "content": "Why did the microphone go to school?…"}
+
+
+def test_a_failed_synthesis_whose_audio_covered_the_text_is_still_marked_cut_off() -> None:
+    c = core()
+    rid = rid_of(c.ask("explain", 1.0))
+    c.audio(rid, pcm(3000))  # 3 s ≈ 42 characters: the estimate covers all the text sent
+    c.produced(rid, "failed", "Alpha beta.")
+    c.output_finished(rid, 4.0, flushed=False)
+    assert c.history.turns[0].assistant == "Alpha beta.…"
+
+
+def test_a_completed_answer_is_kept_unmarked() -> None:
+    c = core()
+    rid = rid_of(c.ask("explain", 1.0))
+    answer(c, rid, "Alpha beta.", 1000)
+    c.output_finished(rid, 3.0, flushed=False)
+    assert c.history.turns[0].assistant == "Alpha beta."
+
+
+def test_voiced_says_whether_any_audio_of_a_response_reached_the_player() -> None:
+    c = core()
+    rid = rid_of(c.ask("explain", 1.0))
+    assert not c.voiced(rid)
+    c.audio(rid, pcm(20))
+    assert c.voiced(rid) and not c.voiced("turn-99")
+
+
 def test_a_failed_turn_with_nothing_played_is_not_counted_nor_kept() -> None:
     c = core()
     rid = rid_of(c.ask("explain", 1.0))

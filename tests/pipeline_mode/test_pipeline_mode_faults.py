@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from typing import Any
 
 from agent.daemon import DaemonTimings
 from agent.emulator.answers import answer_for
+from agent.emulator.observe import ReceivedFrame
 from agent.tts.connection import TtsTimings
 from tests.support.audio import locate, read_wav
 from tests.support.daemon import RunDaemon
@@ -141,3 +144,49 @@ async def test_a_dropped_asr_session_reconnects_and_hears_the_next_question(daem
         await run.stop()
     assert turn.heard == BYE and turn.answered == first_words(BYE, 4)
     assert connects == 2 and status["reconnects"] >= 1 and status["connected"]
+
+
+class LlmRequests:
+    """The `input.messages` of every LLM request the emulator received (its `on_received` hook)."""
+
+    def __init__(self) -> None:
+        self.messages: list[list[dict[str, Any]]] = []
+
+    def hooks(self) -> dict[str, Any]:
+        return {"on_received": self._on_received}
+
+    def _on_received(self, frame: ReceivedFrame, t: float) -> None:
+        if frame.peer.endpoint == "llm":
+            self.messages.append(json.loads(frame.data)["input"]["messages"])
+
+
+async def test_an_llm_failure_mid_answer_cuts_the_answer_short_and_the_history_says_so(
+    daemon: RunDaemon, tmp_path: Path
+) -> None:
+    # The LLM stream fails after 12 events: the first sentence of the joke was written and spoken.
+    requests = LlmRequests()
+    async with daemon(pipeline__input="text", faults="error_event=12@llm*once",
+                      emulator_options=requests.hooks()) as run:
+        mode = await run.serving()
+        first = await mode.ask(JOKE)
+        await asyncio.wait_for(first.done.wait(), 20)
+        failed_status = run.daemon.status.as_dict()
+        mode.llm.parameters["max_tokens"] = 4
+        second = await mode.ask(BYE)
+        await asyncio.wait_for(second.done.wait(), 20)
+        status = run.daemon.status.as_dict()
+        await run.stop()
+    sentence = "Why did the microphone go to school?"
+    assert answer_for(JOKE).startswith(sentence + " ")
+    assert first.answered.strip() == sentence, "the first sentence was written before the failure"
+    assert first.error is not None and first.error.startswith(
+        "LLM failed mid-answer, the answer was cut short after 1 sentence: ")
+    assert failed_status["last_error"] == first.error and failed_status["turns"] == 1
+    assert second.error is None and status["last_error"] is None and status["turns"] == 2
+    # The next request tells the model its answer was cut off, as a barge-in would.
+    assert len(requests.messages) == 2, "an error after text is not retried"
+    assert requests.messages[1][-3:] == [
+        {"role": "user", "content": JOKE},
+        {"role": "assistant", "content": sentence + "…"},
+        {"role": "user", "content": BYE}]
+    assert locate(read_wav(run.output), answer_sentences(JOKE)[0])[1] > 0.99, "it was played"

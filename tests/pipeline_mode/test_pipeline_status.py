@@ -8,7 +8,7 @@ import pytest
 
 from agent.backoff import Backoff
 from agent.llm_errors import AuthError, ThrottledError, TransientError
-from agent.pipeline_status import LLMUnavailable, SynthesisHealth, turn_failure
+from agent.pipeline_status import LLMUnavailable, SynthesisHealth, spoken_extent, turn_failure
 from agent.status import Status
 from agent.tts.errors import SynthesisAuthError, SynthesisError
 
@@ -33,8 +33,31 @@ def test_each_failure_says_what_happened_and_what_to_check() -> None:
     assert turn_failure(LLMUnavailable("blocked")) == "blocked (this turn is dropped)"
     assert turn_failure(SynthesisAuthError("InvalidApiKey", "no")).startswith(
         "synthesis authentication failed")
-    assert turn_failure(SynthesisError("Boom", "x")).startswith(
+    assert turn_failure(SynthesisError("Boom", "x"), spoken="Hello. ").startswith(
         "synthesis failed, the answer was cut short")
+
+
+def test_a_failure_after_part_of_the_answer_was_spoken_says_it_was_cut_short_and_where() -> None:
+    spoken = "Why did the microphone go to school? "
+    assert turn_failure(TransientError("500 InternalError"), spoken=spoken) == (
+        "LLM failed mid-answer, the answer was cut short after 1 sentence: 500 InternalError")
+    assert turn_failure(ThrottledError("429"), spoken="Yes. It is") == (
+        "LLM failed mid-answer, the answer was cut short after 1 sentence and part of the next: 429")
+    assert turn_failure(SynthesisError("Boom", "x"), spoken=spoken).startswith(
+        "synthesis failed, the answer was cut short")
+    # Nothing voiced: the turn really is dropped, in the words it always had.
+    assert turn_failure(TransientError("500"), spoken="  ").startswith(
+        "LLM failed, this turn is dropped")
+    assert turn_failure(SynthesisError("Boom", "x")).startswith("synthesis failed, this turn is dropped")
+    # A refused key keeps its own advice whatever was said.
+    assert turn_failure(AuthError("401"), 60.0, spoken=spoken).startswith("LLM authentication failed")
+
+
+def test_spoken_extent_counts_whole_sentences_and_a_started_one() -> None:
+    assert spoken_extent("One. Two! Three?") == "3 sentences"
+    assert spoken_extent("It is 3.5 degrees. Then") == "1 sentence and part of the next"
+    assert spoken_extent("Because it") == "part of a sentence"
+    assert spoken_extent("你好。我是") == "1 sentence and part of the next"
 
 
 def test_synthesis_outage_is_shown_then_cleared_in_text_mode() -> None:
