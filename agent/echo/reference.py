@@ -123,6 +123,8 @@ class ReferenceTap:
         self.map = ClockMap(window_s)
         self.resyncs = 0  # jumps of the read position (diagnostics, tests)
         self.late_frames = 0  # reference frames wanted before the player had written them
+        self.slipped_frames = 0  # device frames the read position was nudged to follow drift
+        self.last_jump_ms = 0.0  # size of the latest re-synchronisation (+: the reference moved ahead)
         self._rate = 0
         self._last_pos = 0  # newest ring position seen: a smaller one means a new ring
         self._pos: float | None = None  # device position (fractional) of the next sample out
@@ -173,9 +175,18 @@ class ReferenceTap:
                 step = SLIP_STEP if self._err > 0 else -SLIP_STEP
                 self._pos = (self._pos or 0.0) + step
                 self._err -= step
+                self.slipped_frames += 1
         return self._emit(n)
 
+    @property
+    def slipped_ms(self) -> float:
+        """How far the read position has been nudged in all, in ms (drift, or jitter of the
+        timestamps that the smoothing did not absorb)."""
+        return self.slipped_frames * 1000.0 / self._rate if self._rate else 0.0
+
     def _resync(self, start: float) -> None:
+        if self._pos is not None:
+            self.last_jump_ms = (start - self._pos) * 1000.0 / self._rate
         self._pos = start
         self._err = 0.0
         self.resyncs += 1

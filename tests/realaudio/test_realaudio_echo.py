@@ -63,6 +63,7 @@ LONG_ASK = "what is the weather like"  # about 9.8 s: room for a barge-in after 
 USER_SAYS = "stop please, what time is it"
 LOOPBACK_MS = 100
 SERVER_NICE = -11  # what PulseAudio's own high-priority mode uses
+AUDIO_HEALTH = ("underruns", "host_underflows", "input_dropped_chunks", "input_overflows", "output_latency_ms")
 
 
 @dataclass
@@ -355,6 +356,9 @@ async def test_echo_modes_through_a_loopback(pulse, tmp_path):
         for m, st in zip(("none", *modes), (none_st, *results), strict=True):
             dev = devices[m]
             report[m] = {"asked": dev.asked, "turns": st["turns"], "barge_ins": st["barge_ins"]}
+            # The daemon's own audio health while answering: a self-interruption after a
+            # starved callback or a dropped microphone chunk points at the daemon, not the air.
+            report[m]["audio"] = {k: st["audio"][k] for k in AUDIO_HEALTH}
             if m != "none" and dev.proc is not None:
                 report[m]["daemon_cpu_pct"] = round(100 * (cpu_seconds(dev.proc.pid) - cpu0[m]) / elapsed, 1)
         report["loopback_warnings"] = loopback_warnings(pulse)
