@@ -50,6 +50,11 @@ class HostClock:
             self._cur = d
         return min(self._cur, self._prev)
 
+    def to_monotonic(self, mono_now: float, host_now: float) -> float:
+        """The monotonic time of a callback the host stamped `host_now` (the callback ran at
+        `mono_now`, possibly later); `mono_now` for hosts that report no time."""
+        return mono_now if host_now <= 0.0 else host_now + self.offset(host_now, mono_now)
+
     def capture_end(
         self, mono_now: float, host_now: float, adc_time: float, frames: int, rate: int
     ) -> float:

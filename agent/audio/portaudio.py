@@ -143,10 +143,13 @@ class PortAudioOutput(_PortAudioStream):
     def __init__(self, device: int | None, rate: int, render: RenderFn, latency: float = DEFAULT_LATENCY_S) -> None:
         super().__init__()
         self._render = render
+        self._clock = HostClock()
         self._open(sd.OutputStream, device, rate, latency)
 
     def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ANN001 - cffi types
-        now = time.monotonic()
+        # When the host asked for this block, not when Python got to it (the GIL wait): the echo
+        # reference places what was played in time by it (hostclock.py).
+        now = self._clock.to_monotonic(time.monotonic(), time_info.currentTime)
         lat = time_info.outputBufferDacTime - time_info.currentTime
         if not 0.0 <= lat < 2.0:  # some hosts report zeros; fall back to the nominal latency
             lat = self.latency

@@ -71,13 +71,21 @@ class ClockMap:
 
     def observe(self, pos: int, rate: int, now: float, latency: float) -> None:
         """One reading of the newest ring position `pos`, taken at `now`."""
-        obs = self._obs
-        obs.append((now, pos / rate - now - latency))
-        while obs[0][0] < now - self.window_s or len(obs) > MAX_OBSERVATIONS:
-            obs.popleft()
         # A low percentile rather than the minimum: the reported latency itself jitters by
         # milliseconds through a sound server, and the minimum would chase its outliers.
-        self._est = float(np.percentile([x for _, x in obs], OFFSET_PERCENTILE))
+        self._add(now, pos / rate - now - latency, OFFSET_PERCENTILE)
+
+    def observe_offset(self, offset: float, now: float) -> None:
+        """One offset the output callback measured itself (`OutputTap.heard_offset`): exact up to
+        the jitter of the reported latency, so the median, not a low percentile."""
+        self._add(now, offset, 50.0)
+
+    def _add(self, now: float, candidate: float, percentile: float) -> None:
+        obs = self._obs
+        obs.append((now, candidate))
+        while obs[0][0] < now - self.window_s or len(obs) > MAX_OBSERVATIONS:
+            obs.popleft()
+        self._est = float(np.percentile([x for _, x in obs], percentile))
 
     @property
     def offset(self) -> float | None:
@@ -148,9 +156,12 @@ class ReferenceTap:
         t1 = self.clock()
         pos = src.pos
         latency = src.latency
+        offset = src.heard_offset
         t2 = self.clock()
         self._last_pos = pos
-        if t2 - t1 <= QUIET_READ_S:
+        if offset is not None:
+            self.map.observe_offset(offset, t1)
+        elif t2 - t1 <= QUIET_READ_S:
             self.map.observe(pos, self._rate, t1, latency)
 
     def chunk(self, n: int, t_end: float | None) -> np.ndarray:

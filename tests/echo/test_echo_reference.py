@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agent.audio.activity import OutputTap
 from agent.echo.reference import REF_LEAD_S, ClockMap, ReferenceTap
 from agent.emulator.answers import answer_for
 from agent.emulator.speech import synthesize
@@ -78,3 +79,33 @@ async def test_the_reference_leads_the_echo_by_a_stable_small_delay(kw) -> None:
     assert all(abs(d - expected) < 3 for d in found), found
     assert max(found) - min(found) <= 1.0, f"the alignment wanders: {found}"
     assert rec.tap.resyncs <= 3 and rec.tap.late_frames == 0
+
+
+def test_an_overdue_output_callback_does_not_bias_the_clock_map() -> None:
+    """Under CPU load the output callback runs late (it waits for the GIL while the event loop
+    works: p50 5.6 ms, max 21 ms measured through PulseAudio). Reading the tap's position from
+    the loop then sees a stale position, and the map placed the reference ~4 ms early; the tap's
+    own `heard_offset` (the callback's host time and latency) is exact whatever the wait."""
+    rng = np.random.default_rng(5)
+    rate, block, latency = 24000, 240, 0.04
+    period = block / rate
+    out = OutputTap(rate)
+    now = [0.0]
+    tap = ReferenceTap(out, clock=lambda: now[0])
+    by_position = ClockMap()
+    events = []  # (time, kind, host time of the block)
+    for k in range(400):
+        t_k = 1.0 + k * period
+        events.append((t_k + rng.choice([0.0001, 0.006, 0.012]), "write", t_k))
+        events.append((t_k + rng.uniform(0, period), "read", 0.0))
+    silence = np.zeros(block, np.int16)
+    for t, kind, t_host in sorted(events):
+        now[0] = t
+        if kind == "write":
+            out.write(silence, latency, t_host)
+        else:
+            tap.observe()
+            by_position.observe(out.pos, rate, t, out.latency)
+    true_offset = -(1.0 + latency)  # position k × block is heard at 1.0 + k × period + latency
+    assert by_position.offset is not None and by_position.offset - true_offset < -0.002
+    assert tap.map.offset == pytest.approx(true_offset, abs=1e-4)
