@@ -213,6 +213,7 @@ class GateFilter:
             "delay_estimated": g.lag_known,
             "reference_resyncs": self.tap.resyncs,
             "reference_slipped_ms": round(self.tap.slipped_ms, 1),
+            "microphone_gaps": self.tap.mic_gaps,
         }
 
     def close(self) -> None:

@@ -137,9 +137,12 @@ class ReferenceTap:
         self._last_pos = 0  # newest ring position seen: a smaller one means a new ring
         self._pos: float | None = None  # device position (fractional) of the next sample out
         self._err = 0.0  # smoothed alignment error, device frames
+        self._t_end: float | None = None  # capture end of the previous (stamped) chunk
+        self.mic_gaps = 0  # jumps of the microphone's timeline followed at once
         self._reset_at = clock()
 
     def _reset(self) -> None:
+        self._t_end = None
         src = self.source
         self._rate = src.rate
         self._last_pos = 0
@@ -168,12 +171,18 @@ class ReferenceTap:
         """The reference for the `n`-sample 16 kHz microphone chunk captured up to `t_end`."""
         self.observe()
         rate = self._rate
+        gap = 0.0 if t_end is None or self._t_end is None else t_end - n / MIC_RATE - self._t_end
+        self._t_end = t_end
         if t_end is None:
             t_end = self.clock()
         start = self.map.position_at(t_end - n / MIC_RATE + self.lead_s, rate)
         if start is None:
             return np.zeros(n, dtype=np.int16)
-        if self._pos is None:
+        if self._pos is None or abs(gap) > JUMP_S:
+            # The microphone's timeline jumped (chunks dropped behind a stalled consumer, a
+            # re-opened input): the continuous read position no longer applies; follow at once
+            # instead of drifting towards it through the smoothing for up to a second.
+            self.mic_gaps += self._pos is not None
             self._resync(start)
         else:
             self._err += ERR_SMOOTHING * (start - self._pos - self._err)

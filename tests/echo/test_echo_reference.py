@@ -109,3 +109,41 @@ def test_an_overdue_output_callback_does_not_bias_the_clock_map() -> None:
     true_offset = -(1.0 + latency)  # position k × block is heard at 1.0 + k × period + latency
     assert by_position.offset is not None and by_position.offset - true_offset < -0.002
     assert tap.map.offset == pytest.approx(true_offset, abs=1e-4)
+
+
+def test_a_jump_of_the_microphone_timeline_is_followed_at_once() -> None:
+    """A consumer stalled for over a second drops whole microphone chunks (`input_dropped_chunks`;
+    21–30 per daemon in a loaded real-audio run). The next chunk is from later than the read
+    position continues to: the tap must re-synchronise on it, not drift towards it through the
+    smoothing for up to a second with the reference hundreds of ms behind the echo."""
+    rate, block, latency, n = 24000, 240, 0.04, 640
+    out = OutputTap(rate)
+    now = [0.0]
+    tap = ReferenceTap(out, clock=lambda: now[0], window_s=0.5)
+    wrap = 40000
+
+    def ramp(pos: np.ndarray) -> np.ndarray:
+        return (pos % wrap - wrap // 2).astype(np.float64)
+
+    written = 0
+    t_cb = 0.0
+    worst = []
+    t_end = 0.5
+    for k in range(60):
+        t_end += n / MIC_RATE + (0.2 if k == 40 else 0.0)  # 5 chunks dropped before chunk 40
+        now[0] = t_end + 0.002
+        while t_cb <= now[0]:
+            out.write(ramp(np.arange(written, written + block)).astype(np.int16), latency, t_cb)
+            written += block
+            t_cb += block / rate
+        ref = tap.chunk(n, t_end).astype(np.float64)
+        # Position heard at each sample's capture time, REF_LEAD_S ahead (heard at pos/rate + latency).
+        p = (t_end - n / MIC_RATE + REF_LEAD_S - latency + np.arange(n) / MIC_RATE) * rate
+        ok = np.abs((p % wrap) - wrap / 2) < wrap / 2 - 20  # away from the ramp's wrap
+        if k >= 20:
+            worst.append(float(np.max(np.abs(ref[ok] - ramp(p)[ok]))))
+    # From the first chunk after the gap, the same alignment as before it (the interpolation's
+    # constant third of a millisecond), not 4800 frames behind.
+    assert max(worst) - min(worst) < 1.0, worst[18:23]
+    assert max(worst) < 10.0
+    assert tap.mic_gaps == 1
