@@ -55,6 +55,7 @@ SETTLE_S = 0.002  # ... and beyond this while the clock map is still settling
 SLIP_S = 0.004  # smaller smoothed errors are left alone (timestamp noise, not drift)
 ERR_SMOOTHING = 0.02  # EMA weight of one chunk's alignment error (~2 s: timestamps jitter by ~ms)
 SLIP_STEP = 1.0  # device frames per chunk by which drift is followed (≪ a canceller's tolerance)
+EXACT_READINGS = 5  # offsets measured by the output callback: median of the last few readings
 
 
 class ClockMap:
@@ -63,11 +64,15 @@ class ClockMap:
     def __init__(self, window_s: float = CLOCK_WINDOW_S) -> None:
         self.window_s = window_s
         self._obs: deque[tuple[float, float]] = deque()  # (observed at, offset candidate)
+        self._recent: deque[float] = deque(maxlen=EXACT_READINGS)  # offsets the output measured
         self._est: float | None = None
+        self.exact = False  # the offset comes from the output callback's own timestamps
 
     def reset(self) -> None:
         self._obs.clear()
+        self._recent.clear()
         self._est = None
+        self.exact = False
 
     def observe(self, pos: int, rate: int, now: float, latency: float) -> None:
         """One reading of the newest ring position `pos`, taken at `now`."""
@@ -75,10 +80,15 @@ class ClockMap:
         # milliseconds through a sound server, and the minimum would chase its outliers.
         self._add(now, pos / rate - now - latency, OFFSET_PERCENTILE)
 
-    def observe_offset(self, offset: float, now: float) -> None:
+    def observe_offset(self, offset: float) -> None:
         """One offset the output callback measured itself (`OutputTap.heard_offset`): exact up to
-        the jitter of the reported latency, so the median, not a low percentile."""
-        self._add(now, offset, 50.0)
+        the jitter of the reported latency, so no window is needed, only the median of the last
+        few readings against an outlier. A step (an output underrun delays everything after it,
+        a re-opened device) is followed within `EXACT_READINGS // 2 + 1` readings."""
+        r = self._recent
+        r.append(offset)
+        self.exact = True
+        self._est = float(sorted(r)[len(r) // 2])
 
     def _add(self, now: float, candidate: float, percentile: float) -> None:
         obs = self._obs
@@ -163,7 +173,7 @@ class ReferenceTap:
         t2 = self.clock()
         self._last_pos = pos
         if offset is not None:
-            self.map.observe_offset(offset, t1)
+            self.map.observe_offset(offset)
         elif t2 - t1 <= QUIET_READ_S:
             self.map.observe(pos, self._rate, t1, latency)
 
@@ -189,7 +199,12 @@ class ReferenceTap:
             # While the clock map settles (its window is not full yet) a clear error is
             # corrected at once; later only a large one is, and drift is followed in steps.
             settling = self.clock() - self._reset_at < self.map.window_s
-            if abs(self._err) > (SETTLE_S if settling else JUMP_S) * rate:
+            # With timestamps from the callbacks themselves, a jump of the alignment is real (the
+            # output underran and everything after it is heard later, a device was re-opened):
+            # the echo moved with it, so follow it at once (the map's median of the last readings
+            # already ignores one odd callback), not through the smoothing.
+            jumped = self.map.exact and abs(start - self._pos) > JUMP_S * rate
+            if jumped or abs(self._err) > (SETTLE_S if settling else JUMP_S) * rate:
                 self._resync(start)
             elif abs(self._err) > SLIP_S * rate:
                 step = SLIP_STEP if self._err > 0 else -SLIP_STEP
