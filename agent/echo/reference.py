@@ -8,9 +8,15 @@ while that chunk was captured. Both sides are timestamped on the monotonic clock
 * **speaker**: the playout side's `OutputTap` (agent/audio/activity.py, `Player.tap`) keeps the
   last seconds of what the callback handed to the device in a ring at the device rate (`pos`,
   `read()`), with the device output latency the callback reported (`latency`, PortAudio's
-  `outputBufferDacTime - currentTime`).
+  `outputBufferDacTime - currentTime`) and, from the callback's own time, when its block's first
+  sample is heard (`heard_offset`). Both callbacks' times come from the host's timestamps
+  (agent/audio/hostclock.py), not from when Python ran them, which under load is late by a GIL
+  wait of several ms.
 
-`ClockMap` turns ring positions into "heard at" times. At any moment the newest position `W` was
+`ClockMap` turns ring positions into "heard at" times. When the output publishes `heard_offset`
+the map is the median of the last `EXACT_READINGS` of it: exact up to the latency's jitter, and a
+step (an output underrun delays everything after it) shows at once. Otherwise (a source without
+callback times), at any moment the newest position `W` was
 written by a callback that ran at most one period ago and is heard `latency` after that call, so
 `W / rate - now - latency` over-estimates the true offset by up to one device period; a low
 percentile of it over a short window is the offset (observed just before the next callback),
@@ -23,8 +29,9 @@ the echo, which is what a causal echo canceller needs even when a reported laten
 too large), interpolating the device-rate ring directly (`sinc_kernel`). The read position
 advances continuously — a canceller's adaptive filter is ruined by a reference that jitters by a
 few samples per chunk — and is only nudged (one frame per chunk) to follow a drift beyond
-`SLIP_S`, or re-synchronised in one jump after a large change (device re-opened, latency
-changed).
+`SLIP_S`, or re-synchronised in one jump after a large change: at once when the exact map steps
+by more than `JUMP_S` or the microphone's timeline jumps (chunks dropped behind a stalled
+consumer), else when the smoothed error exceeds it.
 
 Bounded: the ring belongs to the tap (a few seconds, preallocated); the tap keeps a 2-second
 window of clock readings and per-chunk scratch arrays.

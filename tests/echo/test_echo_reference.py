@@ -84,8 +84,9 @@ async def test_the_reference_leads_the_echo_by_a_stable_small_delay(kw) -> None:
 def test_an_overdue_output_callback_does_not_bias_the_clock_map() -> None:
     """Under CPU load the output callback runs late (it waits for the GIL while the event loop
     works: p50 5.6 ms, max 21 ms measured through PulseAudio). Reading the tap's position from
-    the loop then sees a stale position, and the map placed the reference ~4 ms early; the tap's
-    own `heard_offset` (the callback's host time and latency) is exact whatever the wait."""
+    the loop then sees a stale position, and the map's offset came out ~4 ms too small (the
+    reference read that much behind the echo); the tap's own `heard_offset` (the callback's
+    host time and latency) is exact whatever the wait."""
     rng = np.random.default_rng(5)
     rate, block, latency = 24000, 240, 0.04
     period = block / rate
