@@ -28,8 +28,11 @@ signal-to-echo: someone standing by the device speaking normally), and must barg
 
 `VOICE_AGENT_ECHO_ANSWERS` sets the number of answers (default 20, SPEC §9; CI uses the
 default). The echo summary each daemon logs at shutdown (ERLE and CPU of the canceller, the
-gate's learned echo path) is written to `echo-report.json` in the test's temporary directory and
-printed.
+gate's learned echo path, the reference's re-synchronisations) and each daemon's audio health
+while answering (output underflows, dropped microphone chunks: a self-interruption after one
+points at the daemon, `loopback_warnings` at the simulated air) are written to
+`echo-report.json` in the test's temporary directory and printed. docs/echo.md ("Under CPU
+load") has runs of this test with CPU load beside it.
 """
 
 from __future__ import annotations
