@@ -117,6 +117,9 @@ class PlayedAudio(Protocol):
     @property
     def latency(self) -> float: ...
 
+    @property
+    def heard_offset(self) -> float | None: ...
+
     def read(self, pos: int, out: np.ndarray) -> int: ...
 
 
@@ -132,6 +135,9 @@ class OutputTap:
     def __init__(self, rate: int, reference_ms: float = 2000.0) -> None:
         self.reference_ms = reference_ms
         self.latency = 0.0  # device output latency (s) the latest callback reported
+        # position / rate − the time that position is heard (s), from the latest callback's own
+        # time and latency: one float store, so a reader never sees half of an update
+        self.heard_offset: float | None = None
         self.configure(rate)
 
     def configure(self, rate: int) -> None:
@@ -139,12 +145,16 @@ class OutputTap:
         self.rate = int(rate)
         self._ring = SampleRing(int((self.reference_ms + SAFE_MARGIN_MS) * self.rate / 1000))
         self._margin = self._frames(SAFE_MARGIN_MS)
+        self.heard_offset = None
 
     def _frames(self, ms: float) -> int:
         return int(round(ms * self.rate / 1000.0))
 
-    def write(self, block: np.ndarray, latency: float) -> None:
-        """Callback side: append the block just handed to the device (allocation-free)."""
+    def write(self, block: np.ndarray, latency: float, now: float | None = None) -> None:
+        """Callback side: append the block just handed to the device (allocation-free); `now` =
+        the time of the callback, whose first sample is heard `latency` later."""
+        if now is not None:
+            self.heard_offset = self._ring.write_pos / self.rate - (now + latency)
         self.latency = latency
         self._ring.write_overwrite(block)
 

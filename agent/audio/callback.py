@@ -88,7 +88,7 @@ class PlayoutCallback:
             self.callback_errors += 1
             out.fill(0)
         self.frames_rendered += n
-        self.tap.write(out, latency)  # the echo reference: what was handed to the device
+        self.tap.write(out, latency, now)  # the echo reference: what was handed to the device
 
     def _apply_gain(self, out: np.ndarray) -> None:
         """The volume (volume.py): multiply the block in place by the gain, in scratch-sized

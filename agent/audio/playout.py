@@ -139,6 +139,7 @@ class Player(ResponseBook, PlayoutCallback):
         if self.tap.rate != r:
             self.tap.configure(r)
         self.tap.latency = 0.0
+        self.tap.heard_offset = None
         self.activity.reset()
         self._fade_frames = max(1, int(self._fade_ms * r / 1000))
         self._edge_frames = max(1, int(EDGE_MS * r / 1000))

@@ -18,6 +18,7 @@ import time
 import sounddevice as sd
 
 from agent.audio.backend import CaptureFn, DeviceInfo, RenderFn, Stream
+from agent.audio.hostclock import HostClock
 
 DEFAULT_LATENCY_S = 0.04
 
@@ -142,10 +143,13 @@ class PortAudioOutput(_PortAudioStream):
     def __init__(self, device: int | None, rate: int, render: RenderFn, latency: float = DEFAULT_LATENCY_S) -> None:
         super().__init__()
         self._render = render
+        self._clock = HostClock()
         self._open(sd.OutputStream, device, rate, latency)
 
     def _callback(self, outdata, frames, time_info, status) -> None:  # noqa: ANN001 - cffi types
-        now = time.monotonic()
+        # When the host asked for this block, not when Python got to it (the GIL wait): the echo
+        # reference places what was played in time by it (hostclock.py).
+        now = self._clock.to_monotonic(time.monotonic(), time_info.currentTime)
         lat = time_info.outputBufferDacTime - time_info.currentTime
         if not 0.0 <= lat < 2.0:  # some hosts report zeros; fall back to the nominal latency
             lat = self.latency
@@ -159,14 +163,17 @@ class PortAudioInput(_PortAudioStream):
         super().__init__()
         self.callback_errors = 0
         self._capture = capture
+        self._clock = HostClock()
         self._open(sd.InputStream, device, rate, latency)
 
     def _callback(self, indata, frames, time_info, status) -> None:  # noqa: ANN001 - cffi types
         now = time.monotonic()
-        age = time_info.currentTime - time_info.inputBufferAdcTime  # age of the first sample
-        if not 0.0 <= age < 2.0:
-            age = frames / self.samplerate
+        # The capture time from the host's timestamps, not from `now`: this call may have waited
+        # for the GIL, which would stamp the block late by the wait (hostclock.py).
         try:
-            self._capture(indata[:, 0], now - age + frames / self.samplerate, status.input_overflow)
+            t_end = self._clock.capture_end(
+                now, time_info.currentTime, time_info.inputBufferAdcTime, frames, self.samplerate
+            )
+            self._capture(indata[:, 0], t_end, status.input_overflow)
         except Exception:  # an exception would stop the stream; the watchdog sees the heartbeat
             self.callback_errors += 1

@@ -168,6 +168,7 @@ class GateFilter:
         self.gate = EchoGate(MIC_RATE * chunk_ms // 1000)
         self.clock = clock
         self._sessions_logged = 0
+        self._resyncs_logged = 0
 
     def _decide(self, mic: np.ndarray, ref: np.ndarray, t_end: float | None) -> bool:
         self.tracker.update(None if t_end is None else t_end - mic.shape[0] / MIC_RATE)
@@ -178,9 +179,15 @@ class GateFilter:
         warming = tr.warming or (tr.active and not self.gate.trained)
         openings = self.gate.stats.openings
         passed = self.gate.process(mic, ref, playing=tr.active, warming=warming, hold=tr.in_tail)
+        if self.tap.resyncs != self._resyncs_logged:
+            if self._resyncs_logged:  # the first is the start, not a jump
+                log.info("echo %s: reference re-synchronised, %+.1f ms", self.mode, self.tap.last_jump_ms)
+            self._resyncs_logged = self.tap.resyncs
         if self.gate.stats.openings != openings:
+            g = self.gate
             log.info("echo %s: microphone louder than the echo during playback: letting it through "
-                     "(%.1f s into the playback)", self.mode, self.clock() - tr.started)
+                     "(%.1f s into the playback; echo delay %d ms%s)", self.mode, self.clock() - tr.started,
+                     round(g.lag * g.frame_ms + self.tap.lead_s * 1000.0), "" if g.lag_known else " (a guess)")
         if not tr.in_session and self._sessions_logged < tr.sessions:
             self._sessions_logged = tr.sessions
             log.debug("echo %s: playback ended; %s", self.mode, self.summary())
@@ -205,6 +212,8 @@ class GateFilter:
             "delay_ms": round(g.lag * g.frame_ms + self.tap.lead_s * 1000.0),
             "delay_estimated": g.lag_known,
             "reference_resyncs": self.tap.resyncs,
+            "reference_slipped_ms": round(self.tap.slipped_ms, 1),
+            "microphone_gaps": self.tap.mic_gaps,
         }
 
     def close(self) -> None:

@@ -8,9 +8,15 @@ while that chunk was captured. Both sides are timestamped on the monotonic clock
 * **speaker**: the playout side's `OutputTap` (agent/audio/activity.py, `Player.tap`) keeps the
   last seconds of what the callback handed to the device in a ring at the device rate (`pos`,
   `read()`), with the device output latency the callback reported (`latency`, PortAudio's
-  `outputBufferDacTime - currentTime`).
+  `outputBufferDacTime - currentTime`) and, from the callback's own time, when its block's first
+  sample is heard (`heard_offset`). Both callbacks' times come from the host's timestamps
+  (agent/audio/hostclock.py), not from when Python ran them, which under load is late by a GIL
+  wait of several ms.
 
-`ClockMap` turns ring positions into "heard at" times. At any moment the newest position `W` was
+`ClockMap` turns ring positions into "heard at" times. When the output publishes `heard_offset`
+the map is the median of the last `EXACT_READINGS` of it: exact up to the latency's jitter, and a
+step (an output underrun delays everything after it) shows at once. Otherwise (a source without
+callback times), at any moment the newest position `W` was
 written by a callback that ran at most one period ago and is heard `latency` after that call, so
 `W / rate - now - latency` over-estimates the true offset by up to one device period; a low
 percentile of it over a short window is the offset (observed just before the next callback),
@@ -23,8 +29,9 @@ the echo, which is what a causal echo canceller needs even when a reported laten
 too large), interpolating the device-rate ring directly (`sinc_kernel`). The read position
 advances continuously — a canceller's adaptive filter is ruined by a reference that jitters by a
 few samples per chunk — and is only nudged (one frame per chunk) to follow a drift beyond
-`SLIP_S`, or re-synchronised in one jump after a large change (device re-opened, latency
-changed).
+`SLIP_S`, or re-synchronised in one jump after a large change: at once when the exact map steps
+by more than `JUMP_S` or the microphone's timeline jumps (chunks dropped behind a stalled
+consumer), else when the smoothed error exceeds it.
 
 Bounded: the ring belongs to the tap (a few seconds, preallocated); the tap keeps a 2-second
 window of clock readings and per-chunk scratch arrays.
@@ -55,6 +62,7 @@ SETTLE_S = 0.002  # ... and beyond this while the clock map is still settling
 SLIP_S = 0.004  # smaller smoothed errors are left alone (timestamp noise, not drift)
 ERR_SMOOTHING = 0.02  # EMA weight of one chunk's alignment error (~2 s: timestamps jitter by ~ms)
 SLIP_STEP = 1.0  # device frames per chunk by which drift is followed (≪ a canceller's tolerance)
+EXACT_READINGS = 5  # offsets measured by the output callback: median of the last few readings
 
 
 class ClockMap:
@@ -63,21 +71,38 @@ class ClockMap:
     def __init__(self, window_s: float = CLOCK_WINDOW_S) -> None:
         self.window_s = window_s
         self._obs: deque[tuple[float, float]] = deque()  # (observed at, offset candidate)
+        self._recent: deque[float] = deque(maxlen=EXACT_READINGS)  # offsets the output measured
         self._est: float | None = None
+        self.exact = False  # the offset comes from the output callback's own timestamps
 
     def reset(self) -> None:
         self._obs.clear()
+        self._recent.clear()
         self._est = None
+        self.exact = False
 
     def observe(self, pos: int, rate: int, now: float, latency: float) -> None:
         """One reading of the newest ring position `pos`, taken at `now`."""
-        obs = self._obs
-        obs.append((now, pos / rate - now - latency))
-        while obs[0][0] < now - self.window_s or len(obs) > MAX_OBSERVATIONS:
-            obs.popleft()
         # A low percentile rather than the minimum: the reported latency itself jitters by
         # milliseconds through a sound server, and the minimum would chase its outliers.
-        self._est = float(np.percentile([x for _, x in obs], OFFSET_PERCENTILE))
+        self._add(now, pos / rate - now - latency, OFFSET_PERCENTILE)
+
+    def observe_offset(self, offset: float) -> None:
+        """One offset the output callback measured itself (`OutputTap.heard_offset`): exact up to
+        the jitter of the reported latency, so no window is needed, only the median of the last
+        few readings against an outlier. A step (an output underrun delays everything after it,
+        a re-opened device) is followed within `EXACT_READINGS // 2 + 1` readings."""
+        r = self._recent
+        r.append(offset)
+        self.exact = True
+        self._est = float(sorted(r)[len(r) // 2])
+
+    def _add(self, now: float, candidate: float, percentile: float) -> None:
+        obs = self._obs
+        obs.append((now, candidate))
+        while obs[0][0] < now - self.window_s or len(obs) > MAX_OBSERVATIONS:
+            obs.popleft()
+        self._est = float(np.percentile([x for _, x in obs], percentile))
 
     @property
     def offset(self) -> float | None:
@@ -123,13 +148,18 @@ class ReferenceTap:
         self.map = ClockMap(window_s)
         self.resyncs = 0  # jumps of the read position (diagnostics, tests)
         self.late_frames = 0  # reference frames wanted before the player had written them
+        self.slipped_frames = 0  # device frames the read position was nudged to follow drift
+        self.last_jump_ms = 0.0  # size of the latest re-synchronisation (+: the reference moved ahead)
         self._rate = 0
         self._last_pos = 0  # newest ring position seen: a smaller one means a new ring
         self._pos: float | None = None  # device position (fractional) of the next sample out
         self._err = 0.0  # smoothed alignment error, device frames
+        self._t_end: float | None = None  # capture end of the previous (stamped) chunk
+        self.mic_gaps = 0  # jumps of the microphone's timeline followed at once
         self._reset_at = clock()
 
     def _reset(self) -> None:
+        self._t_end = None
         src = self.source
         self._rate = src.rate
         self._last_pos = 0
@@ -146,36 +176,59 @@ class ReferenceTap:
         t1 = self.clock()
         pos = src.pos
         latency = src.latency
+        offset = src.heard_offset
         t2 = self.clock()
         self._last_pos = pos
-        if t2 - t1 <= QUIET_READ_S:
+        if offset is not None:
+            self.map.observe_offset(offset)
+        elif t2 - t1 <= QUIET_READ_S:
             self.map.observe(pos, self._rate, t1, latency)
 
     def chunk(self, n: int, t_end: float | None) -> np.ndarray:
         """The reference for the `n`-sample 16 kHz microphone chunk captured up to `t_end`."""
         self.observe()
         rate = self._rate
+        gap = 0.0 if t_end is None or self._t_end is None else t_end - n / MIC_RATE - self._t_end
+        self._t_end = t_end
         if t_end is None:
             t_end = self.clock()
         start = self.map.position_at(t_end - n / MIC_RATE + self.lead_s, rate)
         if start is None:
             return np.zeros(n, dtype=np.int16)
-        if self._pos is None:
+        if self._pos is None or abs(gap) > JUMP_S:
+            # The microphone's timeline jumped (chunks dropped behind a stalled consumer, a
+            # re-opened input): the continuous read position no longer applies; follow at once
+            # instead of drifting towards it through the smoothing for up to a second.
+            self.mic_gaps += self._pos is not None
             self._resync(start)
         else:
             self._err += ERR_SMOOTHING * (start - self._pos - self._err)
             # While the clock map settles (its window is not full yet) a clear error is
             # corrected at once; later only a large one is, and drift is followed in steps.
             settling = self.clock() - self._reset_at < self.map.window_s
-            if abs(self._err) > (SETTLE_S if settling else JUMP_S) * rate:
+            # With timestamps from the callbacks themselves, a jump of the alignment is real (the
+            # output underran and everything after it is heard later, a device was re-opened):
+            # the echo moved with it, so follow it at once (the map's median of the last readings
+            # already ignores one odd callback), not through the smoothing.
+            jumped = self.map.exact and abs(start - self._pos) > JUMP_S * rate
+            if jumped or abs(self._err) > (SETTLE_S if settling else JUMP_S) * rate:
                 self._resync(start)
             elif abs(self._err) > SLIP_S * rate:
                 step = SLIP_STEP if self._err > 0 else -SLIP_STEP
                 self._pos = (self._pos or 0.0) + step
                 self._err -= step
+                self.slipped_frames += 1
         return self._emit(n)
 
+    @property
+    def slipped_ms(self) -> float:
+        """How far the read position has been nudged in all, in ms (drift, or jitter of the
+        timestamps that the smoothing did not absorb)."""
+        return self.slipped_frames * 1000.0 / self._rate if self._rate else 0.0
+
     def _resync(self, start: float) -> None:
+        if self._pos is not None:
+            self.last_jump_ms = (start - self._pos) * 1000.0 / self._rate
         self._pos = start
         self._err = 0.0
         self.resyncs += 1

@@ -27,6 +27,7 @@ class SilentTap:
 
     rate = 24000
     latency = 0.02
+    heard_offset = None  # no callback timestamps: the tap reads position and time itself
 
     def __init__(self, clock: VirtualClock) -> None:
         self.clock = clock

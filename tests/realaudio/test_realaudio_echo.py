@@ -28,8 +28,11 @@ signal-to-echo: someone standing by the device speaking normally), and must barg
 
 `VOICE_AGENT_ECHO_ANSWERS` sets the number of answers (default 20, SPEC §9; CI uses the
 default). The echo summary each daemon logs at shutdown (ERLE and CPU of the canceller, the
-gate's learned echo path) is written to `echo-report.json` in the test's temporary directory and
-printed.
+gate's learned echo path, the reference's re-synchronisations) and each daemon's audio health
+while answering (output underflows, dropped microphone chunks: a self-interruption after one
+points at the daemon, `loopback_warnings` at the simulated air) are written to
+`echo-report.json` in the test's temporary directory and printed. docs/echo.md ("Under CPU
+load") has runs of this test with CPU load beside it.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ LONG_ASK = "what is the weather like"  # about 9.8 s: room for a barge-in after 
 USER_SAYS = "stop please, what time is it"
 LOOPBACK_MS = 100
 SERVER_NICE = -11  # what PulseAudio's own high-priority mode uses
+AUDIO_HEALTH = ("underruns", "host_underflows", "input_dropped_chunks", "input_overflows", "output_latency_ms")
 
 
 @dataclass
@@ -355,6 +359,9 @@ async def test_echo_modes_through_a_loopback(pulse, tmp_path):
         for m, st in zip(("none", *modes), (none_st, *results), strict=True):
             dev = devices[m]
             report[m] = {"asked": dev.asked, "turns": st["turns"], "barge_ins": st["barge_ins"]}
+            # The daemon's own audio health while answering: a self-interruption after a
+            # starved callback or a dropped microphone chunk points at the daemon, not the air.
+            report[m]["audio"] = {k: st["audio"][k] for k in AUDIO_HEALTH}
             if m != "none" and dev.proc is not None:
                 report[m]["daemon_cpu_pct"] = round(100 * (cpu_seconds(dev.proc.pid) - cpu0[m]) / elapsed, 1)
         report["loopback_warnings"] = loopback_warnings(pulse)
