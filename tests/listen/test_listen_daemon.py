@@ -32,7 +32,10 @@ RATE = 16000
 BACKGROUND = ("The council met on Tuesday to discuss the budget for the new library. Several "
               "members asked about the cost of the roof.")
 QUESTION = "What time is it?"
-# The emulator answers a time question through the `time` tool when tools are offered; these
+# The follow-up question: a turn is published once its answer has played, and this one has the
+# emulator's shortest answer (4.6 s; "Tell me a joke." takes 6.7 s), whose length is moot there.
+FOLLOW_UP = "Goodbye."
+# The emulator answers some questions (the time) through a tool when tools are offered; these
 # tests time the follow-up window by the emulator's plain answer, so no tools are offered.
 NO_TOOLS = {"tools__builtin": []}
 
@@ -260,12 +263,12 @@ async def test_after_an_answer_the_follow_up_needs_no_wake_word_and_then_the_upl
     from agent.demo import answer_seconds
 
     up = Upstream()
-    q1, q2, q3 = (synthesize(q, RATE) for q in (QUESTION, "Tell me a joke.", "Hello there."))
+    q1, q2, q3 = (synthesize(q, RATE) for q in (QUESTION, FOLLOW_UP, "Hello there."))
     wake = say("okay nabu")
     follow_up_s = 3.0
     t_q1_end = 0.5 + (len(wake) + len(q1)) / RATE
     t_q2 = t_q1_end + 1.5 + answer_seconds(QUESTION) + 1.0  # answered, then within follow_up_s
-    t_q3 = t_q2 + len(q2) / RATE + 1.5 + answer_seconds("Tell me a joke.") + follow_up_s + 1.5
+    t_q3 = t_q2 + len(q2) / RATE + 1.5 + answer_seconds(FOLLOW_UP) + follow_up_s + 1.5
     user = np.zeros(int((t_q3 + 3.0) * RATE), np.int16)
     for t, x in ((0.5, np.concatenate([wake, q1])), (t_q2, q2), (t_q3, q3)):
         user[int(t * RATE) : int(t * RATE) + len(x)] = x
@@ -273,7 +276,7 @@ async def test_after_an_answer_the_follow_up_needs_no_wake_word_and_then_the_upl
                               listen__mode="wake_word", listen__follow_up_s=follow_up_s) as run:
         first = await run.next_turn(timeout=40)
         second = await run.next_turn(timeout=40)
-        assert second.heard == "Tell me a joke.", "the follow-up question needed no wake word"
+        assert second.heard == FOLLOW_UP, "the follow-up question needed no wake word"
         assert first.answered and second.answered
         await until_time(run, t_q3 + len(q3) / RATE + 2.0)
         assert run.turns.empty(), "after the follow-up window nothing opens a turn"

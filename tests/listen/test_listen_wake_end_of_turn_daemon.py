@@ -22,6 +22,7 @@ from agent.emulator.speech import synthesize
 from agent.listen.wakeword import load_wake_word
 from tests.listen.conftest import Say
 from tests.listen.test_listen_daemon import (
+    FOLLOW_UP,
     NO_TOOLS,
     QUESTION,
     silence,
@@ -108,11 +109,11 @@ async def test_a_follow_up_question_needs_no_wake_word_and_then_the_uplink_close
     tmp_path: Path, say: Say
 ) -> None:
     up = Upstream()
-    q1, q2, q3 = (synthesize(q, RATE) for q in (QUESTION, "Tell me a joke.", "Hello there."))
+    q1, q2, q3 = (synthesize(q, RATE) for q in (QUESTION, FOLLOW_UP, "Hello there."))
     first, _, q1_start = wake_then(say, 0.3, q1)
     follow_up_s = 3.0
     t_q2 = (q1_start + len(q1)) / RATE + 1.5 + answer_seconds(QUESTION) + 1.0
-    t_q3 = t_q2 + len(q2) / RATE + 1.5 + answer_seconds("Tell me a joke.") + follow_up_s + 1.5
+    t_q3 = t_q2 + len(q2) / RATE + 1.5 + answer_seconds(FOLLOW_UP) + follow_up_s + 1.5
     user = np.zeros(int((t_q3 + 3.0) * RATE), np.int16)
     for t, x in ((0.0, first), (t_q2, q2), (t_q3, q3)):
         user[int(t * RATE) : int(t * RATE) + len(x)] = x
@@ -121,7 +122,7 @@ async def test_a_follow_up_question_needs_no_wake_word_and_then_the_uplink_close
         one = await run.next_turn(timeout=40)
         two = await run.next_turn(timeout=40)
         assert one.heard == QUESTION and one.answered
-        assert two.heard == "Tell me a joke." and two.answered, "the follow-up needed no wake word"
+        assert two.heard == FOLLOW_UP and two.answered, "the follow-up needed no wake word"
         await until_time(run, t_q3 + len(q3) / RATE + 2.0)
         assert run.turns.empty(), "after the follow-up window nothing opens a turn"
         assert not status(run)["listen"]["uplink_open"]
