@@ -41,6 +41,9 @@ pytest.importorskip("webrtcvad")
 RATE = 16000
 LEAD_S = 1.0
 LOCAL_WAKE = {**NO_TOOLS, "listen__mode": "wake_word", "listen__end_of_turn": "local"}
+# The question after the wake word that stops an answer: its own answer (4.8 s, the time
+# question's is 9.2 s) is waited for whole, and its length is not what that test is about.
+SHORT = "Thank you very much."
 
 
 def wake_then(say: Say, gap_s: float, question: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -138,7 +141,7 @@ async def test_only_the_wake_word_stops_the_answer_and_the_question_after_it_is_
     # The uplink is closed while the answer plays (wake_word mode), so as with server VAD the
     # room's talk does not interrupt it, whatever the echo mode; the wake word does, and then
     # the held turn takes the question.
-    question = synthesize(QUESTION, RATE)
+    question = synthesize(SHORT, RATE)
     stop, _, _ = wake_then(say, 0.3, question)
     talk = say("The council met on Tuesday.")
     user = np.concatenate([silence(2.5), talk, silence(0.5), stop, silence(6.0)])
@@ -152,7 +155,7 @@ async def test_only_the_wake_word_stops_the_answer_and_the_question_after_it_is_
         talk_end_ms = (2.5 + len(talk) / RATE - 0.5) * 1000  # the answer began within 0.5 s of the ask
         assert spoken.heard_ms is not None and spoken.heard_ms > talk_end_ms, "not stopped by the talk"
         turn = await run.next_turn(timeout=30)
-        assert turn.heard == QUESTION and turn.answered
+        assert turn.heard == SHORT and turn.answered
         st = status(run)
         assert st["listen"]["wakes"] == 1 and st["barge_ins"] == 1, "one interruption: the wake word's"
         assert st["listen"]["end_of_turn"]["barge_ins"] == 0, "the local VAD heard the room, not a barge-in"
