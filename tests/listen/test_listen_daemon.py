@@ -35,6 +35,7 @@ QUESTION = "What time is it?"
 # The follow-up question: a turn is published once its answer has played, and this one has the
 # emulator's shortest answer (4.6 s; "Tell me a joke." takes 6.7 s), whose length is moot there.
 FOLLOW_UP = "Goodbye."
+SHORT = "Thank you very much."  # likewise a short answer (4.8 s; the time question's is 9.2 s)
 # The emulator answers some questions (the time) through a tool when tools are offered; these
 # tests time the follow-up window by the emulator's plain answer, so no tools are offered.
 NO_TOOLS = {"tools__builtin": []}
@@ -306,7 +307,7 @@ async def test_a_rotation_due_during_a_wake_word_turn_comes_after_it_and_the_tur
     tmp_path: Path, say: Say
 ) -> None:
     up = Upstream()
-    question = synthesize(QUESTION, RATE)
+    question = synthesize(SHORT, RATE)
     user = np.concatenate([silence(2.5), say("okay nabu"), question, silence(20.0)])
     async with running_daemon(tmp_path, **NO_TOOLS, user=writer(tmp_path, user), emulator_options=up.hooks(),
                               listen__mode="wake_word", listen__follow_up_s=0) as run:
