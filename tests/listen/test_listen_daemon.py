@@ -32,7 +32,11 @@ RATE = 16000
 BACKGROUND = ("The council met on Tuesday to discuss the budget for the new library. Several "
               "members asked about the cost of the roof.")
 QUESTION = "What time is it?"
-# The emulator answers a time question through the `time` tool when tools are offered; these
+# The follow-up question: a turn is published once its answer has played, and this one has the
+# emulator's shortest answer (4.6 s; "Tell me a joke." takes 6.7 s), whose length is moot there.
+FOLLOW_UP = "Goodbye."
+SHORT = "Thank you very much."  # likewise a short answer (4.8 s; the time question's is 9.2 s)
+# The emulator answers some questions (the time) through a tool when tools are offered; these
 # tests time the follow-up window by the emulator's plain answer, so no tools are offered.
 NO_TOOLS = {"tools__builtin": []}
 
@@ -260,12 +264,12 @@ async def test_after_an_answer_the_follow_up_needs_no_wake_word_and_then_the_upl
     from agent.demo import answer_seconds
 
     up = Upstream()
-    q1, q2, q3 = (synthesize(q, RATE) for q in (QUESTION, "Tell me a joke.", "Hello there."))
+    q1, q2, q3 = (synthesize(q, RATE) for q in (QUESTION, FOLLOW_UP, "Hello there."))
     wake = say("okay nabu")
     follow_up_s = 3.0
     t_q1_end = 0.5 + (len(wake) + len(q1)) / RATE
     t_q2 = t_q1_end + 1.5 + answer_seconds(QUESTION) + 1.0  # answered, then within follow_up_s
-    t_q3 = t_q2 + len(q2) / RATE + 1.5 + answer_seconds("Tell me a joke.") + follow_up_s + 1.5
+    t_q3 = t_q2 + len(q2) / RATE + 1.5 + answer_seconds(FOLLOW_UP) + follow_up_s + 1.5
     user = np.zeros(int((t_q3 + 3.0) * RATE), np.int16)
     for t, x in ((0.5, np.concatenate([wake, q1])), (t_q2, q2), (t_q3, q3)):
         user[int(t * RATE) : int(t * RATE) + len(x)] = x
@@ -273,7 +277,7 @@ async def test_after_an_answer_the_follow_up_needs_no_wake_word_and_then_the_upl
                               listen__mode="wake_word", listen__follow_up_s=follow_up_s) as run:
         first = await run.next_turn(timeout=40)
         second = await run.next_turn(timeout=40)
-        assert second.heard == "Tell me a joke.", "the follow-up question needed no wake word"
+        assert second.heard == FOLLOW_UP, "the follow-up question needed no wake word"
         assert first.answered and second.answered
         await until_time(run, t_q3 + len(q3) / RATE + 2.0)
         assert run.turns.empty(), "after the follow-up window nothing opens a turn"
@@ -303,7 +307,7 @@ async def test_a_rotation_due_during_a_wake_word_turn_comes_after_it_and_the_tur
     tmp_path: Path, say: Say
 ) -> None:
     up = Upstream()
-    question = synthesize(QUESTION, RATE)
+    question = synthesize(SHORT, RATE)
     user = np.concatenate([silence(2.5), say("okay nabu"), question, silence(20.0)])
     async with running_daemon(tmp_path, **NO_TOOLS, user=writer(tmp_path, user), emulator_options=up.hooks(),
                               listen__mode="wake_word", listen__follow_up_s=0) as run:

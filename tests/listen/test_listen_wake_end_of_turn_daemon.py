@@ -22,6 +22,7 @@ from agent.emulator.speech import synthesize
 from agent.listen.wakeword import load_wake_word
 from tests.listen.conftest import Say
 from tests.listen.test_listen_daemon import (
+    FOLLOW_UP,
     NO_TOOLS,
     QUESTION,
     silence,
@@ -40,6 +41,9 @@ pytest.importorskip("webrtcvad")
 RATE = 16000
 LEAD_S = 1.0
 LOCAL_WAKE = {**NO_TOOLS, "listen__mode": "wake_word", "listen__end_of_turn": "local"}
+# The question after the wake word that stops an answer: its own answer (4.8 s, the time
+# question's is 9.2 s) is waited for whole, and its length is not what that test is about.
+SHORT = "Thank you very much."
 
 
 def wake_then(say: Say, gap_s: float, question: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -108,11 +112,11 @@ async def test_a_follow_up_question_needs_no_wake_word_and_then_the_uplink_close
     tmp_path: Path, say: Say
 ) -> None:
     up = Upstream()
-    q1, q2, q3 = (synthesize(q, RATE) for q in (QUESTION, "Tell me a joke.", "Hello there."))
+    q1, q2, q3 = (synthesize(q, RATE) for q in (QUESTION, FOLLOW_UP, "Hello there."))
     first, _, q1_start = wake_then(say, 0.3, q1)
     follow_up_s = 3.0
     t_q2 = (q1_start + len(q1)) / RATE + 1.5 + answer_seconds(QUESTION) + 1.0
-    t_q3 = t_q2 + len(q2) / RATE + 1.5 + answer_seconds("Tell me a joke.") + follow_up_s + 1.5
+    t_q3 = t_q2 + len(q2) / RATE + 1.5 + answer_seconds(FOLLOW_UP) + follow_up_s + 1.5
     user = np.zeros(int((t_q3 + 3.0) * RATE), np.int16)
     for t, x in ((0.0, first), (t_q2, q2), (t_q3, q3)):
         user[int(t * RATE) : int(t * RATE) + len(x)] = x
@@ -121,7 +125,7 @@ async def test_a_follow_up_question_needs_no_wake_word_and_then_the_uplink_close
         one = await run.next_turn(timeout=40)
         two = await run.next_turn(timeout=40)
         assert one.heard == QUESTION and one.answered
-        assert two.heard == "Tell me a joke." and two.answered, "the follow-up needed no wake word"
+        assert two.heard == FOLLOW_UP and two.answered, "the follow-up needed no wake word"
         await until_time(run, t_q3 + len(q3) / RATE + 2.0)
         assert run.turns.empty(), "after the follow-up window nothing opens a turn"
         assert not status(run)["listen"]["uplink_open"]
@@ -137,7 +141,7 @@ async def test_only_the_wake_word_stops_the_answer_and_the_question_after_it_is_
     # The uplink is closed while the answer plays (wake_word mode), so as with server VAD the
     # room's talk does not interrupt it, whatever the echo mode; the wake word does, and then
     # the held turn takes the question.
-    question = synthesize(QUESTION, RATE)
+    question = synthesize(SHORT, RATE)
     stop, _, _ = wake_then(say, 0.3, question)
     talk = say("The council met on Tuesday.")
     user = np.concatenate([silence(2.5), talk, silence(0.5), stop, silence(6.0)])
@@ -151,7 +155,7 @@ async def test_only_the_wake_word_stops_the_answer_and_the_question_after_it_is_
         talk_end_ms = (2.5 + len(talk) / RATE - 0.5) * 1000  # the answer began within 0.5 s of the ask
         assert spoken.heard_ms is not None and spoken.heard_ms > talk_end_ms, "not stopped by the talk"
         turn = await run.next_turn(timeout=30)
-        assert turn.heard == QUESTION and turn.answered
+        assert turn.heard == SHORT and turn.answered
         st = status(run)
         assert st["listen"]["wakes"] == 1 and st["barge_ins"] == 1, "one interruption: the wake word's"
         assert st["listen"]["end_of_turn"]["barge_ins"] == 0, "the local VAD heard the room, not a barge-in"
