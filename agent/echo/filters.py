@@ -61,6 +61,12 @@ class EchoFilter(Protocol):
 
     async def process(self, chunk: bytes, t_end: float | None) -> bytes: ...
 
+    def user_present(self) -> None:
+        """The user is known to be talking to us now (the uplink's guard after the wake sound,
+        which sends the raw microphone): a filter that lets speech through on evidence treats
+        them as already heard, so a question that goes on past the guard is not cut while the
+        evidence builds up again."""
+
     def summary(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
@@ -119,6 +125,9 @@ class PassThrough:
     async def process(self, chunk: bytes, t_end: float | None) -> bytes:
         return chunk
 
+    def user_present(self) -> None:
+        """Nothing to do: everything passes anyway."""
+
     def summary(self) -> dict[str, Any]:
         return {"mode": self.mode}
 
@@ -146,6 +155,10 @@ class HalfDuplex:
             self.held += 1
             return self._silence if len(chunk) == len(self._silence) else bytes(len(chunk))
         return chunk
+
+    def user_present(self) -> None:
+        """Nothing to do: half-duplex decides by the speaker alone, and the guard outlasts its
+        tail (the raw microphone goes upstream until then)."""
 
     def summary(self) -> dict[str, Any]:
         return {"mode": self.mode, "held_s": round(self.held * self.chunk_s, 2)}
@@ -197,6 +210,9 @@ class GateFilter:
         mic = np.frombuffer(chunk, dtype="<i2")
         ref = self.tap.chunk(mic.shape[0], t_end)
         return chunk if self._decide(mic, ref, t_end) else bytes(len(chunk))
+
+    def user_present(self) -> None:
+        self.gate.assume_user()
 
     def summary(self) -> dict[str, Any]:
         g = self.gate

@@ -323,6 +323,15 @@ class EchoGate:
             self.stats.passed_chunks += 1
         return self.open
 
+    def assume_user(self) -> None:
+        """The user is known to be talking (the uplink's guard after the wake sound): open now,
+        as after `EVIDENCE_MS` of evidence, and stay open for the hangover. Without it the gate
+        would be shut when the guard ends mid-question and cut `EVIDENCE_MS` or more of it while
+        fresh evidence builds up (the wake earcon's expected echo decays slowly)."""
+        self.open = True
+        self._evidence_run = self.evidence_chunks
+        self._hang = self.hangover_chunks
+
     def _reset_decision(self) -> None:
         self.open = False
         self._evidence_run = 0

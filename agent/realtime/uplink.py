@@ -140,6 +140,7 @@ class MicUplink:
             now = time.monotonic()
             if self.echo != "none" and now < self._guard_until:
                 upstream = chunk  # the user speaks right after the wake sound: keep every word
+                self.echo_filter.user_present()  # ... and past the guard, while they go on
             actions = listener.chunk(chunk, upstream, t_end, activity.busy(now))
             if listener.end_turn is not None:  # listen.end_of_turn: local
                 sent = b"".join(a.pcm for a in actions if isinstance(a, SendAudio))

@@ -113,3 +113,30 @@ def test_a_user_quieter_than_a_loud_echo_does_not_make_it_pass(answer: np.ndarra
     mic[t0 : t0 + user.shape[0]] += user * 0.3
     passed = run(gate, mic, answer)
     assert not passed[: t0 // CHUNK].any()
+
+
+def test_a_user_known_to_be_talking_is_not_cut_when_the_wake_guard_ends(
+    answer: np.ndarray, user: np.ndarray
+) -> None:
+    # Right after the wake word the uplink sends the raw microphone (its guard) while the gate
+    # holds (the earcon's tail). When the guard ends mid-question, a gate that had to gather
+    # fresh evidence would drop the next chunks; told the user is there, it lets them through.
+    def first_chunk_after_the_guard(told: bool) -> bool:
+        gate = EchoGate(CHUNK)
+        mic = echo_of(answer, 0.05, 1.0)
+        t0, guard_end = 3 * RATE, 3 * RATE + int(0.4 * RATE)
+        mic[t0 : t0 + user.shape[0]] += user
+        rng = np.random.default_rng(11)
+        mic = np.clip(mic + rng.standard_normal(mic.shape[0]) * 10, -32768, 32767).astype(np.int16)
+        ref = np.clip(answer, -32768, 32767).astype(np.int16)
+        for i in range(guard_end // CHUNK):
+            s = slice(i * CHUNK, (i + 1) * CHUNK)
+            in_guard = i * CHUNK >= t0
+            gate.process(mic[s], ref[s], playing=True, warming=i * CHUNK < 1.5 * RATE, hold=in_guard)
+            if in_guard and told:
+                gate.assume_user()
+        s = slice(guard_end // CHUNK * CHUNK, guard_end // CHUNK * CHUNK + CHUNK)
+        return gate.process(mic[s], ref[s], playing=True, warming=False)
+
+    assert first_chunk_after_the_guard(told=True)
+    assert not first_chunk_after_the_guard(told=False)  # what cut the question's middle
