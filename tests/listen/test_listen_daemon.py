@@ -122,12 +122,17 @@ async def test_wake_word_run_into_the_question_opens_a_turn_the_answer_plays_and
     assert contains(up.pcm(), voiced(question)), "the whole question went upstream (pre-roll)"
 
 
-@pytest.mark.parametrize("echo", ["half_duplex", "gate"])
+@pytest.mark.parametrize(
+    ("echo", "text"),
+    [("half_duplex", QUESTION), ("gate", QUESTION),
+     ("gate", "Thank you very much.")],  # goes on past the guard with no pause: the gate must not cut it
+    ids=["half_duplex", "gate", "gate-run-on"],
+)
 async def test_the_echo_handling_does_not_drop_the_question_said_over_the_wake_earcon(
-    tmp_path: Path, say: Say, echo: str
+    tmp_path: Path, say: Say, echo: str, text: str
 ) -> None:
     up = Upstream()
-    question = synthesize(QUESTION, RATE)
+    question = synthesize(text, RATE)
     user = np.concatenate([silence(0.5), say("okay nabu"), question, silence(4.0)])
     async with running_daemon(tmp_path, **NO_TOOLS, user=writer(tmp_path, user), emulator_options=up.hooks(),
                               listen__mode="wake_word", audio__echo=echo) as run:
