@@ -29,10 +29,7 @@ class ServerEvent:
 
 
 @dataclass(frozen=True)
-class SessionCreated(ServerEvent):
-    session_id: str
-    voice: str | None
-
+class _SessionEvent(ServerEvent):
     @property
     def session(self) -> dict[str, Any]:
         """The session configuration the server reports (empty if it sent none)."""
@@ -41,13 +38,14 @@ class SessionCreated(ServerEvent):
 
 
 @dataclass(frozen=True)
-class SessionUpdated(ServerEvent):
+class SessionCreated(_SessionEvent):
+    session_id: str
     voice: str | None
 
-    @property
-    def session(self) -> dict[str, Any]:
-        sess = self.raw.get("session")
-        return sess if isinstance(sess, dict) else {}
+
+@dataclass(frozen=True)
+class SessionUpdated(_SessionEvent):
+    voice: str | None
 
 
 @dataclass(frozen=True)
