@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-from typing import Any
 
 from agent.daemon import DaemonTimings
 from agent.emulator.answers import answer_for
-from agent.emulator.observe import ReceivedFrame
 from agent.tts.connection import TtsTimings
 from tests.support.audio import locate, read_wav
 from tests.support.daemon import RunDaemon
-from tests.support.emulator import GENERATION, INFERENCE, REALTIME
+from tests.support.emulator import GENERATION, INFERENCE, REALTIME, LlmRequests
 from tests.support.modes import answer_sentences
 
 JOKE = "Tell me a joke."
@@ -144,20 +141,6 @@ async def test_a_dropped_asr_session_reconnects_and_hears_the_next_question(daem
         await run.stop()
     assert turn.heard == BYE and turn.answered == first_words(BYE, 4)
     assert connects == 2 and status["reconnects"] >= 1 and status["connected"]
-
-
-class LlmRequests:
-    """The `input.messages` of every LLM request the emulator received (its `on_received` hook)."""
-
-    def __init__(self) -> None:
-        self.messages: list[list[dict[str, Any]]] = []
-
-    def hooks(self) -> dict[str, Any]:
-        return {"on_received": self._on_received}
-
-    def _on_received(self, frame: ReceivedFrame, t: float) -> None:
-        if frame.peer.endpoint == "llm":
-            self.messages.append(json.loads(frame.data)["input"]["messages"])
 
 
 async def test_an_llm_failure_mid_answer_cuts_the_answer_short_and_the_history_says_so(

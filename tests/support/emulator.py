@@ -12,6 +12,7 @@ that folder's timings, or mark one test `@pytest.mark.emulator(realtime_speed=8.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 
 from agent.account import DashScopeAccount
 from agent.emulator.context import EmulatorOptions
+from agent.emulator.observe import ReceivedFrame
 from agent.emulator.server import Emulator, EmulatorThread
 from agent.endpoints import Endpoints
 
@@ -141,3 +143,18 @@ def emulator_thread(emulator_options: dict[str, Any]) -> Iterator[EmulatorThread
 @pytest.fixture
 def api_key() -> str:
     return API_KEY
+
+
+class LlmRequests:
+    """The `input.messages` of every LLM request the emulator received, in arrival order (pass
+    `hooks()` as `emulator_options`): what the daemon really sent as history."""
+
+    def __init__(self) -> None:
+        self.messages: list[list[dict[str, Any]]] = []
+
+    def hooks(self) -> dict[str, Any]:
+        return {"on_received": self._on_received}
+
+    def _on_received(self, frame: ReceivedFrame, t: float) -> None:
+        if frame.peer.endpoint == "llm":
+            self.messages.append(json.loads(frame.data)["input"]["messages"])

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from agent.emulator.observe import ReceivedFrame
 from tests.support.daemon import RunDaemon
+from tests.support.emulator import LlmRequests
 from tests.tools.test_tools_e2e import SLOW, TEXT, SlowClock, ask, cut_off_during_the_call, until
 
 pytestmark = pytest.mark.parametrize("daemon_mode", ["pipeline"])
@@ -28,22 +28,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> SlowClock:
     return slow
 
 
-class Bodies:
-    """The `input.messages` of every LLM request, in arrival order."""
-
-    def __init__(self) -> None:
-        self.requests: list[list[dict[str, Any]]] = []
-
-    def hooks(self) -> dict[str, Any]:
-        return {"on_received": self._on_received}
-
-    def _on_received(self, frame: ReceivedFrame, t: float) -> None:
-        if frame.peer.endpoint != "llm":
-            return
-        body = json.loads(frame.data)
-        self.requests.append(body["input"]["messages"])
-
-
 def exchange_of(messages: list[dict[str, Any]], user: str) -> list[dict[str, Any]]:
     """The messages of the earlier turn that began with `user`, up to the next user message."""
     start = next(i for i, m in enumerate(messages) if m == {"role": "user", "content": user})
@@ -53,18 +37,18 @@ def exchange_of(messages: list[dict[str, Any]], user: str) -> list[dict[str, Any
 
 async def test_the_next_turn_sends_the_tool_calls_and_results_before_the_answer(
         daemon: RunDaemon) -> None:
-    bodies = Bodies()
+    bodies = LlmRequests()
     async with daemon(**TEXT, emulator_options=bodies.hooks()) as run:
         first = await ask(run, "Set a tea timer for five minutes.")
         second = await ask(run, "Cancel the tea timer.")
     assert first.answered == "The tea timer is set for 5 minutes."
     assert second.answered == "The tea timer is cancelled.", "the emulator accepted the history"
-    assert len(bodies.requests) == 4  # each turn: the call, then the answer to its result
-    set_call = bodies.requests[0][-1]
+    assert len(bodies.messages) == 4  # each turn: the call, then the answer to its result
+    set_call = bodies.messages[0][-1]
     assert set_call == {"role": "user", "content": "Set a tea timer for five minutes."}
-    call_id = [m for m in bodies.requests[1] if m.get("tool_calls")][0]["tool_calls"][0]["id"]
+    call_id = [m for m in bodies.messages[1] if m.get("tool_calls")][0]["tool_calls"][0]["id"]
 
-    turn2 = bodies.requests[2]
+    turn2 = bodies.messages[2]
     assert turn2[-1] == {"role": "user", "content": "Cancel the tea timer."}
     calls, result, said = exchange_of(turn2, "Set a tea timer for five minutes.")
     assert calls["role"] == "assistant" and calls["tool_calls"] == [
@@ -81,7 +65,7 @@ async def test_the_next_turn_sends_the_tool_calls_and_results_before_the_answer(
 
 async def test_a_call_cut_off_by_a_barge_in_is_sent_with_its_late_result(
         daemon: RunDaemon, clock: SlowClock) -> None:
-    bodies = Bodies()
+    bodies = LlmRequests()
     async with daemon(**SLOW, emulator_options=bodies.hooks()) as run:
         cut = await cut_off_during_the_call(run, clock)
         history = (await run.serving()).conv
@@ -92,8 +76,8 @@ async def test_a_call_cut_off_by_a_barge_in_is_sent_with_its_late_result(
                     what="the late result in the history")
         after = await ask(run, "Tell me a joke.")
     assert cut.interrupted and after.answered.startswith("Why did the microphone")
-    assert len(bodies.requests) == 2, "no follow-up request for the cut-off turn"
-    exchange = exchange_of(bodies.requests[1], "What time is it?")
+    assert len(bodies.messages) == 2, "no follow-up request for the cut-off turn"
+    exchange = exchange_of(bodies.messages[1], "What time is it?")
     assert [m["role"] for m in exchange] == ["assistant", "tool"], "nothing of it was heard"
     assert exchange[1]["content"] == "It is five past ten."
     assert exchange[1]["tool_call_id"] == exchange[0]["tool_calls"][0]["id"]
